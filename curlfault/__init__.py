@@ -1,0 +1,56 @@
+"""curlfault: in-process fake servers and fault injection for pycurl.
+
+    from curlfault import FakeNetwork, faults
+
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        api.get("/items").respond(200, json=[1, 2])
+        with net.intercept():
+            ...  # every pycurl.Curl() made here is routed through net
+"""
+
+from . import faults
+from ._errors import (
+    CallbackError,
+    ClientError,
+    CurlFaultError,
+    LeakError,
+    MalformedRequest,
+    ServerError,
+    UnexpectedConnection,
+    UnmatchedRequest,
+    UsageError,
+)
+from ._http import Request, Response, Route
+from ._intercept import InterceptedCurl
+from ._ledger import Ledger, LedgerReport, SocketRecord
+from ._loop import Loop
+from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallbackError",
+    "ClientError",
+    "Connection",
+    "CurlFaultError",
+    "Endpoint",
+    "FakeNetwork",
+    "HttpEndpoint",
+    "InterceptedCurl",
+    "Ledger",
+    "LedgerReport",
+    "LeakError",
+    "Loop",
+    "MalformedRequest",
+    "Request",
+    "Response",
+    "Route",
+    "ServerError",
+    "SocketRecord",
+    "UnexpectedConnection",
+    "UnmatchedRequest",
+    "UsageError",
+    "__version__",
+    "faults",
+]

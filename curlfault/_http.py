@@ -1,0 +1,218 @@
+"""HTTP vocabulary shared by the HTTP endpoints: requests, responses, routes.
+
+Routes are matched by method and path. A route holds *steps* used in order; the last step
+repeats. A step is a canned ``Response`` or a handler ``func(request) -> Response``.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+from urllib.parse import parse_qs
+
+from ._errors import ServerError, UsageError
+from .faults import StreamFault
+
+if TYPE_CHECKING:
+    from ._network import Connection, Endpoint
+
+__all__ = ["Request", "Response", "Route", "HeadersLike", "Handler"]
+
+HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
+
+
+@dataclass
+class Request:
+    """A request as the fake received it."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    http_version: str = "1.1"
+    scheme: str = "http"
+    host: str = ""
+    port: int = 0
+    connection_id: int = 0
+    error: str | None = None  # set when the request could not be parsed
+    matched: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query(self) -> str:
+        return self.target.split("?", 1)[1] if "?" in self.target else ""
+
+    @property
+    def args(self) -> dict[str, list[str]]:
+        """The query string parsed into lists of values."""
+        return parse_qs(self.query, keep_blank_values=True)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The value of header ``name`` (case-insensitive); repeated headers joined by ', '."""
+        name = name.lower()
+        values = [v for k, v in self.headers if k.lower() == name]
+        return ", ".join(values) if values else default
+
+    def json(self) -> Any:
+        return _json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} {len(self.body)} bytes>"
+
+
+def _headers(headers: HeadersLike) -> tuple[tuple[str, str], ...]:
+    if headers is None:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"headers must be a mapping or (name, value) pairs, got item {item!r}"
+            ) from None
+        if not isinstance(name, str) or not isinstance(value, (str, int)):
+            raise UsageError(f"header {name!r}: {value!r} must be str: str")
+        out.append((name, str(value)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Response:
+    """One canned response. Build it with ``Response(status, body=..., json=..., headers=...)``."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    fault: StreamFault | None = None
+
+    @classmethod
+    def make(
+        cls,
+        status: int = 200,
+        *,
+        body: bytes | str = b"",
+        json: Any = None,
+        headers: HeadersLike = None,
+        fault: StreamFault | None = None,
+    ) -> Response:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+            raise UsageError(f"status must be an int from 100 to 999, got {status!r}")
+        if 100 <= status < 200:
+            raise UsageError(
+                f"status {status} is informational; curlfault sends 100 Continue itself"
+            )
+        hdrs = _headers(headers)
+        if json is not None:
+            if body:
+                raise UsageError("give body= or json=, not both")
+            body = _json.dumps(json).encode()
+            if not any(k.lower() == "content-type" for k, _ in hdrs):
+                hdrs = (("Content-Type", "application/json"), *hdrs)
+        if isinstance(body, str):
+            body = body.encode()
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise UsageError(f"body must be bytes or str, got {type(body).__name__}")
+        if fault is not None and not isinstance(fault, StreamFault):
+            raise UsageError(
+                f"fault={fault!r} is not a stream fault; connection faults such as refuse() "
+                "go to endpoint.connection_faults(...)"
+            )
+        return cls(status, bytes(body), hdrs, fault)
+
+
+Handler = Callable[[Request], Union[Response, int]]
+
+
+@dataclass
+class _Step:
+    response: Response | None = None
+    handler: Handler | None = None
+
+
+@dataclass
+class Route:
+    """Requests with this method and path. ``respond`` and ``handle`` add steps, in order."""
+
+    endpoint: Endpoint
+    method: str
+    path: str
+    steps: list[_Step] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def respond(
+        self,
+        status: int = 200,
+        *,
+        body: bytes | str = b"",
+        json: Any = None,
+        headers: HeadersLike = None,
+        fault: StreamFault | None = None,
+    ) -> Route:
+        """Add a step that answers with this response. Returns the route, to chain steps."""
+        resp = Response.make(status, body=body, json=json, headers=headers, fault=fault)
+        self.endpoint._note_fault(fault)
+        self.steps.append(_Step(response=resp))
+        return self
+
+    def handle(self, func: Handler) -> Route:
+        """Add a step answered by ``func(request)``, which returns a ``Response`` or a status."""
+        if not callable(func):
+            raise UsageError(f"handle() takes a callable, got {func!r}")
+        self.steps.append(_Step(handler=func))
+        return self
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def matches(self, request: Request) -> bool:
+        if self.method != "*" and self.method != request.method:
+            if not (self.method == "GET" and request.method == "HEAD"):
+                return False
+        if "?" in self.path:
+            return self.path == request.target
+        return self.path == request.path
+
+    def next_response(self, request: Request, conn: Connection) -> Response:
+        with self._lock:
+            index = min(len(self.requests), len(self.steps) - 1)
+            self.requests.append(request)
+        if index < 0:
+            return Response()
+        step = self.steps[index]
+        if step.response is not None:
+            return step.response
+        assert step.handler is not None
+        try:
+            result = step.handler(request)
+        except Exception as exc:
+            err = ServerError(
+                f"handler {getattr(step.handler, '__qualname__', step.handler)!r} for "
+                f"{self.method} {self.path} raised {type(exc).__name__}: {exc}"
+            )
+            err.__cause__ = exc
+            conn.network._record(err)
+            return Response.make(500, body=f"curlfault: handler raised {type(exc).__name__}\n")
+        if isinstance(result, Response):
+            self.endpoint._note_fault(result.fault)
+            return result
+        if isinstance(result, int) and not isinstance(result, bool):
+            return Response.make(result)
+        err = ServerError(
+            f"handler for {self.method} {self.path} returned {result!r}; "
+            "return a curlfault.Response or an int status"
+        )
+        conn.network._record(err)
+        return Response.make(500, body=b"curlfault: handler returned a bad value\n")
+
+    def __repr__(self) -> str:
+        return f"<Route {self.method} {self.path} steps={len(self.steps)} calls={self.calls}>"

@@ -1,0 +1,177 @@
+"""The ``pycurl.Curl`` subclass that routes itself, and swapping it in and out.
+
+Traps this module exists for (pycurl 7.49, see PYCURL_NOTES.md):
+
+* ``reset()`` clears every callback in C; a pooled connection made by the handle then calls a
+  closesocket callback that is gone (segfault). The subclass re-installs its callbacks in the
+  same call, before control returns to the caller.
+* ``setopt(CLOSESOCKETFUNCTION, None)`` / ``unsetopt(...)`` likewise: the subclass keeps the
+  C-level callback and records the user's wish instead.
+* ``duphandle()`` makes a subclass instance without running ``__init__`` and copies the
+  original's callbacks: the copy gets wiring of its own.
+* A subclass ``__del__`` that skips ``super().__del__()`` bypasses the dealloc-time close:
+  this class defines none, so pycurl's own runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pycurl
+
+from ._errors import UsageError
+from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS, Wiring
+
+if TYPE_CHECKING:
+    from ._network import FakeNetwork
+
+__all__ = ["InterceptedCurl", "install", "uninstall", "uninstall_network", "real_curl", "caller_site"]
+
+_REAL_CURL: type[pycurl.Curl] = pycurl.Curl
+_lock = threading.Lock()
+_stack: list[tuple[int, FakeNetwork]] = []
+_next_token = 0
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def real_curl() -> type[pycurl.Curl]:
+    """pycurl's own Curl class, whatever is installed in ``pycurl.Curl`` now."""
+    return _REAL_CURL
+
+
+def caller_site(skip: int = 2) -> str:
+    """'file:line in function' of the first frame outside curlfault (cheap, no stack copy)."""
+    frame: Any = sys._getframe(skip)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
+    """A ``pycurl.Curl`` that routes itself through the network active when it was made."""
+
+    _cf_network: ClassVar[FakeNetwork | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        net = InterceptedCurl._cf_network
+        self._cf_wiring: Wiring | None = (
+            net._wire(self, caller_site()) if net is not None and not net.closed else None
+        )
+
+    def _cf(self) -> Wiring | None:
+        return self.__dict__.get("_cf_wiring")
+
+    def setopt(self, option: int, value: Any) -> None:
+        w = self._cf()
+        if w is not None and option in OWNED_OPTIONS:
+            w.user_setopt(self, option, value)
+            return
+        super().setopt(option, value)
+        if w is not None:
+            if option == pycurl.URL:
+                w.url = value.decode() if isinstance(value, bytes) else str(value)
+                w.refresh(self)
+            elif option in TRUST_OPTIONS:
+                w.user_trust = True
+
+    def unsetopt(self, option: int) -> None:
+        w = self._cf()
+        if w is not None and option in OWNED_OPTIONS:
+            w.user_setopt(self, option, None)
+            return
+        super().unsetopt(option)
+
+    def reset(self) -> None:
+        super().reset()
+        w = self._cf()
+        if w is not None:
+            w.user_open = w.user_sockopt = w.user_close = None
+            w.user_connect_to, w.user_resolve, w.url, w.user_trust = [], [], "", False
+            w.install(self, attached=False)
+
+    def duphandle(self) -> InterceptedCurl:
+        dup: InterceptedCurl = super().duphandle()
+        w = self._cf()
+        if w is not None:
+            new = Wiring(w.network, caller_site(), trust=w.trust)
+            new.url, new.user_trust = w.url, w.user_trust
+            new.user_open, new.user_sockopt, new.user_close = w.user_open, w.user_sockopt, w.user_close
+            new.user_connect_to, new.user_resolve = list(w.user_connect_to), list(w.user_resolve)
+            dup._cf_wiring = new
+            new.install(dup, attached=False)
+        else:
+            dup._cf_wiring = None
+        return dup
+
+    def perform(self) -> None:
+        w = self._cf()
+        if w is None:
+            return super().perform()
+        w.refresh(self)
+        try:
+            super().perform()
+        finally:
+            w.raise_pending()
+
+    def perform_rb(self) -> bytes:
+        w = self._cf()
+        if w is not None:
+            w.refresh(self)
+        try:
+            return super().perform_rb()  # type: ignore[no-any-return]
+        finally:
+            if w is not None:
+                w.raise_pending()
+
+    def perform_rs(self) -> str:
+        w = self._cf()
+        if w is not None:
+            w.refresh(self)
+        try:
+            return super().perform_rs()  # type: ignore[no-any-return]
+        finally:
+            if w is not None:
+                w.raise_pending()
+
+
+InterceptedCurl.__module__ = "curlfault"
+
+
+def install(network: FakeNetwork) -> int:
+    """Make ``pycurl.Curl()`` route through ``network`` until ``uninstall(token)``."""
+    global _next_token
+    if network.closed:
+        raise UsageError("cannot intercept with a closed FakeNetwork")
+    with _lock:
+        _next_token += 1
+        token = _next_token
+        _stack.append((token, network))
+        _apply()
+    return token
+
+
+def uninstall(token: int) -> None:
+    with _lock:
+        _stack[:] = [(t, n) for t, n in _stack if t != token]
+        _apply()
+
+
+def uninstall_network(network: FakeNetwork) -> None:
+    with _lock:
+        _stack[:] = [(t, n) for t, n in _stack if n is not network]
+        _apply()
+
+
+def _apply() -> None:
+    if _stack:
+        InterceptedCurl._cf_network = _stack[-1][1]
+        pycurl.Curl = InterceptedCurl  # type: ignore[misc]
+    else:
+        InterceptedCurl._cf_network = None
+        pycurl.Curl = _REAL_CURL  # type: ignore[misc]

@@ -1,0 +1,173 @@
+"""The descriptor ledger: every socket handed to libcurl, keyed by inode.
+
+fd numbers are reused as soon as they are closed; a socket's inode is not, so the inode is the
+key. A record is opened in the opensocket callback, bound to libcurl's fd in the sockopt
+callback and closed in the closesocket callback. The ground truth for "still open" is
+``/proc/self/fd``: pycurl closes pooled connections itself when a multi or share handle is
+closed (bypassing the callback), and such a socket is gone, not leaked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["Ledger", "SocketRecord", "LedgerReport", "open_socket_inodes"]
+
+
+@dataclass
+class SocketRecord:
+    """One descriptor handed to libcurl."""
+
+    inode: int
+    fd: int
+    family: str
+    peer: str  # the address libcurl asked for, "ip:port"
+    host: str  # the host name the connection was for, when known
+    url: str  # the URL set on the handle, when known
+    kind: str  # "socketpair", "tcp", "passthrough", ...
+    opened_in: str  # the test (or other label) active when it was opened
+    handle_site: str  # "file:line in function" where the handle was made
+    seq: int = 0
+    bound: int = 0  # sockopt calls that named this socket
+    closes: int = 0  # closesocket calls for this socket
+    closed_by_pycurl: bool = False  # gone from /proc/self/fd without our callback
+    notes: list[str] = field(default_factory=list)
+    owner: object = field(default=None, repr=False)  # the Connection, for the network
+
+    def describe(self) -> str:
+        where = self.host or self.peer
+        url = f" url={self.url}" if self.url else ""
+        return (
+            f"#{self.seq} fd {self.fd} inode {self.inode} {self.kind} to {where} ({self.peer}){url}"
+            f", opened in {self.opened_in or '?'}, handle made at {self.handle_site or '?'}"
+        )
+
+
+@dataclass
+class LedgerReport:
+    """What ``Ledger.audit()`` found."""
+
+    leaked: list[SocketRecord]
+    double_closed: list[SocketRecord]
+    unknown_closes: list[str]
+    closed_by_pycurl: list[SocketRecord]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.leaked or self.double_closed or self.unknown_closes)
+
+
+def open_socket_inodes() -> set[int]:
+    """Inodes of the sockets this process holds open, read from ``/proc/self/fd``."""
+    inodes: set[int] = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # pragma: no cover - non-Linux
+        return inodes
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # closed between listdir and readlink (the listdir fd itself)
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def socket_inode(fd: int) -> int | None:
+    """The inode of the socket open at ``fd``, or None if ``fd`` is not an open socket."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+    return st.st_ino
+
+
+class Ledger:
+    """Thread-safe record of descriptors handed to libcurl and what became of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_inode: dict[int, SocketRecord] = {}
+        self._order: list[SocketRecord] = []
+        self._unknown_closes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def records(self) -> list[SocketRecord]:
+        with self._lock:
+            return list(self._order)
+
+    def opened(self, record: SocketRecord) -> SocketRecord:
+        with self._lock:
+            record.seq = len(self._order) + 1
+            self._by_inode[record.inode] = record
+            self._order.append(record)
+        return record
+
+    def bind(self, fd: int) -> SocketRecord | None:
+        """Bind libcurl's ``fd`` (sockopt callback) to its record; None if unknown."""
+        inode = socket_inode(fd)
+        if inode is None:
+            return None
+        with self._lock:
+            rec = self._by_inode.get(inode)
+            if rec is not None:
+                rec.bound += 1
+                rec.fd = fd
+        return rec
+
+    def lookup(self, fd: int) -> SocketRecord | None:
+        inode = socket_inode(fd)
+        if inode is None:
+            return None
+        return self._by_inode.get(inode)
+
+    def closing(self, fd: int, inode: int | None) -> SocketRecord | None:
+        """Count a closesocket call for ``fd`` whose inode was read just before."""
+        with self._lock:
+            rec = self._by_inode.get(inode) if inode is not None else None
+            if rec is None:
+                self._unknown_closes.append(
+                    f"closesocket({fd}) for a descriptor curlfault never handed out"
+                    if inode is not None
+                    else f"closesocket({fd}) for a descriptor that was not open"
+                )
+                return None
+            rec.closes += 1
+        return rec
+
+    def unclosed(self) -> list[SocketRecord]:
+        with self._lock:
+            return [r for r in self._order if r.closes == 0 and not r.closed_by_pycurl]
+
+    def audit(self, open_inodes: Iterable[int] | None = None) -> LedgerReport:
+        """Compare the records with ``/proc/self/fd`` (read only if something is unclosed)."""
+        pending = self.unclosed()
+        leaked: list[SocketRecord] = []
+        gone: list[SocketRecord] = []
+        if pending:
+            live = set(open_inodes) if open_inodes is not None else open_socket_inodes()
+            for rec in pending:
+                if rec.inode in live:
+                    leaked.append(rec)
+                else:
+                    # pycurl closed it in C (multi/share teardown): not a leak.
+                    rec.closed_by_pycurl = True
+                    gone.append(rec)
+        with self._lock:
+            double = [r for r in self._order if r.closes > 1]
+            unknown = list(self._unknown_closes)
+        return LedgerReport(leaked, double, unknown, gone)
+
+    def forget_unknown_closes(self) -> None:
+        with self._lock:
+            self._unknown_closes.clear()

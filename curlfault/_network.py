@@ -1,0 +1,652 @@
+"""``FakeNetwork``: endpoints by host and port, routing, records, and the final check.
+
+Every fake host gets an alias address of its own in 127.77.0.0/16. Routed handles pin the
+host to that alias with CONNECT_TO and RESOLVE, so libcurl never asks a resolver about it,
+and the opensocket callback finds the endpoint by the alias it is asked to connect to. In
+strict mode a last wildcard CONNECT_TO entry sends every other host to a sink address that
+the opensocket callback refuses and reports.
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import _intercept
+from ._errors import (
+    CallbackError,
+    CurlFaultError,
+    LeakError,
+    MalformedRequest,
+    ServerError,
+    UnexpectedConnection,
+    UnmatchedRequest,
+    UsageError,
+)
+from ._http import Request, Response, Route
+from ._ledger import Ledger, SocketRecord
+from ._loop import Loop
+from ._transports import TRANSPORTS, Channel, make_pair
+from ._wiring import PASSTHROUGH, SINK_IP, Wiring
+from .faults import ConnectionFault, Fault, Refuse, Reset, StreamFault
+
+if TYPE_CHECKING:
+    import pycurl
+
+    from ._tls import TlsServerConfig
+
+__all__ = ["FakeNetwork", "Endpoint", "HttpEndpoint", "Connection"]
+
+_ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
+
+
+class Connection:
+    """One connection attempt libcurl made, as the fake network saw it."""
+
+    def __init__(
+        self, network: FakeNetwork, seq: int, endpoint: Endpoint | None, peer: str, url: str
+    ) -> None:
+        self.network = network
+        self.id = seq
+        self.endpoint = endpoint
+        self.host = endpoint.host if endpoint is not None else ""
+        self.peer = peer
+        self.url = url
+        self.transport = ""
+        self.fault: Fault | None = None
+        self.refused = False
+        self.opened_at = time.monotonic()
+        self.closed_at: float | None = None
+        self.events: list[tuple[float, str]] = []
+        self.channel: Channel | None = None
+        self.tls: dict[str, Any] = {}
+
+    def event(self, text: str) -> None:
+        self.events.append((time.monotonic(), text))
+
+    def server_failed(self, exc: BaseException) -> None:
+        err = ServerError(f"connection #{self.id} to {self.host or self.peer}: {exc!r}")
+        err.__cause__ = exc
+        self.event(f"server error: {exc!r}")
+        self.network._record(err)
+
+    def describe(self) -> str:
+        start = self.opened_at
+        lines = [
+            f"#{self.id} {self.host or '?'} via {self.peer} [{self.transport or 'none'}]"
+            + (f" fault={self.fault!r}" if self.fault is not None else "")
+            + (f" url={self.url}" if self.url else "")
+        ]
+        for t, text in self.events:
+            lines.append(f"    +{(t - start) * 1000:8.3f} ms  {text}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} {self.host or self.peer} {self.transport}>"
+
+
+class Endpoint:
+    """A host (and port) that the fake network answers for."""
+
+    scheme = "tcp"
+
+    def __init__(
+        self, network: FakeNetwork, host: str, port: int | None, alias: str, transport: str
+    ) -> None:
+        self.network = network
+        self.host = host
+        self.port = port
+        self.alias = alias
+        if transport not in TRANSPORTS:
+            raise UsageError(
+                f"transport={transport!r} is not known; use one of {', '.join(TRANSPORTS)}"
+            )
+        self.transport = transport
+        self.connections: list[Connection] = []
+        self._conn_faults: list[ConnectionFault | None] = []
+        self._conn_fault_base = 0
+        self._needs_tcp = False
+
+    def connection_faults(self, *faults: ConnectionFault | None) -> Endpoint:
+        """The n-th connection from now gets the n-th fault (None: healthy); later ones are healthy."""
+        for f in faults:
+            if f is not None and not isinstance(f, ConnectionFault):
+                hint = (
+                    " (a stream fault goes to respond(..., fault=...))"
+                    if isinstance(f, StreamFault)
+                    else ""
+                )
+                raise UsageError(f"{f!r} is not a connection fault{hint}")
+        self._conn_faults = list(faults)
+        self._conn_fault_base = len(self.connections)
+        return self
+
+    def _next_connection_fault(self) -> ConnectionFault | None:
+        i = len(self.connections) - self._conn_fault_base
+        return self._conn_faults[i] if 0 <= i < len(self._conn_faults) else None
+
+    def _note_fault(self, fault: StreamFault | None) -> None:
+        if isinstance(fault, Reset):
+            self._needs_tcp = True  # RST needs TCP whatever the configured transport
+
+    def _serve(self, channel: Channel, conn: Connection) -> None:
+        raise NotImplementedError  # pragma: no cover - every concrete endpoint serves
+
+    @property
+    def requests(self) -> list[Request]:
+        return []
+
+    def pin_entries(self) -> tuple[str | None, str]:
+        """(RESOLVE entry or None, CONNECT_TO entry) that route this host to its alias."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is None:
+            return None, f"{host}::{self.alias}:"
+        return f"{host}:{self.port}:{self.alias}", f"{host}:{self.port}:{self.alias}:{self.port}"
+
+    def __repr__(self) -> str:
+        port = "*" if self.port is None else self.port
+        return f"<{type(self).__name__} {self.host}:{port}>"
+
+
+class RefusingEndpoint(Endpoint):
+    """``net.refuse(host)``: every connection is refused (CURLcode 7)."""
+
+    def _next_connection_fault(self) -> ConnectionFault | None:
+        return Refuse()
+
+
+class HttpEndpoint(Endpoint):
+    """An HTTP/1.1 server (``net.http``) or HTTPS server (``net.https``)."""
+
+    def __init__(
+        self,
+        network: FakeNetwork,
+        host: str,
+        port: int,
+        alias: str,
+        transport: str,
+        tls: TlsServerConfig | None = None,
+    ) -> None:
+        super().__init__(network, host, port, alias, transport)
+        self.scheme = "https" if tls is not None else "http"
+        self.tls = tls
+        self.routes: list[Route] = []
+        self._requests: list[Request] = []
+
+    @property
+    def url(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request this endpoint received, in order (matched or not)."""
+        return self._requests
+
+    def route(self, method: str, path: str) -> Route:
+        """The route for ``method`` (or ``"*"``) and ``path``; made on first use."""
+        if not isinstance(method, str) or not method:
+            raise UsageError(f"method must be a non-empty str, got {method!r}")
+        if not isinstance(path, str) or not path.startswith(("/", "*")):
+            raise UsageError(f"path must start with '/', got {path!r}")
+        method = method.upper()
+        for r in self.routes:
+            if r.method == method and r.path == path:
+                return r
+        r = Route(self, method, path)
+        self.routes.append(r)
+        return r
+
+    def get(self, path: str) -> Route:
+        return self.route("GET", path)
+
+    def post(self, path: str) -> Route:
+        return self.route("POST", path)
+
+    def put(self, path: str) -> Route:
+        return self.route("PUT", path)
+
+    def patch(self, path: str) -> Route:
+        return self.route("PATCH", path)
+
+    def delete(self, path: str) -> Route:
+        return self.route("DELETE", path)
+
+    def head(self, path: str) -> Route:
+        return self.route("HEAD", path)
+
+    def options(self, path: str) -> Route:
+        return self.route("OPTIONS", path)
+
+    def _serve(self, channel: Channel, conn: Connection) -> None:
+        from .protocols.http1 import Http1Server
+
+        if self.tls is not None:
+            from ._tls import TlsLayer
+
+            layer = TlsLayer(channel, self.tls, conn)
+            layer.start(Http1Server(self, layer, conn))
+        else:
+            channel.start(Http1Server(self, channel, conn))
+
+    def dispatch(self, request: Request, conn: Connection) -> Response:
+        """Find the route for ``request`` and take its next step (loop thread)."""
+        self._requests.append(request)
+        self.network.requests.append(request)
+        # Most specific first: exact method before "*", a path with query before without.
+        best: Route | None = None
+        for r in self.routes:
+            if r.matches(request):
+                if best is None or (best.method == "*" and r.method != "*"):
+                    best = r
+                if r.method == request.method:
+                    best = r
+                    break
+        if best is None:
+            known = ", ".join(f"{r.method} {r.path}" for r in self.routes) or "none"
+            self.network._record(
+                UnmatchedRequest(
+                    f"{request.method} {request.target} to {self.url} matched no route "
+                    f"(known routes: {known}); add {self._hint(request)}"
+                )
+            )
+            body = (
+                f"curlfault: no route for {request.method} {request.path}\n"
+                f"known routes: {known}\n"
+            )
+            return Response.make(404, body=body, headers={"Content-Type": "text/plain"})
+        request.matched = True
+        return best.next_response(request, conn)
+
+    def _hint(self, request: Request) -> str:
+        m = request.method.lower()
+        call = f"{m}({request.path!r})" if m in ("get", "post", "put", "patch", "delete", "head", "options") else f"route({request.method!r}, {request.path!r})"
+        return f"`{self.host}` endpoint.{call}.respond(...)"
+
+
+class FakeNetwork:
+    """A set of fake hosts that pycurl handles are routed to.
+
+    ``strict=True`` (the default) refuses and reports every connection to a host no fake
+    serves. Use it as a context manager; leaving the block closes the network and, when the
+    block raised nothing, runs ``check()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        strict: bool = True,
+        loop: Loop | None = None,
+        ca: Any = None,
+        label: str = "",
+        trust: bool = True,
+    ) -> None:
+        self.strict = strict
+        self.label = label
+        self.trust = trust
+        self._own_loop = loop is None
+        self._loop = loop
+        self._ca = ca
+        self.ledger = Ledger()
+        self.requests: list[Request] = []
+        self.connections: list[Connection] = []
+        self.endpoints: list[Endpoint] = []
+        self._by_alias: dict[str, Endpoint] = {}
+        self._by_key: dict[tuple[str, int | None], Endpoint] = {}
+        self._problems: list[CurlFaultError] = []
+        self._reported = 0
+        self._lock = threading.Lock()
+        self._wirings: weakref.WeakSet[Wiring] = weakref.WeakSet()
+        self._handles: list[weakref.ref[Any]] = []
+        self.generation = 0
+        self.closed = False
+        self._pins: tuple[list[str], list[str]] | None = None
+
+    # context manager -----------------------------------------------------------------
+    def __enter__(self) -> FakeNetwork:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.check()
+        finally:
+            self.close()
+
+    # declaring hosts -------------------------------------------------------------------
+    def http(self, host: str, port: int = 80, *, transport: str = "socketpair") -> HttpEndpoint:
+        """An HTTP/1.1 endpoint at ``host:port``."""
+        ep = HttpEndpoint(self, _host(host), _port(port), self._alias(), transport)
+        return self._add(ep)  # type: ignore[return-value]
+
+    def https(self, host: str, port: int = 443, *, transport: str = "socketpair") -> HttpEndpoint:
+        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed."""
+        from ._tls import TlsServerConfig
+
+        host = _host(host)
+        tls = TlsServerConfig.for_host(self.ca, host)
+        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls)
+        return self._add(ep)  # type: ignore[return-value]
+
+    def refuse(self, host: str, port: int | None = None) -> Endpoint:
+        """Refuse every connection to ``host`` (on every port when ``port`` is None)."""
+        ep = RefusingEndpoint(
+            self, _host(host), None if port is None else _port(port), self._alias(), "socketpair"
+        )
+        return self._add(ep)
+
+    def _alias(self) -> str:
+        n = len(self.endpoints)
+        if n >= 65000:
+            raise UsageError("a FakeNetwork holds at most 65000 endpoints")
+        return str(ipaddress.IPv4Address(_ALIAS_BASE + n))
+
+    def _add(self, ep: Endpoint) -> Endpoint:
+        if self.closed:
+            raise UsageError("this FakeNetwork is closed; make a new one")
+        key = (ep.host, ep.port)
+        if key in self._by_key:
+            raise UsageError(
+                f"{ep.host}:{'*' if ep.port is None else ep.port} is already served by "
+                f"{self._by_key[key]!r}; keep the endpoint the first call returned"
+            )
+        self._by_key[key] = ep
+        self._by_alias[ep.alias] = ep
+        self.endpoints.append(ep)
+        self._pins = None
+        self.generation += 1
+        for wiring in list(self._wirings):
+            wiring.refresh_attached()
+        return ep
+
+    @property
+    def ca(self) -> Any:
+        """The trustme CA that signs this network's certificates (made on first use)."""
+        if self._ca is None:
+            import trustme
+
+            self._ca = trustme.CA()
+        return self._ca
+
+    def pins(self) -> tuple[list[str], list[str]]:
+        """(RESOLVE, CONNECT_TO) lists for routed handles."""
+        if self._pins is None:
+            resolve: list[str] = []
+            connect_to: list[str] = []
+            # Exact ports before wildcard ports, in declaration order.
+            for ep in sorted(self.endpoints, key=lambda e: e.port is None):
+                r, c = ep.pin_entries()
+                if r is not None:
+                    resolve.append(r)
+                connect_to.append(c)
+            self._pins = (resolve, connect_to)
+        return self._pins
+
+    # routing handles -------------------------------------------------------------------
+    def attach(self, curl: pycurl.Curl, *, trust: bool | None = None) -> pycurl.Curl:
+        """Route an existing handle through this network; returns it."""
+        if self.closed:
+            raise UsageError("this FakeNetwork is closed; make a new one")
+        wiring = Wiring(self, _intercept.caller_site(), trust=self.trust if trust is None else trust)
+        wiring.install(curl, attached=True)
+        return curl
+
+    def _wire(self, curl: pycurl.Curl, site: str) -> Wiring:
+        wiring = Wiring(self, site, trust=self.trust)
+        wiring.install(curl, attached=False)
+        return wiring
+
+    def _register(self, wiring: Wiring) -> None:
+        self._wirings.add(wiring)
+
+    @contextmanager
+    def intercept(self) -> Iterator[FakeNetwork]:
+        """Route every ``pycurl.Curl()`` made inside the block through this network."""
+        token = _intercept.install(self)
+        try:
+            yield self
+        finally:
+            _intercept.uninstall(token)
+
+    # the opensocket decision (called from the wiring) ----------------------------------
+    @property
+    def loop(self) -> Loop:
+        if self._loop is None:
+            self._loop = Loop(name="curlfault-loop")
+        if not self._loop.running:
+            self._loop.start()
+        return self._loop
+
+    def open_socket(self, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
+        """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""
+        ep = self._by_alias.get(ip)
+        peer = f"{ip}:{port}"
+        with self._lock:
+            conn = Connection(self, len(self.connections) + 1, ep, peer, wiring.url)
+            self.connections.append(conn)
+        if self.closed:
+            conn.refused = True
+            conn.event("refused: the network is closed")
+            self._record(
+                UnexpectedConnection(
+                    f"a handle routed through a closed FakeNetwork connected (url {wiring.url or '?'})"
+                )
+            )
+            return None
+        if ep is None and not self.strict and ip != SINK_IP:
+            conn.transport = "passthrough"
+            conn.event("not a fake host: passed through to the real network (strict=False)")
+            return PASSTHROUGH
+        if ep is None:
+            conn.refused = True
+            what = f"host of {wiring.url}" if wiring.url else "an unknown host"
+            if ip == SINK_IP:
+                conn.event("refused: no fake serves this host (strict)")
+                self._record(
+                    UnexpectedConnection(
+                        f"pycurl connected to {what}, which no fake serves; add "
+                        "`net.http(host)` / `net.https(host)` for it, or use strict=False "
+                        "to let it reach the real network"
+                    )
+                )
+            else:
+                conn.event(f"refused: {peer} is not a fake address")
+                self._record(
+                    UnexpectedConnection(f"pycurl connected to {peer} ({what}), which no fake serves")
+                )
+            return None
+        fault = ep._next_connection_fault()
+        ep.connections.append(conn)
+        conn.fault = fault
+        if isinstance(fault, Refuse):
+            conn.refused = True
+            conn.event("refused by fault refuse()")
+            return None
+        if fault is not None:  # pragma: no cover - every connection fault is handled above
+            raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
+        kind = "tcp" if ep._needs_tcp else ep.transport
+        client, server = make_pair(kind)
+        conn.transport = kind
+        try:
+            inode = _inode(client)
+            self.ledger.opened(
+                SocketRecord(
+                    inode=inode,
+                    fd=client.fileno(),
+                    family=kind,
+                    peer=peer,
+                    host=ep.host,
+                    url=wiring.url,
+                    kind=kind,
+                    opened_in=self.label,
+                    handle_site=wiring.site,
+                    owner=conn,
+                )
+            )
+            channel = Channel(self.loop, server, conn)
+            conn.channel = channel
+            conn.event(f"connected ({kind})")
+            ep._serve(channel, conn)
+        except BaseException:
+            client.close()
+            server.close()
+            raise
+        return client.detach()
+
+    # records and problems --------------------------------------------------------------
+    def _record(self, problem: CurlFaultError) -> None:
+        with self._lock:
+            self._problems.append(problem)
+
+    def socket_closed(self, rec: SocketRecord | None) -> None:
+        """libcurl closed a descriptor we handed out: close the server end too."""
+        conn = rec.owner if rec is not None else None
+        channel = getattr(conn, "channel", None)
+        if channel is not None and not channel.closed:
+            with channel.loop.lock:
+                channel.client_closed()
+
+    def _callback_error(self, err: CallbackError) -> None:
+        self._record(err)
+
+    def _delivered(self, err: CurlFaultError) -> None:
+        """``err`` was raised to the caller of perform(); check() need not raise it again."""
+        with self._lock:
+            if err in self._problems:
+                self._problems.remove(err)
+
+    @property
+    def problems(self) -> list[CurlFaultError]:
+        """Problems found so far that ``check()`` has not raised yet."""
+        with self._lock:
+            return list(self._problems)
+
+    def trace(self) -> str:
+        """Every connection with its timeline, for failure reports."""
+        return "\n".join(c.describe() for c in self.connections) or "(no connections)"
+
+    def _wait_idle(self, timeout: float) -> None:
+        """Wait (bounded) until every fake server end has written what it has."""
+        if self._loop is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [
+                c
+                for c in self.connections
+                if c.channel is not None and not c.channel.closed and c.channel.pending
+            ]
+            if not busy:
+                return
+            time.sleep(0.001)
+
+    def check(self) -> None:
+        """Raise the first problem found (with all of them listed), or return if there are none.
+
+        Problems: descriptors not closed exactly once (``LeakError``), requests that matched no
+        route (``UnmatchedRequest``), malformed requests (``MalformedRequest``), connections
+        to hosts no fake serves (``UnexpectedConnection``), errors in callbacks or in the fake
+        servers (``CallbackError``, ``ServerError``). Each problem is raised once.
+        """
+        __tracebackhide__ = True
+        report = self.ledger.audit()
+        if report.leaked:
+            gc.collect()  # a handle in a reference cycle closes its sockets when collected
+            report = self.ledger.audit()
+        problems: list[CurlFaultError] = []
+        for rec in report.leaked:
+            problems.append(
+                LeakError(
+                    f"descriptor never closed: {rec.describe()}; close the pycurl handle "
+                    "(curl.close()) or let it go out of scope before the test ends"
+                )
+            )
+        for rec in report.double_closed:
+            problems.append(LeakError(f"descriptor closed {rec.closes} times: {rec.describe()}"))
+        for text in report.unknown_closes:
+            problems.append(LeakError(text))
+        self.ledger.forget_unknown_closes()
+        for rec in report.leaked + report.double_closed:
+            rec.closes = max(rec.closes, 1)  # report each once
+        if self._loop is not None:
+            with self._loop.lock:
+                loop_errors = list(self._loop.errors) if self._own_loop else []
+                if self._own_loop:
+                    self._loop.errors.clear()
+            for exc in loop_errors:
+                err = ServerError(f"the fake network's loop raised {exc!r}")
+                err.__cause__ = exc
+                problems.append(err)
+        with self._lock:
+            problems = self._problems + problems
+            self._problems = []
+        if not problems:
+            return
+        first = problems[0]
+        if len(problems) > 1 or self.connections:
+            lines = [f"{first}"]
+            if len(problems) > 1:
+                lines.append(f"... and {len(problems) - 1} more problem(s):")
+                for i, p in enumerate(problems[1:], 2):
+                    lines.append(f"  {i}. {type(p).__name__}: {p}")
+            lines.append("connection trace:")
+            lines.append(self.trace())
+            combined = type(first)("\n".join(lines))
+            combined.problems = problems
+            combined.__cause__ = first.__cause__
+            raise combined
+        raise first
+
+    # teardown --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every server end; stop the loop if this network started it. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        _intercept.uninstall_network(self)
+        loop = self._loop
+        if loop is None:
+            return
+        with loop.lock:
+            for conn in self.connections:
+                ch = conn.channel
+                if ch is not None and not ch.closed:
+                    tls = getattr(ch, "_tls_layer", None)
+                    ch.close()
+                    del tls
+        if self._own_loop:
+            loop.stop()
+
+
+def _inode(sock: socket.socket) -> int:
+    import os
+
+    return os.fstat(sock.fileno()).st_ino
+
+
+def _host(host: object) -> str:
+    if not isinstance(host, str) or not host or any(c in host for c in "/ \t\r\n"):
+        raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
+    host = host.strip("[]").lower()
+    return host
+
+
+def _port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError(f"port must be an int from 1 to 65535, got {port!r}")
+    return port
+
+
+# re-exported for type checkers of callers
+Endpoint.__module__ = "curlfault"
+HttpEndpoint.__module__ = "curlfault"
+FakeNetwork.__module__ = "curlfault"
+_ = MalformedRequest

@@ -1,0 +1,232 @@
+"""How one fake connection is made, and the server end that the loop serves.
+
+``make_pair`` gives a connected (client, server) pair: an AF_UNIX socketpair (the default, no
+port at all) or a loopback TCP pair (needed for a real RST). ``Channel`` is the server end: a
+non-blocking socket with an output buffer, a half-close (``shutdown(SHUT_WR)``, drain with a
+deadline, close) so that a FIN reaches libcurl as one deterministic event on every transport,
+and an abortive close (``SO_LINGER(1, 0)``) that sends RST on TCP.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ._loop import READ, WRITE, Loop, Timer
+
+if TYPE_CHECKING:
+    from ._network import Connection
+
+__all__ = ["TRANSPORTS", "make_pair", "Channel", "StreamProtocol"]
+
+TRANSPORTS = ("socketpair", "tcp")
+
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+def make_pair(kind: str) -> tuple[socket.socket, socket.socket]:
+    """A connected (client, server) socket pair of the given transport kind."""
+    if kind == "socketpair":
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if kind == "tcp":
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                client.connect(listener.getsockname())
+                server, _ = listener.accept()
+            except BaseException:
+                client.close()
+                raise
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client, server
+    raise ValueError(f"unknown transport {kind!r}; use one of {', '.join(TRANSPORTS)}")
+
+
+class StreamProtocol(Protocol):
+    """What a protocol module offers the channel that carries it."""
+
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> None: ...
+
+
+class Channel:
+    """The server end of one fake connection, served by the loop thread."""
+
+    DRAIN_SECONDS = 5.0
+
+    def __init__(self, loop: Loop, sock: socket.socket, conn: Connection) -> None:
+        sock.setblocking(False)
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.conn = conn
+        self.protocol: StreamProtocol | None = None
+        self._out = bytearray()
+        self._after_flush: Callable[[], None] | None = None
+        self._writing = False
+        self.read_eof = False
+        self.write_closed = False
+        self.closed = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._drain_timer: Timer | None = None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def start(self, protocol: StreamProtocol) -> None:
+        self.protocol = protocol
+        self.loop.add(self, READ)
+
+    # reading ---------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        if self.closed or self.read_eof:
+            return
+        try:
+            data = self.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # ECONNRESET from the client: treat as EOF
+            data = b""
+        if not data:
+            self.read_eof = True
+            self.conn.event("client closed its end")
+            if self.protocol is not None and not self.write_closed:
+                self.protocol.eof_received()
+            if self.write_closed or not self._out:
+                self.close()
+            else:
+                self._update_interest()
+                self.when_flushed(self.close)
+            return
+        self.bytes_in += len(data)
+        if self.write_closed or self.protocol is None:
+            return  # draining after our FIN: discard
+        self.protocol.data_received(data)
+
+    # writing ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.closed or self.write_closed or not data:
+            return
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:  # the client went away
+            self.conn.event(f"write failed: {exc.strerror or exc}")
+            self.close()
+            return
+        self.bytes_out += sent
+        if sent < len(data):
+            self._out += data[sent:]
+            self._want_write(True)
+
+    def on_writable(self) -> None:
+        if self.closed:
+            return
+        if self._out:
+            try:
+                sent = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.conn.event(f"write failed: {exc.strerror or exc}")
+                self.close()
+                return
+            self.bytes_out += sent
+            del self._out[:sent]
+        if not self._out:
+            self._want_write(False)
+            after, self._after_flush = self._after_flush, None
+            if after is not None:
+                after()
+
+    def _want_write(self, on: bool) -> None:
+        if on != self._writing:
+            self._writing = on
+            self._update_interest()
+
+    def _update_interest(self) -> None:
+        if not self.closed:
+            events = (0 if self.read_eof else READ) | (WRITE if self._writing else 0)
+            self.loop.modify(self, events)
+
+    def when_flushed(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once every byte written so far has left the buffer."""
+        if not self._out:
+            callback()
+        else:
+            self._after_flush = callback
+
+    @property
+    def pending(self) -> int:
+        return len(self._out)
+
+    # closing ---------------------------------------------------------------------------
+    def finish(self) -> None:
+        """FIN after the buffered bytes: shutdown(SHUT_WR), drain the client, close."""
+        self.when_flushed(self._half_close)
+
+    def _half_close(self) -> None:
+        if self.closed or self.write_closed:
+            return
+        self.write_closed = True
+        self.conn.event("server sent FIN")
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        if self.read_eof:
+            self.close()
+        else:
+            self._drain_timer = self.loop.call_later(self.DRAIN_SECONDS, self._drain_expired)
+
+    def _drain_expired(self) -> None:
+        if not self.closed:
+            self.conn.event(f"client did not close within {self.DRAIN_SECONDS}s of FIN")
+            self.close()
+
+    def abort(self) -> None:
+        """Close at once; on TCP with SO_LINGER(1, 0), which sends RST."""
+        if self.closed:
+            return
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            except OSError:
+                pass
+            self.conn.event("server sent RST")
+        else:
+            self.conn.event("server closed abruptly")
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        self.loop.remove(self)
+        self.sock.close()
+        self.conn.closed_at = time.monotonic()
+        self.conn.event("server end closed")
+
+    def client_closed(self) -> None:
+        """libcurl closed its end (closesocket callback): the server end goes too."""
+        if not self.closed:
+            self.conn.event("client closed its end (closesocket)")
+            self.close()
+
+    def on_error(self, exc: BaseException) -> None:
+        self.conn.server_failed(exc)
+        self.close()

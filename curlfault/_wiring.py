@@ -1,0 +1,274 @@
+"""Installs curlfault's callbacks and pins on one pycurl handle.
+
+The three socket callbacks never let an exception escape into pycurl: an exception left
+pending in pycurl makes it skip every other callback of that libcurl call (closesocket
+included) and, in a multi, fail unrelated transfers. Each exception is recorded, the callback
+returns a safe value, and the intercepting subclass re-raises it after ``perform()``;
+``FakeNetwork.check()`` raises whatever was not delivered that way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pycurl
+
+from ._errors import CallbackError
+from ._ledger import SocketRecord
+
+if TYPE_CHECKING:
+    from ._network import FakeNetwork
+
+__all__ = ["Wiring", "SINK_IP", "OWNED_OPTIONS", "PASSTHROUGH"]
+
+PASSTHROUGH = -2  # open_socket's answer for a real host when the network is not strict
+SINK_IP = "127.77.255.254"  # unknown hosts in strict mode; refused, never connected
+_SINK_ENTRY = f"::{SINK_IP}:9"
+_SOCKTYPE_MASK = ~(getattr(socket, "SOCK_CLOEXEC", 0) | getattr(socket, "SOCK_NONBLOCK", 0))
+
+# pycurl's own setopt, bound before anything can replace pycurl.Curl with a subclass.
+_SETOPT = pycurl.Curl.setopt
+OPEN = pycurl.OPENSOCKETFUNCTION
+SOCKOPT = pycurl.SOCKOPTFUNCTION
+CLOSE = pycurl.CLOSESOCKETFUNCTION
+# Options the wiring owns on a routed handle; a user's value is kept and merged or chained.
+DEBUG = pycurl.DEBUGFUNCTION
+VERBOSE = pycurl.VERBOSE
+OWNED_OPTIONS = frozenset(
+    {OPEN, SOCKOPT, CLOSE, DEBUG, VERBOSE, pycurl.CONNECT_TO, pycurl.RESOLVE, pycurl.NOPROXY}
+)
+# Debug events after which the fake servers are pumped: libcurl emits them right after it
+# wrote request bytes (HEADER_OUT, DATA_OUT, SSL_DATA_OUT) or read response bytes.
+_PUMP_EVENTS = frozenset(
+    {
+        pycurl.INFOTYPE_HEADER_IN,
+        pycurl.INFOTYPE_HEADER_OUT,
+        pycurl.INFOTYPE_DATA_IN,
+        pycurl.INFOTYPE_DATA_OUT,
+        pycurl.INFOTYPE_SSL_DATA_IN,
+        pycurl.INFOTYPE_SSL_DATA_OUT,
+    }
+)
+_PREFIX = {
+    pycurl.INFOTYPE_TEXT: b"* ",
+    pycurl.INFOTYPE_HEADER_IN: b"< ",
+    pycurl.INFOTYPE_HEADER_OUT: b"> ",
+}
+TRUST_OPTIONS = frozenset(
+    {pycurl.CAINFO, pycurl.CAPATH, pycurl.CAINFO_BLOB, pycurl.SSL_VERIFYPEER, pycurl.SSL_VERIFYHOST}
+)
+
+
+class Wiring:
+    """The callbacks of one routed handle and what it remembers about that handle."""
+
+    __slots__ = (
+        "network",
+        "site",
+        "url",
+        "trust",
+        "user_trust",
+        "generation",
+        "pending",
+        "user_open",
+        "user_sockopt",
+        "user_close",
+        "user_connect_to",
+        "user_resolve",
+        "user_verbose",
+        "user_debug",
+        "_handle",
+        "__weakref__",
+    )
+
+    def __init__(self, network: FakeNetwork, site: str, *, trust: bool) -> None:
+        self.network = network
+        self.site = site
+        self.url = ""
+        self.trust = trust
+        self.user_trust = False
+        self.generation = -1
+        self.pending: list[CallbackError] = []
+        self.user_open: Any = None
+        self.user_sockopt: Any = None
+        self.user_close: Any = None
+        self.user_connect_to: list[str] = []
+        self.user_resolve: list[str] = []
+        self.user_verbose = False
+        self.user_debug: Any = None
+        self._handle: weakref.ref[Any] | None = None
+
+    # installing ------------------------------------------------------------------------
+    def install(self, curl: Any, *, attached: bool) -> None:
+        setopt = _SETOPT
+        setopt(curl, OPEN, self._opensocket)
+        setopt(curl, SOCKOPT, self._sockopt)
+        setopt(curl, CLOSE, self._closesocket)
+        setopt(curl, pycurl.NOPROXY, "*")
+        setopt(curl, VERBOSE, 1)
+        setopt(curl, DEBUG, self._debug)
+        self.generation = -1
+        self.refresh(curl)
+        if attached:
+            # A plain handle cannot re-pin itself before perform(): the network re-pins it
+            # when an endpoint is added.
+            self._handle = weakref.ref(curl)
+        self.network._register(self)
+
+    def refresh(self, curl: Any) -> None:
+        """Re-apply the pins if endpoints were added since the last time."""
+        net = self.network
+        if self.generation == net.generation:
+            return
+        resolve, connect_to = net.pins()
+        connect_to = connect_to + self.user_connect_to
+        if net.strict:
+            connect_to = [*connect_to, _SINK_ENTRY]
+        setopt = _SETOPT
+        setopt(curl, pycurl.CONNECT_TO, connect_to)
+        setopt(curl, pycurl.RESOLVE, resolve + self.user_resolve)
+        if self.trust and not self.user_trust and net._ca is not None:
+            setopt(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
+        self.generation = net.generation
+
+    def refresh_attached(self) -> None:
+        ref = self._handle
+        curl = ref() if ref is not None else None
+        if curl is not None:
+            try:
+                self.refresh(curl)
+            except pycurl.error:  # closed, or in the middle of perform()
+                pass
+
+    def user_setopt(self, curl: Any, option: int, value: Any) -> None:
+        """A routed handle's own value for an option the wiring owns."""
+        if option == OPEN:
+            self.user_open = value
+        elif option == SOCKOPT:
+            self.user_sockopt = value
+        elif option == CLOSE:
+            # Never pass None down to pycurl: unsetting CLOSESOCKETFUNCTION while a connection
+            # is pooled segfaults pycurl 7.49 on the next close.
+            self.user_close = value
+        elif option == pycurl.CONNECT_TO:
+            self.user_connect_to = list(value or [])
+            self.generation = -1
+            self.refresh(curl)
+        elif option == pycurl.RESOLVE:
+            self.user_resolve = list(value or [])
+            self.generation = -1
+            self.refresh(curl)
+        elif option == VERBOSE:
+            self.user_verbose = bool(value)
+        elif option == DEBUG:
+            self.user_debug = value
+        # NOPROXY: routed handles never use a proxy; the user's value is ignored.
+
+    # errors ----------------------------------------------------------------------------
+    def _fail(self, where: str, exc: BaseException) -> None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        err = CallbackError(f"{where} raised {type(exc).__name__}: {exc}\n{tb}")
+        err.__cause__ = exc
+        self.pending.append(err)
+        self.network._callback_error(err)
+
+    def raise_pending(self) -> None:
+        """Raise the first exception recorded by a callback since the last call."""
+        if self.pending:
+            errors, self.pending = self.pending, []
+            for err in errors:
+                self.network._delivered(err)
+            raise errors[0]
+
+    # the callbacks ---------------------------------------------------------------------
+    def _opensocket(self, purpose: int, address: Any) -> int:
+        try:
+            family, socktype, protocol, addr = address
+            fd = self.network.open_socket(family, addr[0], addr[1], self)
+            if fd is None:
+                return pycurl.SOCKET_BAD
+            if fd == PASSTHROUGH:
+                return self._passthrough(purpose, address)
+            return fd
+        except BaseException as exc:
+            self._fail("opensocket callback", exc)
+            return pycurl.SOCKET_BAD
+
+    def _passthrough(self, purpose: int, address: Any) -> int:
+        """Not strict and not a fake: make the socket the user's callback (or libcurl) would."""
+        family, socktype, protocol, addr = address
+        if self.user_open is not None:
+            result = self.user_open(purpose, address)
+            if hasattr(result, "fileno"):
+                result = os.dup(result.fileno())
+            fd = int(result)
+        else:
+            fd = socket.socket(family, socktype & _SOCKTYPE_MASK, protocol).detach()
+        if fd >= 0:
+            self.network.ledger.opened(
+                SocketRecord(
+                    inode=os.fstat(fd).st_ino,
+                    fd=fd,
+                    family=str(family),
+                    peer=f"{addr[0]}:{addr[1]}",
+                    host="",
+                    url=self.url,
+                    kind="passthrough",
+                    opened_in=self.network.label,
+                    handle_site=self.site,
+                )
+            )
+        return fd
+
+    def _sockopt(self, fd: int, purpose: int) -> int:
+        try:
+            rec = self.network.ledger.bind(fd)
+            if rec is not None and rec.kind != "passthrough":
+                return pycurl.SOCKOPT_ALREADY_CONNECTED
+            if self.user_sockopt is not None:
+                return int(self.user_sockopt(fd, purpose))
+            return pycurl.SOCKOPT_OK
+        except BaseException as exc:
+            self._fail("sockopt callback", exc)
+            return 1  # libcurl aborts the attempt (42, or the next address)
+
+    def _debug(self, kind: int, data: bytes) -> None:
+        try:
+            if kind in _PUMP_EVENTS:
+                loop = self.network._loop
+                if loop is not None:
+                    loop.pump()
+            if self.user_verbose:
+                if self.user_debug is not None:
+                    self.user_debug(kind, data)
+                elif kind in _PREFIX:
+                    # What libcurl prints to stderr when VERBOSE has no DEBUGFUNCTION.
+                    sys.stderr.write((_PREFIX[kind] + data).decode("latin-1"))
+        except BaseException as exc:
+            self._fail("debug callback", exc)
+
+    def _closesocket(self, fd: int) -> int:
+        inode = None
+        try:
+            try:
+                inode = os.fstat(fd).st_ino
+            except OSError:
+                inode = None
+            rec = self.network.ledger.closing(fd, inode)
+            self.network.socket_closed(rec)
+            if self.user_close is not None:
+                # The user's callback owns the close, as libcurl's contract says.
+                self.user_close(fd)
+                return 0
+        except BaseException as exc:
+            self._fail("closesocket callback", exc)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        return 0

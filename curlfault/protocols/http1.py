@@ -1,0 +1,176 @@
+"""HTTP/1.1 server side of one fake connection, on h11.
+
+h11 does all parsing and framing: keep-alive, ``Connection: close``, chunked request bodies,
+``Expect: 100-continue`` and HEAD. A request h11 rejects gets a 4xx with ``Connection:
+close``, is recorded with its ``error`` and fails ``check()``. A stream fault on a response
+serializes the whole response first, then cuts it at the exact byte.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import h11
+
+from .._errors import MalformedRequest
+from .._http import Request, Response
+from ..faults import Close, Reset, StreamFault
+
+if TYPE_CHECKING:
+    from .._network import Connection, HttpEndpoint
+
+__all__ = ["Http1Server", "ByteTransport"]
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class ByteTransport(Protocol):
+    """What a protocol writes to: the channel itself, or a TLS layer over it."""
+
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def abort(self) -> None: ...
+    def when_flushed(self, callback: object) -> None: ...
+
+
+class Http1Server:
+    def __init__(self, endpoint: HttpEndpoint, transport: ByteTransport, conn: Connection) -> None:
+        self.endpoint = endpoint
+        self.transport = transport
+        self.conn = conn
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._request: Request | None = None
+        self._body: list[bytes] = []
+        self._dead = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return
+        self.h11.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> None:
+        if self._dead:
+            return
+        self.h11.receive_data(b"")
+        self._process()
+
+    def _process(self) -> None:
+        h = self.h11
+        while not self._dead:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._start(event)
+                if h.they_are_waiting_for_100_continue:
+                    self.transport.write(h.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                    self.conn.event("sent 100 Continue")
+            elif isinstance(event, h11.Data):
+                self._body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self._complete()
+                if self._dead:
+                    return
+                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                    self._dead = True
+                    self.transport.finish()
+                    return
+                if h.our_state is h11.DONE and h.their_state is h11.DONE:
+                    h.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._dead = True
+                return
+
+    def _start(self, event: h11.Request) -> None:
+        ep = self.endpoint
+        self._request = Request(
+            method=event.method.decode("ascii", "replace"),
+            target=event.target.decode("ascii", "replace"),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
+            http_version=event.http_version.decode("ascii", "replace"),
+            scheme=ep.scheme,
+            host=ep.host,
+            port=ep.port or 0,
+            connection_id=self.conn.id,
+        )
+        self._body = []
+        self.conn.event(f"request {self._request.method} {self._request.target}")
+
+    def _complete(self) -> None:
+        request = self._request
+        assert request is not None
+        request.body = b"".join(self._body)
+        self._body = []
+        response = self.endpoint.dispatch(request, self.conn)
+        self._send(request, response)
+
+    def _send(self, request: Request, response: Response) -> None:
+        h = self.h11
+        headers = list(response.headers)
+        names = {k.lower() for k, _ in headers}
+        if "content-length" not in names and "transfer-encoding" not in names:
+            headers.append(("Content-Length", str(len(response.body))))
+        out = [h.send(h11.Response(status_code=response.status, headers=headers)) or b""]
+        if response.body and request.method != "HEAD":
+            out.append(h.send(h11.Data(data=response.body)) or b"")
+        out.append(h.send(h11.EndOfMessage()) or b"")
+        data = b"".join(out)
+        self.conn.event(f"response {response.status}, {len(data)} bytes")
+        if response.fault is None:
+            self.transport.write(data)
+        else:
+            self._apply_fault(response.fault, data)
+
+    def _apply_fault(self, fault: StreamFault, data: bytes) -> None:
+        self._dead = True
+        self.conn.fault = fault
+        if isinstance(fault, Close):
+            self.transport.write(data[: fault.after_bytes])
+            self.conn.event(f"fault {fault!r}: FIN after {min(fault.after_bytes, len(data))} bytes")
+            self.transport.finish()
+        elif isinstance(fault, Reset):
+            self.transport.write(data[: fault.after_bytes])
+            self.conn.event(f"fault {fault!r}: RST after {min(fault.after_bytes, len(data))} bytes")
+            self.transport.when_flushed(self.transport.abort)
+        else:  # pragma: no cover - every StreamFault subclass is handled above
+            raise NotImplementedError(f"stream fault {fault!r} is not modelled by HTTP/1.1 yet")
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        self._dead = True
+        status = exc.error_status_hint or 400
+        req = self._request or Request(method="?", target="?", headers=[])
+        req.error = str(exc)
+        req.connection_id = self.conn.id
+        self.endpoint._requests.append(req)
+        self.endpoint.network.requests.append(req)
+        self.endpoint.network._record(
+            MalformedRequest(
+                f"{self.endpoint.url} received a request it could not parse ({exc}); "
+                f"it answered {status}"
+            )
+        )
+        self.conn.event(f"malformed request: {exc}; answering {status}")
+        body = f"curlfault: malformed request: {exc}\n".encode()
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                data = self.h11.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=[
+                            ("Content-Type", "text/plain"),
+                            ("Content-Length", str(len(body))),
+                            ("Connection", "close"),
+                        ],
+                    )
+                ) or b""
+                data += self.h11.send(h11.Data(data=body)) or b""
+                data += self.h11.send(h11.EndOfMessage()) or b""
+                self.transport.write(data)
+            except h11.LocalProtocolError:
+                pass
+        self.transport.finish()
