@@ -309,6 +309,7 @@ class FakeNetwork:
         self.generation = 0
         self.closed = False
         self._pins: tuple[list[str], list[str]] | None = None
+        self.has_tls = False
 
     # context manager -----------------------------------------------------------------
     def __enter__(self) -> FakeNetwork:
@@ -333,6 +334,7 @@ class FakeNetwork:
 
         host = _host(host)
         tls = TlsServerConfig.for_host(self.ca, host)
+        self.has_tls = True
         ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls)
         return self._add(ep)  # type: ignore[return-value]
 

@@ -132,7 +132,7 @@ class Wiring:
         setopt = _SETOPT
         setopt(curl, pycurl.CONNECT_TO, connect_to)
         setopt(curl, pycurl.RESOLVE, resolve + self.user_resolve)
-        if self.trust and not self.user_trust and net._ca is not None:
+        if self.trust and not self.user_trust and net.has_tls:
             setopt(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
         self.generation = net.generation
 

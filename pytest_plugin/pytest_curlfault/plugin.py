@@ -1,0 +1,175 @@
+"""pytest plugin: the ``curlfault`` fixture, its marker, options and report sections.
+
+Thin by design: it builds engine objects and wires them to pytest's hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from curlfault import CurlFaultError, FakeNetwork, Loop
+
+__all__ = ["curlfault", "curlfault_ca", "curlfault_loop"]
+
+_MARKER_KEYS = {"strict", "intercept", "trust", "check"}
+_TRACE_CHOICES = ("failed", "all", "none")
+network_key = pytest.StashKey[FakeNetwork]()
+call_failed_key = pytest.StashKey[bool]()
+teardown_note_key = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("curlfault", "curlfault: fake servers for pycurl")
+    group.addoption(
+        "--curlfault-trace",
+        action="store",
+        dest="curlfault_trace",
+        default=None,
+        choices=_TRACE_CHOICES,
+        help="when to add the curlfault connection trace to a test's report: "
+        "failed (default), all, none.",
+    )
+    parser.addini(
+        "curlfault_strict",
+        type="bool",
+        default=True,
+        help="refuse and report connections to hosts no fake serves (default: true).",
+    )
+    parser.addini(
+        "curlfault_trace",
+        default="failed",
+        help="default for --curlfault-trace: failed, all or none.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "curlfault(strict=True, intercept=True, trust=True, check=True): options of the "
+        "curlfault fixture for this test.",
+    )
+    trace = config.getoption("curlfault_trace") or config.getini("curlfault_trace")
+    if trace not in _TRACE_CHOICES:
+        raise pytest.UsageError(
+            f"curlfault_trace = {trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
+        )
+
+
+def marker_options(node: pytest.Item, default_strict: bool) -> dict[str, bool]:
+    """The ``curlfault`` marker's keyword options for ``node``, validated."""
+    opts = {"strict": default_strict, "intercept": True, "trust": True, "check": True}
+    for mark in reversed(list(node.iter_markers("curlfault"))):
+        if mark.args:
+            raise pytest.UsageError(
+                f"@pytest.mark.curlfault takes keyword arguments only, got {mark.args!r} "
+                f"on {node.nodeid}"
+            )
+        for key, value in mark.kwargs.items():
+            if key not in _MARKER_KEYS:
+                raise pytest.UsageError(
+                    f"@pytest.mark.curlfault got unknown option {key!r} on {node.nodeid}; "
+                    f"known options: {', '.join(sorted(_MARKER_KEYS))}"
+                )
+            if not isinstance(value, bool):
+                raise pytest.UsageError(
+                    f"@pytest.mark.curlfault({key}=...) must be True or False, got {value!r}"
+                )
+            opts[key] = value
+    return opts
+
+
+@pytest.fixture(scope="session")
+def curlfault_loop() -> Iterator[Loop]:
+    """The session's curlfault reactor: one helper thread for every fake, started on first use."""
+    loop = Loop(name="curlfault-loop")
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture(scope="session")
+def curlfault_ca() -> Any:
+    """The session's ``trustme.CA``: it signs every fake HTTPS certificate in this session.
+
+    Handles routed through a fake network trust it by default; a test that checks its own
+    trust settings can write ``curlfault_ca.cert_pem`` wherever its client looks.
+    """
+    import trustme
+
+    return trustme.CA()
+
+
+class _LazyCA:
+    """Defers the session CA (key generation) until a test declares an HTTPS fake."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        self._ca: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._ca is None:
+            self._ca = self._request.getfixturevalue("curlfault_ca")
+        return getattr(self._ca, name)
+
+
+@pytest.fixture
+def curlfault(request: pytest.FixtureRequest, curlfault_loop: Loop) -> Iterator[FakeNetwork]:
+    """A strict, intercepting ``curlfault.FakeNetwork`` for this test.
+
+    Every ``pycurl.Curl()`` made during the test is routed through it; connections to hosts
+    it does not serve are refused (CURLcode 7) and reported. At teardown it checks that every
+    descriptor handed to libcurl was closed exactly once, that every request matched a route,
+    and that nothing raised in a callback or a fake server. Options:
+    ``@pytest.mark.curlfault(strict=..., intercept=..., trust=..., check=...)``.
+
+        def test_items(curlfault):
+            api = curlfault.http("api.test")
+            api.get("/items").respond(200, json=[1, 2])
+            assert my_client.list_items() == [1, 2]
+    """
+    opts = marker_options(request.node, request.config.getini("curlfault_strict"))
+    net = FakeNetwork(
+        strict=opts["strict"],
+        loop=curlfault_loop,
+        ca=_LazyCA(request),
+        label=request.node.nodeid,
+        trust=opts["trust"],
+    )
+    request.node.stash[network_key] = net
+    try:
+        if opts["intercept"]:
+            with net.intercept():
+                yield net
+        else:
+            yield net
+        if opts["check"]:
+            if request.node.stash.get(call_failed_key, False):
+                # The test already failed: report what the network saw, but do not turn one
+                # failure into two.
+                try:
+                    net.check()
+                except CurlFaultError as exc:
+                    request.node.stash[teardown_note_key] = str(exc)
+            else:
+                __tracebackhide__ = True
+                net.check()
+    finally:
+        net.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[call_failed_key] = report.failed
+    note = item.stash.get(teardown_note_key, None)
+    if note is not None and report.when == "teardown":
+        report.sections.append(("curlfault problems (test had already failed)", note))
+    net = item.stash.get(network_key, None)
+    if net is not None and report.when in ("call", "teardown"):
+        trace = item.config.getoption("curlfault_trace") or item.config.getini("curlfault_trace")
+        if trace == "all" or (trace == "failed" and report.failed):
+            report.sections.append((f"curlfault connections ({report.when})", net.trace()))
+    return report

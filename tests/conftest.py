@@ -1,0 +1,97 @@
+"""Our own suite checks itself for leaks: descriptors and threads before and after every test."""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pycurl
+import pytest
+
+from curlfault import Loop
+
+
+def _fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def _threads() -> set[str]:
+    return {f"{t.name}#{t.ident}" for t in threading.enumerate()}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest, curlfault_loop: Loop) -> Iterator[None]:
+    """Fail a test that leaves a descriptor or a thread behind (the session loop excepted)."""
+    if request.node.get_closest_marker("leaks_ok"):
+        yield
+        return
+    curlfault_loop.start()  # the session's loop thread is meant to outlive a test
+    gc.collect()
+    fds, threads = _fds(), _threads()
+    yield
+    for _ in range(3):
+        gc.collect()
+        extra_fds = _fds() - fds
+        extra_threads = _threads() - threads
+        if not extra_fds and not extra_threads:
+            return
+    details = []
+    for fd in sorted(extra_fds):
+        try:
+            details.append(f"fd {fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            details.append(f"fd {fd} (gone)")
+    pytest.fail(
+        f"test leaked {len(extra_fds)} descriptor(s) and {len(extra_threads)} thread(s): "
+        f"{details} {sorted(extra_threads)}",
+        pytrace=False,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "leaks_ok: skip the suite's own fd/thread leak check")
+
+
+class Result:
+    """What one transfer gave: CURLcode, HTTP status and body."""
+
+    def __init__(self, code: int, status: int | None, body: bytes, headers: bytes) -> None:
+        self.code = code
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, status={self.status}, body={self.body[:60]!r})"
+
+
+def transfer(url: str, curl: Any = None, **opts: Any) -> Result:
+    """Run one transfer with real pycurl; never raises pycurl.error (returns the code)."""
+    own = curl is None
+    c = pycurl.Curl() if own else curl
+    body, headers = io.BytesIO(), io.BytesIO()
+    c.setopt(pycurl.URL, url)
+    c.setopt(pycurl.WRITEDATA, body)
+    c.setopt(pycurl.HEADERFUNCTION, headers.write)
+    c.setopt(pycurl.TIMEOUT, 20)
+    for name, value in opts.items():
+        c.setopt(getattr(pycurl, name), value)
+    code = 0
+    try:
+        c.perform()
+    except pycurl.error as exc:
+        code = exc.args[0]
+    status = c.getinfo(pycurl.RESPONSE_CODE) or None
+    if own:
+        c.close()
+    return Result(code, status, body.getvalue(), headers.getvalue())
+
+
+@pytest.fixture
+def fetch() -> Callable[..., Result]:
+    """``fetch(url, **pycurl_options) -> Result`` on a fresh pycurl handle."""
+    return transfer
