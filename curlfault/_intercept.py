@@ -65,7 +65,9 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         )
 
     def _cf(self) -> Wiring | None:
-        return self.__dict__.get("_cf_wiring")
+        # pycurl keeps instance attributes in a dict of its own, not in __dict__; a
+        # duphandle() copy has none until duphandle() below sets it.
+        return getattr(self, "_cf_wiring", None)
 
     def setopt(self, option: int, value: Any) -> None:
         w = self._cf()

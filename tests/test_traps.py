@@ -1,0 +1,361 @@
+"""Every trap in PYCURL_NOTES.md, pinned. The ones that segfault when mishandled run in a
+child process, so a regression fails one test instead of killing the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pycurl
+import pytest
+
+from curlfault import CallbackError, FakeNetwork, InterceptedCurl
+from tests.conftest import transfer
+
+PRELUDE = """
+import gc, io, pycurl
+from curlfault import FakeNetwork
+def get(c, url):
+    c.setopt(pycurl.URL, url); c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+    c.setopt(pycurl.TIMEOUT, 10); c.perform()
+    return c.getinfo(pycurl.RESPONSE_CODE)
+net = FakeNetwork()
+api = net.http("api.test"); api.get("/").respond(200, body="ok")
+"""
+
+
+def run_child(body: str) -> str:
+    """Run PRELUDE + body in a fresh interpreter; fail with its output if it crashed."""
+    code = PRELUDE + textwrap.dedent(body)
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_reset_with_pooled_connection_does_not_segfault() -> None:
+    # pycurl 7.49: reset() clears the closesocket callback a pooled connection still uses.
+    out = run_child(
+        """
+        with net.intercept():
+            c = pycurl.Curl()
+            assert get(c, "http://api.test/") == 200
+            c.reset()                      # the connection stays pooled
+            assert get(c, "http://api.test/") == 200   # reused after reset
+            c.reset()
+            c.close()                      # closes the pooled connection via the callback
+        rep = net.ledger.audit()
+        print(len(api.connections), [r.closes for r in net.ledger.records], rep.ok)
+        net.check(); net.close()
+        """
+    )
+    assert out.split() == ["1", "[1]", "True"]
+
+
+@pytest.mark.parametrize("how", ["setopt_none", "unsetopt"])
+def test_unsetting_closesocket_with_pooled_connection_is_safe(how: str) -> None:
+    action = (
+        "c.setopt(pycurl.CLOSESOCKETFUNCTION, None)"
+        if how == "setopt_none"
+        else "c.unsetopt(pycurl.CLOSESOCKETFUNCTION)"
+    )
+    out = run_child(
+        f"""
+        with net.intercept():
+            c = pycurl.Curl()
+            assert get(c, "http://api.test/") == 200
+            {action}
+            assert get(c, "http://api.test/") == 200
+            c.close()
+        print([r.closes for r in net.ledger.records], net.ledger.audit().ok)
+        net.check(); net.close()
+        """
+    )
+    assert out.split() == ["[1]", "True"]
+
+
+def test_dealloc_of_intercepted_handle_closes_through_callback() -> None:
+    # A subclass __del__ that skipped super().__del__() would bypass the callback.
+    out = run_child(
+        """
+        with net.intercept():
+            c = pycurl.Curl()
+            assert get(c, "http://api.test/") == 200
+            del c
+        gc.collect()
+        print([r.closes for r in net.ledger.records], net.ledger.audit().ok)
+        net.check(); net.close()
+        """
+    )
+    assert out.split() == ["[1]", "True"]
+
+
+def test_duphandle_gets_its_own_wiring(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond(200, body="ok")
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, "http://api.test/")
+    c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+    d = c.duphandle()
+    try:
+        assert isinstance(d, InterceptedCurl)
+        assert d._cf_wiring is not c._cf_wiring
+        assert d._cf_wiring.url == "http://api.test/"
+        d.perform()
+        c.perform()
+        assert d.getinfo(pycurl.RESPONSE_CODE) == 200
+    finally:
+        d.close()
+        c.close()
+    assert len(api.connections) == 2
+    assert all(r.closes == 1 for r in curlfault.ledger.records)
+
+
+def test_handle_made_before_intercept_is_not_routed_until_attached() -> None:
+    c = pycurl.Curl()
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            assert type(c) is not InterceptedCurl
+            net.http("api.test").get("/").respond(body="attached")
+            net.attach(c)
+            assert transfer("http://api.test/", curl=c).body == b"attached"
+        c.close()
+        net.check()
+    finally:
+        net.close()
+
+
+def test_attached_plain_handle_sees_endpoints_added_later() -> None:
+    net = FakeNetwork()
+    try:
+        c = net.attach(pycurl.Curl())
+        net.http("late.test").get("/").respond(body="late")  # re-pins the attached handle
+        assert transfer("http://late.test/", curl=c).body == b"late"
+        c.close()
+        net.check()
+    finally:
+        net.close()
+
+
+def test_intercepted_handle_sees_endpoints_added_after_creation(curlfault) -> None:
+    c = pycurl.Curl()
+    try:
+        curlfault.http("later.test").get("/").respond(body="later")
+        assert transfer("http://later.test/", curl=c).body == b"later"
+    finally:
+        c.close()
+
+
+def test_intercept_restores_pycurl_curl_even_on_error() -> None:
+    original = pycurl.Curl
+    net = FakeNetwork()
+    try:
+        with pytest.raises(ZeroDivisionError), net.intercept():
+            assert pycurl.Curl is InterceptedCurl
+            1 / 0  # noqa: B018
+        assert pycurl.Curl is original
+        inner = FakeNetwork()
+        with net.intercept():
+            with inner.intercept():
+                assert InterceptedCurl._cf_network is inner
+            assert InterceptedCurl._cf_network is net
+        inner.close()
+        assert pycurl.Curl is original
+    finally:
+        net.close()
+
+
+def test_exception_in_user_closesocket_is_reraised_not_lost(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond(200, headers={"Connection": "close"})
+    c = pycurl.Curl()
+
+    def bad_close(fd: int) -> int:
+        raise RuntimeError("user closesocket broke")
+
+    c.setopt(pycurl.CLOSESOCKETFUNCTION, bad_close)
+    try:
+        with pytest.raises(CallbackError, match="user closesocket broke"):
+            transfer("http://api.test/", curl=c)
+    finally:
+        c.close()
+    # The descriptor was still closed exactly once, by curlfault, after the user's failure.
+    assert [r.closes for r in curlfault.ledger.records] == [1]
+    curlfault.check()  # delivered once already: not raised again
+
+
+def test_exception_in_opensocket_does_not_become_code_7(curlfault, monkeypatch) -> None:
+    curlfault.http("api.test").get("/").respond(200)
+
+    def broken(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(curlfault, "open_socket", broken)
+    with pytest.raises(CallbackError, match="Too many open files") as info:
+        transfer("http://api.test/")
+    # perform's own error (7) is chained, so nothing is lost either way.
+    assert isinstance(info.value.__context__, pycurl.error)
+    assert info.value.__context__.args[0] == 7
+
+
+def test_callback_exception_in_multi_does_not_break_other_transfers(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond(200, body="ok", headers={"Connection": "close"})
+    good, bad = pycurl.Curl(), pycurl.Curl()
+    sink: list[bytes] = []
+    for c in (good, bad):
+        c.setopt(pycurl.URL, "http://api.test/")
+        c.setopt(pycurl.WRITEFUNCTION, sink.append)
+        c.setopt(pycurl.TIMEOUT, 10)
+    bad.setopt(pycurl.CLOSESOCKETFUNCTION, lambda fd: 1 / 0)
+    m = pycurl.CurlMulti()
+    m.add_handle(good)
+    m.add_handle(bad)
+    try:
+        for _ in range(1000):
+            ret, active = m.perform()
+            if not active:
+                break
+            m.select(0.1)
+        _, ok, failed = m.info_read()
+        assert len(ok) == 2 and failed == []
+        assert good.getinfo(pycurl.RESPONSE_CODE) == 200
+    finally:
+        m.remove_handle(good)
+        m.remove_handle(bad)
+        m.close()
+        good.close()
+        bad.close()
+    with pytest.raises(CallbackError, match="ZeroDivisionError"):
+        curlfault.check()
+
+
+def test_multi_close_with_pooled_connections_is_not_a_false_leak() -> None:
+    # pycurl closes connections pooled in a multi in C, bypassing the closesocket callback
+    # (it warns "closesocket_callback failed to acquire thread"). /proc/self/fd is the truth.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            net.http("api.test").get("/").respond(200, body="ok")
+            m = pycurl.CurlMulti()
+            c = pycurl.Curl()
+            c.setopt(pycurl.URL, "http://api.test/")
+            c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+            m.add_handle(c)
+            for _ in range(1000):
+                _, active = m.perform()
+                if not active:
+                    break
+                m.select(0.1)
+            m.remove_handle(c)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                m.close()
+            c.close()
+        report = net.ledger.audit()
+        assert report.ok
+        assert len(net.ledger) == 1
+        net.check()
+    finally:
+        net.close()
+
+
+def test_share_with_pooled_connections_is_not_a_false_leak() -> None:
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            net.http("api.test").get("/").respond(200, body="ok")
+            share = pycurl.CurlShare()
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            handles = []
+            for _ in range(2):
+                c = pycurl.Curl()
+                c.setopt(pycurl.SHARE, share)
+                assert transfer("http://api.test/", curl=c).status == 200
+                handles.append(c)
+            # Handles stay alive until the share is closed (use-after-free trap).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                for c in handles:
+                    c.close()
+                share.close()
+        assert net.ledger.audit().ok
+        net.check()
+    finally:
+        net.close()
+
+
+def test_unknown_host_is_refused_without_any_resolver_query(curlfault) -> None:
+    # .invalid never resolves: a resolver query would give 6, our sink gives 7.
+    r = transfer("http://nowhere.invalid:8080/x")
+    assert r.code == 7
+    from curlfault import UnexpectedConnection
+
+    with pytest.raises(UnexpectedConnection, match=r"nowhere\.invalid:8080/x"):
+        curlfault.check()
+
+
+def test_refused_host(curlfault) -> None:
+    curlfault.refuse("down.test")
+    assert transfer("http://down.test/").code == 7
+    assert transfer("http://down.test:8443/").code == 7
+    assert len(curlfault.ledger) == 0  # no descriptor was ever made
+    curlfault.check()  # refusing a declared host is not a problem
+
+
+def test_environment_proxy_is_ignored(curlfault, monkeypatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.invalid:3128")
+    curlfault.http("api.test").get("/").respond(body="direct")
+    assert transfer("http://api.test/").body == b"direct"
+
+
+def test_user_debugfunction_is_chained(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="dbg")
+    seen: list[int] = []
+    r = transfer(
+        "http://api.test/", VERBOSE=1, DEBUGFUNCTION=lambda kind, data: seen.append(kind)
+    )
+    assert r.body == b"dbg"
+    assert pycurl.INFOTYPE_HEADER_OUT in seen and pycurl.INFOTYPE_HEADER_IN in seen
+
+
+def test_debugfunction_without_verbose_is_not_called(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="quiet")
+    seen: list[int] = []
+    assert transfer("http://api.test/", DEBUGFUNCTION=lambda k, d: seen.append(k)).code == 0
+    assert seen == []
+
+
+def test_verbose_without_debugfunction_prints_like_libcurl(curlfault, capfd) -> None:
+    curlfault.http("api.test").get("/").respond(body="v")
+    assert transfer("http://api.test/", VERBOSE=1).code == 0
+    err = capfd.readouterr().err
+    assert "> GET / HTTP/1.1" in err
+    assert "< HTTP/1.1 200" in err
+
+
+def test_user_connect_to_and_resolve_are_merged(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="via connect_to")
+    # The user's own mapping sends alias.test to api.test, which is a fake.
+    r = transfer(
+        "http://alias.test/",
+        CONNECT_TO=["alias.test:80:api.test:80"],
+    )
+    assert r.body == b"via connect_to"
+
+
+def test_user_opensocket_is_not_used_for_fakes(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="fake")
+    called: list[object] = []
+    r = transfer("http://api.test/", OPENSOCKETFUNCTION=lambda p, a: called.append(a) or -1)
+    assert r.body == b"fake"
+    assert called == []
