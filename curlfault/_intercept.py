@@ -79,8 +79,12 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             if option == pycurl.URL:
                 w.url = value.decode() if isinstance(value, bytes) else str(value)
                 w.refresh(self)
-            elif option in TRUST_OPTIONS:
+            elif option in TRUST_OPTIONS and not w.user_trust:
+                # The client configures its own trust: drop the network's CA blob, which
+                # libcurl would otherwise trust in addition to the client's CA file.
                 w.user_trust = True
+                if option != pycurl.CAINFO_BLOB:
+                    super().unsetopt(pycurl.CAINFO_BLOB)
 
     def unsetopt(self, option: int) -> None:
         w = self._cf()

@@ -1,0 +1,267 @@
+"""FakeNetwork routing, connection faults, HTTPS, non-strict mode and tornado."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pycurl
+import pytest
+
+from curlfault import FakeNetwork, UsageError, faults
+from tests.conftest import transfer
+
+
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_connection_faults_nth_connection(curlfault, transport: str) -> None:
+    api = curlfault.http("api.test", transport=transport)
+    api.get("/").respond(body="up")
+    api.connection_faults(faults.refuse(), None, faults.refuse())
+    codes = [transfer("http://api.test/").code for _ in range(5)]
+    assert codes == [7, 0, 7, 0, 0]
+    assert [c.refused for c in api.connections] == [True, False, True, False, False]
+    # Refused attempts never made a descriptor; the healthy ones closed exactly once.
+    assert [r.closes for r in curlfault.ledger.records] == [1, 1, 1]
+    assert {r.kind for r in curlfault.ledger.records} == {transport}
+
+
+def test_connection_faults_count_from_declaration(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond()
+    assert transfer("http://api.test/").code == 0
+    api.connection_faults(faults.refuse())
+    assert transfer("http://api.test/").code == 7
+    assert transfer("http://api.test/").code == 0
+
+
+def test_connection_faults_reject_stream_faults(curlfault) -> None:
+    api = curlfault.http("api.test")
+    with pytest.raises(UsageError, match="not a connection fault.*respond"):
+        api.connection_faults(faults.close(5))
+    with pytest.raises(UsageError, match="stream fault"):
+        api.get("/").respond(fault=faults.refuse())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_fault_arguments_fail_at_declaration(bad: object) -> None:
+    with pytest.raises(UsageError, match="after_bytes"):
+        faults.close(after_bytes=bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="after_bytes"):
+        faults.reset(after_bytes=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_close_and_reset_codes(curlfault, transport: str) -> None:
+    api = curlfault.http("api.test", transport=transport)
+    body = b"x" * 5000
+    api.get("/nothing").respond(body=body, fault=faults.close(after_bytes=0))
+    api.get("/partial").respond(body=body, fault=faults.close(after_bytes=1000))
+    api.get("/reset").respond(body=body, fault=faults.reset(after_bytes=1000))
+    assert transfer("http://api.test/nothing").code == 52
+    assert transfer("http://api.test/partial").code == 18
+    assert transfer("http://api.test/reset").code == 56
+    assert curlfault.ledger.audit().ok
+
+
+def test_reset_forces_tcp_even_on_socketpair_endpoint(curlfault) -> None:
+    api = curlfault.http("api.test")  # socketpair by default
+    api.get("/r").respond(body=b"y" * 100, fault=faults.reset(after_bytes=10))
+    assert transfer("http://api.test/r").code == 56
+    assert api.connections[-1].transport == "tcp"
+
+
+def test_https_is_trusted_by_default(curlfault) -> None:
+    secure = curlfault.https("secure.test")
+    secure.get("/").respond(body="tls ok")
+    r = transfer("https://secure.test/")
+    assert (r.code, r.body) == (0, b"tls ok")
+    conn = secure.connections[0]
+    assert conn.tls["version"] in ("TLSv1.2", "TLSv1.3")
+    assert conn.tls["alpn"] == "http/1.1"
+    assert secure.requests[0].scheme == "https"
+
+
+def test_https_keep_alive_and_post(curlfault) -> None:
+    secure = curlfault.https("secure.test", 8443)
+    secure.post("/p").handle(lambda req: len(req.body) and 201)
+    c = pycurl.Curl()
+    try:
+        for _ in range(3):
+            r = transfer("https://secure.test:8443/p", curl=c, POSTFIELDS="x" * 70000)
+            assert (r.code, r.status) == (0, 201)
+    finally:
+        c.close()
+    assert len(secure.connections) == 1
+
+
+def test_https_untrusted_when_trust_is_off() -> None:
+    net = FakeNetwork(trust=False)
+    try:
+        with net.intercept():
+            net.https("secure.test").get("/").respond(body="x")
+            assert transfer("https://secure.test/").code == 60
+        net.check()
+    finally:
+        net.close()
+
+
+def test_user_trust_settings_win(curlfault, tmp_path) -> None:
+    curlfault.https("secure.test").get("/").respond(body="mine")
+    # The client under test trusts its own CA file: curlfault does not override it.
+    ca_file = tmp_path / "ca.pem"
+    curlfault.ca.cert_pem.write_to_path(str(ca_file))
+    assert transfer("https://secure.test/", CAINFO=str(ca_file)).body == b"mine"
+    other = tmp_path / "other.pem"
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(other))
+    assert transfer("https://secure.test/", CAINFO=str(other)).code == 60
+
+
+def test_ip_literal_hosts_are_faked(curlfault) -> None:
+    curlfault.http("10.1.2.3", 8080).get("/").respond(body="not really 10.1.2.3")
+    curlfault.http("::1", 9000).get("/").respond(body="v6 literal")
+    assert transfer("http://10.1.2.3:8080/").body == b"not really 10.1.2.3"
+    assert transfer("http://[::1]:9000/").body == b"v6 literal"
+
+
+def test_host_names_are_case_insensitive(curlfault) -> None:
+    curlfault.http("API.Test").get("/").respond(body="ci")
+    assert transfer("http://api.TEST/").body == b"ci"
+
+
+class _OneShotServer:
+    """A real loopback server answering one HTTP request (for strict=False tests)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nreal")
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.sock.close()
+
+
+def test_non_strict_lets_unknown_hosts_through_and_tracks_them() -> None:
+    server = _OneShotServer()
+    net = FakeNetwork(strict=False)
+    try:
+        with net.intercept():
+            net.http("api.test").get("/").respond(body="fake")
+            assert transfer("http://api.test/").body == b"fake"
+            assert transfer(f"http://127.0.0.1:{server.port}/").body == b"real"
+        kinds = [r.kind for r in net.ledger.records]
+        assert kinds == ["socketpair", "passthrough"]
+        assert net.ledger.audit().ok
+        net.check()
+    finally:
+        net.close()
+        server.close()
+
+
+def test_closed_network_refuses_and_reports() -> None:
+    from curlfault import UnexpectedConnection
+
+    net = FakeNetwork()
+    c = net.attach(pycurl.Curl())
+    net.http("api.test").get("/").respond()
+    net.close()
+    assert transfer("http://api.test/", curl=c).code == 7
+    c.close()
+    with pytest.raises(UnexpectedConnection, match="closed FakeNetwork"):
+        net.check()
+    with pytest.raises(UsageError, match="closed"):
+        net.http("more.test")
+
+
+def test_context_manager_checks_on_clean_exit() -> None:
+    from curlfault import UnmatchedRequest
+
+    with pytest.raises(UnmatchedRequest), FakeNetwork() as net, net.intercept():
+        net.http("api.test")
+        transfer("http://api.test/nothing-here")
+    assert net.closed
+
+
+def test_check_lists_every_problem_with_trace() -> None:
+    from curlfault import UnexpectedConnection
+
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            net.http("api.test")
+            transfer("http://api.test/a")
+            transfer("http://other.test/b")
+        with pytest.raises(Exception) as info:
+            net.check()
+        err = info.value
+        assert len(err.problems) == 2
+        assert isinstance(err.problems[1], UnexpectedConnection)
+        assert "connection trace:" in str(err)
+        assert "other.test/b" in str(err)
+    finally:
+        net.close()
+
+
+def test_own_loop_thread_is_stopped_on_close() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    with FakeNetwork() as net, net.intercept():
+        net.http("api.test").get("/").respond()
+        transfer("http://api.test/")
+        assert {t.name for t in threading.enumerate()} >= {"curlfault-loop"}
+    assert {t.ident for t in threading.enumerate()} == before
+
+
+def test_tornado_curl_async_http_client(curlfault) -> None:
+    # tornado builds handles with pycurl.Curl(), drives a CurlMulti and reset()s each one.
+    tornado = pytest.importorskip("tornado")
+    del tornado
+    from tornado.curl_httpclient import CurlAsyncHTTPClient
+    from tornado.ioloop import IOLoop
+
+    api = curlfault.http("api.test")
+    api.get("/items").respond(200, json=[1, 2])
+    api.post("/items").respond(503).respond(201)
+
+    async def main() -> list[int]:
+        client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            codes = []
+            r = await client.fetch("http://api.test/items", request_timeout=10)
+            codes.append(r.code)
+            for _ in range(2):
+                r = await client.fetch(
+                    "http://api.test/items", method="POST", body="x", raise_error=False,
+                    request_timeout=10,
+                )
+                codes.append(r.code)
+            return codes
+        finally:
+            client.close()
+
+    loop = IOLoop(make_current=False)
+    try:
+        assert loop.run_sync(main, timeout=30) == [200, 503, 201]
+    finally:
+        loop.close(all_fds=True)
+    assert [r.method for r in api.requests] == ["GET", "POST", "POST"]
