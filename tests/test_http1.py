@@ -9,7 +9,7 @@ import pycurl
 import pytest
 
 from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError
-from tests.conftest import transfer
+from cfhelpers import transfer
 
 
 def test_get_json_and_request_record(curlfault) -> None:

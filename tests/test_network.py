@@ -9,7 +9,7 @@ import pycurl
 import pytest
 
 from curlfault import FakeNetwork, UsageError, faults
-from tests.conftest import transfer
+from cfhelpers import transfer
 
 
 @pytest.mark.parametrize("transport", ["socketpair", "tcp"])

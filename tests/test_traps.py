@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 
@@ -12,7 +13,7 @@ import pycurl
 import pytest
 
 from curlfault import CallbackError, FakeNetwork, InterceptedCurl
-from tests.conftest import transfer
+from cfhelpers import transfer
 
 PRELUDE = """
 import gc, io, pycurl
@@ -34,6 +35,7 @@ def run_child(body: str) -> str:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tempfile.gettempdir(),  # import the installed curlfault, not the source tree
     )
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
