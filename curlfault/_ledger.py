@@ -37,6 +37,7 @@ class SocketRecord:
     closed_by_pycurl: bool = False  # gone from /proc/self/fd without our callback
     notes: list[str] = field(default_factory=list)
     owner: object = field(default=None, repr=False)  # the Connection, for the network
+    reported: bool = False  # a problem with this record was raised once already
 
     def describe(self) -> str:
         where = self.host or self.peer

@@ -565,6 +565,8 @@ class FakeNetwork:
             report = self.ledger.audit()
         problems: list[CurlFaultError] = []
         for rec in report.leaked:
+            if rec.reported:
+                continue
             problems.append(
                 LeakError(
                     f"descriptor never closed: {rec.describe()}; close the pycurl handle "
@@ -572,12 +574,14 @@ class FakeNetwork:
                 )
             )
         for rec in report.double_closed:
+            if rec.reported:
+                continue
             problems.append(LeakError(f"descriptor closed {rec.closes} times: {rec.describe()}"))
         for text in report.unknown_closes:
             problems.append(LeakError(text))
         self.ledger.forget_unknown_closes()
         for rec in report.leaked + report.double_closed:
-            rec.closes = max(rec.closes, 1)  # report each once
+            rec.reported = True  # raise each problem once
         if self._loop is not None:
             with self._loop.lock:
                 loop_errors = list(self._loop.errors) if self._own_loop else []

@@ -1,0 +1,432 @@
+"""The fault matrix: every fault in ``curlfault.faults`` against the installed pycurl/libcurl.
+
+Each ``Case`` declares one fault the way a test would (a setup function on a fresh
+``FakeNetwork``), the URL to fetch and the CURLcode the fault documents. ``run_matrix`` runs
+every case over every transport with real pycurl transfers to pinned fake hosts (no real
+host, no DNS), then checks that the network's descriptor ledger balances and that
+``net.check()`` reports exactly the problem the case expects. ``curlfault matrix`` prints the
+result; a new fault adds its rows to ``CASES`` and nothing else.
+
+    >>> from curlfault._matrix import run_matrix
+    >>> rows = run_matrix(["socketpair"])
+    >>> all(row.ok for row in rows)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pycurl
+
+from . import faults
+from ._errors import CurlFaultError, UnexpectedConnection, UsageError
+from ._network import FakeNetwork
+from ._transports import TRANSPORTS
+
+__all__ = [
+    "CASES",
+    "FORMATS",
+    "Case",
+    "Row",
+    "curlcode_name",
+    "render",
+    "run_case",
+    "run_matrix",
+]
+
+DEFAULT_TIMEOUT = 10.0  # seconds: pycurl TIMEOUT of every matrix transfer, so nothing hangs
+FORMATS = ("text", "markdown", "json")
+
+HOST = "matrix.test"
+URL = f"http://{HOST}/"
+BODY = b"x" * 1000  # served with a Content-Length, so a cut inside it is detectable
+MID_BODY = 500  # the status line and headers are ~40 bytes: byte 500 is inside the body
+IN_HEADERS = 20  # "HTTP/1.1 200 \r\n" is 15 bytes: byte 20 is inside the header block
+
+# libcurl's names for the codes curlfault documents; pycurl's E_* constants alias several
+# codes (7 is also E_MULTI_ADDED_ALREADY), so they cannot name a code reliably.
+_CURLCODE_NAMES = {
+    0: "OK",
+    1: "UNSUPPORTED_PROTOCOL",
+    6: "COULDNT_RESOLVE_HOST",
+    7: "COULDNT_CONNECT",
+    8: "WEIRD_SERVER_REPLY",
+    16: "HTTP2",
+    18: "PARTIAL_FILE",
+    23: "WRITE_ERROR",
+    28: "OPERATION_TIMEDOUT",
+    35: "SSL_CONNECT_ERROR",
+    42: "ABORTED_BY_CALLBACK",
+    52: "GOT_NOTHING",
+    55: "SEND_ERROR",
+    56: "RECV_ERROR",
+    60: "PEER_FAILED_VERIFICATION",
+    92: "HTTP2_STREAM",
+}
+
+
+def curlcode_name(code: int | None) -> str:
+    """libcurl's name for ``code`` (``"COULDNT_CONNECT"`` for 7), or ``""`` if unknown."""
+    if code is None:
+        return ""
+    return _CURLCODE_NAMES.get(code, "")
+
+
+Setup = Callable[[FakeNetwork, str], object]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault to prove: how to declare it, what to fetch, what libcurl must return.
+
+    ``setup(net, transport)`` declares the fault on a fresh network; ``transport`` is the
+    endpoint transport of this run ("socketpair" or "tcp"). ``problem`` is the error class
+    ``net.check()`` must raise afterwards (None: it must raise nothing).
+    """
+
+    label: str
+    setup: Setup
+    url: str
+    expected: int
+    problem: type[CurlFaultError] | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or not self.label:
+            raise UsageError(f"Case label must be a non-empty str, got {self.label!r}")
+        if not callable(self.setup):
+            raise UsageError(f"Case setup must be callable(net, transport), got {self.setup!r}")
+        if isinstance(self.expected, bool) or not isinstance(self.expected, int):
+            raise UsageError(f"Case expected must be an int CURLcode, got {self.expected!r}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """The outcome of one case over one transport.
+
+    ``observed`` is None when the transfer raised a curlfault error instead of a CURLcode
+    (the error is in ``message``). ``served_over`` lists the transports the fake actually
+    used (a reset fault always uses TCP; a refused connection uses none).
+    """
+
+    label: str
+    transport: str
+    expected: int
+    observed: int | None
+    message: str
+    ms: float
+    ledger_ok: bool
+    expected_problem: str
+    problems: tuple[str, ...]
+    served_over: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def problems_ok(self) -> bool:
+        expected = {self.expected_problem} if self.expected_problem else set()
+        return set(self.problems) == expected
+
+    @property
+    def ok(self) -> bool:
+        """The documented code was observed, the ledger balances, check() said what it should."""
+        return self.observed == self.expected and self.ledger_ok and self.problems_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fault": self.label,
+            "transport": self.transport,
+            "served_over": list(self.served_over),
+            "expected": self.expected,
+            "expected_name": curlcode_name(self.expected),
+            "observed": self.observed,
+            "observed_name": curlcode_name(self.observed),
+            "message": self.message,
+            "ms": round(self.ms, 3),
+            "ledger": "ok" if self.ledger_ok else "LEAK",
+            "expected_problem": self.expected_problem or None,
+            "problems": list(self.problems),
+            "result": "OK" if self.ok else "MISMATCH",
+            "ok": self.ok,
+            "note": self.note,
+        }
+
+
+# the cases ---------------------------------------------------------------------------------
+def http_endpoint(
+    fault: faults.StreamFault | None = None,
+    *,
+    connection_faults: Sequence[faults.ConnectionFault] = (),
+    host: str = HOST,
+    body: bytes = BODY,
+) -> Setup:
+    """A setup that serves ``GET /`` on ``host`` with ``body``, cut by ``fault`` if given."""
+
+    def setup(net: FakeNetwork, transport: str) -> None:
+        endpoint = net.http(host, transport=transport)
+        if connection_faults:
+            endpoint.connection_faults(*connection_faults)
+        endpoint.get("/").respond(200, body=body, fault=fault)
+
+    return setup
+
+
+def refused_host(host: str) -> Setup:
+    """A setup that declares ``net.refuse(host)``; transport does not apply to refusals."""
+
+    def setup(net: FakeNetwork, transport: str) -> None:
+        net.refuse(host)
+
+    return setup
+
+
+CASES: tuple[Case, ...] = (
+    Case("no fault (control GET)", http_endpoint(), URL, 0),
+    Case(
+        f"{faults.refuse()!r} via connection_faults",
+        http_endpoint(connection_faults=[faults.refuse()]),
+        URL,
+        faults.Refuse.curlcode,
+    ),
+    Case(
+        "net.refuse(host)",
+        refused_host("down.matrix.test"),
+        "http://down.matrix.test/",
+        faults.Refuse.curlcode,
+    ),
+    Case(
+        "unknown host, strict",
+        http_endpoint(),
+        "http://other.matrix.test/",
+        7,
+        problem=UnexpectedConnection,
+        note="refused at the sink address; never resolved",
+    ),
+    Case(f"{faults.close(0)!r} before any byte", http_endpoint(faults.close(0)), URL, 52),
+    Case(
+        f"{faults.close(IN_HEADERS)!r} inside headers",
+        http_endpoint(faults.close(IN_HEADERS)),
+        URL,
+        0,
+        note="libcurl quirk: EOF ends the headers, then the body is read to EOF",
+    ),
+    Case(
+        f"{faults.close(MID_BODY)!r} mid-body",
+        http_endpoint(faults.close(MID_BODY)),
+        URL,
+        faults.Close.curlcode,
+    ),
+    Case(
+        f"{faults.reset(0)!r} before any byte",
+        http_endpoint(faults.reset(0)),
+        URL,
+        faults.Reset.curlcode,
+        note="RST needs TCP: served over a loopback TCP pair on every transport",
+    ),
+    Case(
+        f"{faults.reset(MID_BODY)!r} mid-body",
+        http_endpoint(faults.reset(MID_BODY)),
+        URL,
+        faults.Reset.curlcode,
+        note="RST needs TCP: served over a loopback TCP pair on every transport",
+    ),
+)
+
+
+# running -----------------------------------------------------------------------------------
+def _transfer(url: str, timeout: float) -> tuple[int | None, str, float]:
+    """(CURLcode or None, libcurl's message, milliseconds) of one GET on a fresh handle."""
+    curl = pycurl.Curl()  # looked up now: inside intercept() this is the routing subclass
+    try:
+        curl.setopt(pycurl.URL, url)
+        curl.setopt(pycurl.WRITEFUNCTION, _discard)
+        curl.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
+        start = time.perf_counter()
+        code: int | None = 0
+        message = ""
+        try:
+            curl.perform()
+        except pycurl.error as exc:
+            code, message = exc.args[0], str(exc.args[1])
+        except CurlFaultError as exc:
+            # The engine failed the transfer itself: report it in the row, do not crash.
+            code, message = None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ms = (time.perf_counter() - start) * 1000
+    finally:
+        curl.close()  # before the audit: a pooled connection is closed with its handle
+    return code, message, ms
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+def _check_problems(net: FakeNetwork) -> tuple[str, ...]:
+    """The class names of every problem ``net.check()`` raises, in order."""
+    try:
+        net.check()
+    except CurlFaultError as exc:
+        return tuple(type(p).__name__ for p in exc.problems)
+    return ()
+
+
+def run_case(case: Case, transport: str, *, timeout: float = DEFAULT_TIMEOUT) -> Row:
+    """Run ``case`` over ``transport`` in a fresh, strict, intercepting ``FakeNetwork``."""
+    net = FakeNetwork(label=f"curlfault matrix: {case.label} [{transport}]")
+    try:
+        case.setup(net, transport)
+        with net.intercept():
+            observed, message, ms = _transfer(case.url, timeout)
+        # Audit before check(): check() also audits and forgets what it reported.
+        ledger_ok = net.ledger.audit().ok
+        problems = _check_problems(net)
+        served = tuple(sorted({c.transport for c in net.connections if c.transport}))
+    finally:
+        net.close()
+    return Row(
+        label=case.label,
+        transport=transport,
+        expected=case.expected,
+        observed=observed,
+        message=message,
+        ms=ms,
+        ledger_ok=ledger_ok,
+        expected_problem=case.problem.__name__ if case.problem is not None else "",
+        problems=problems,
+        served_over=served,
+        note=case.note,
+    )
+
+
+def run_matrix(
+    transports: Iterable[str] = TRANSPORTS,
+    cases: Sequence[Case] = CASES,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Row]:
+    """Run every case over every transport; one ``Row`` each, cases in order, then transports.
+
+    ``transports`` is any of "socketpair" and "tcp". ``cases`` defaults to every documented
+    fault; pass your own ``Case`` list to prove a fault of your own.
+    """
+    chosen = list(transports)
+    for transport in chosen:
+        if transport not in TRANSPORTS:
+            raise UsageError(
+                f"transport {transport!r} is not known; use one of {', '.join(TRANSPORTS)}"
+            )
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return [run_case(case, t, timeout=timeout) for case in cases for t in chosen]
+
+
+# rendering ---------------------------------------------------------------------------------
+def header_line() -> str:
+    from . import __version__
+
+    return f"curlfault {__version__} fault matrix on {pycurl.version}"
+
+
+def _code(code: int | None) -> str:
+    if code is None:
+        return "error"
+    name = curlcode_name(code)
+    return f"{code} {name}" if name else str(code)
+
+
+def _transport(row: Row) -> str:
+    # Say so when the fake used another transport than the one asked for (reset needs TCP).
+    served = [t for t in row.served_over if t != row.transport]
+    return f"{row.transport}->{'+'.join(served)}" if served else row.transport
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.label,
+        _transport(row),
+        _code(row.expected),
+        _code(row.observed),
+        f"{row.ms:.1f}",
+        "ok" if row.ledger_ok else "LEAK",
+        "+".join(row.problems) or "-",
+        "OK" if row.ok else "MISMATCH",
+        row.message,
+    ]
+
+
+_COLUMNS = [
+    "fault",
+    "transport",
+    "expected",
+    "observed",
+    "ms",
+    "ledger",
+    "check",
+    "result",
+    "libcurl message",
+]
+
+
+def _summary(rows: Sequence[Row]) -> str:
+    bad = sum(not r.ok for r in rows)
+    return f"{len(rows)} rows: {len(rows) - bad} OK, {bad} MISMATCH"
+
+
+def render_text(rows: Sequence[Row]) -> str:
+    """An aligned plain-text table with a header line and a summary."""
+    table = [_COLUMNS, *(_cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS) - 1)]
+    lines = [header_line(), ""]
+    for line in table:
+        padded = [cell.ljust(w) for cell, w in zip(line, widths)]
+        lines.append("  ".join([*padded, line[-1]]).rstrip())
+    lines += ["", _summary(rows)]
+    return "\n".join(lines)
+
+
+def _md(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def render_markdown(rows: Sequence[Row]) -> str:
+    """A GitHub-flavoured Markdown table, for docs and CI summaries."""
+    lines = [f"**{header_line()}**", ""]
+    lines.append("| " + " | ".join(_COLUMNS) + " |")
+    lines.append("|" + "|".join("---" for _ in _COLUMNS) + "|")
+    for row in rows:
+        cells = _cells(row)
+        cells[0] = f"`{cells[0]}`"
+        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    lines += ["", _summary(rows)]
+    return "\n".join(lines)
+
+
+def render_json(rows: Sequence[Row]) -> str:
+    """Versions, the overall verdict and every row as a JSON document."""
+    from . import __version__
+
+    doc = {
+        "curlfault": __version__,
+        "pycurl": pycurl.version,
+        "libcurl": pycurl.version_info()[1],
+        "python": sys.version.split()[0],
+        "ok": all(r.ok for r in rows),
+        "rows": [r.to_dict() for r in rows],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render(rows: Sequence[Row], fmt: str = "text") -> str:
+    """``rows`` as "text", "markdown" or "json"."""
+    if fmt == "text":
+        return render_text(rows)
+    if fmt == "markdown":
+        return render_markdown(rows)
+    if fmt == "json":
+        return render_json(rows)
+    raise UsageError(f"format {fmt!r} is not known; use one of {', '.join(FORMATS)}")
