@@ -1,12 +1,12 @@
 """curlfault: in-process fake servers and fault injection for pycurl.
 
-    from curlfault import FakeNetwork, faults
+from curlfault import FakeNetwork, faults
 
-    with FakeNetwork() as net:
-        api = net.http("api.test")
-        api.get("/items").respond(200, json=[1, 2])
-        with net.intercept():
-            ...  # every pycurl.Curl() made here is routed through net
+with FakeNetwork() as net:
+    api = net.http("api.test")
+    api.get("/items").respond(200, json=[1, 2])
+    with net.intercept():
+        ...  # every pycurl.Curl() made here is routed through net
 """
 
 from . import faults
@@ -38,9 +38,9 @@ __all__ = [
     "FakeNetwork",
     "HttpEndpoint",
     "InterceptedCurl",
+    "LeakError",
     "Ledger",
     "LedgerReport",
-    "LeakError",
     "Loop",
     "MalformedRequest",
     "Request",

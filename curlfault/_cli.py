@@ -24,7 +24,7 @@ from ._matrix import CASES, DEFAULT_TIMEOUT, FORMATS, Case, render, run_matrix
 from ._network import FakeNetwork
 from ._transports import TRANSPORTS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 _EPILOG = """\
 exit status: 0 if every check passed, 1 if any failed, 2 for bad arguments.
@@ -163,11 +163,11 @@ def _network_checks() -> list[Check]:
             checks.append(_healthy_get(net))
         report = net.ledger.audit()
         opened = len(net.ledger)
-        checks.append((
-            report.ok and opened > 0,
+        balance = (
             f"descriptor ledger balances: {opened} opened, {len(report.leaked)} leaked, "
-            f"{len(report.double_closed)} closed twice",
-        ))
+            f"{len(report.double_closed)} closed twice"
+        )
+        checks.append((report.ok and opened > 0, balance))
         try:
             net.check()
             checks.append((True, "net.check() reports no problem"))
@@ -176,10 +176,8 @@ def _network_checks() -> list[Check]:
     finally:
         net.close()
     checks.append((pycurl.Curl is before_curl, "pycurl.Curl is restored after intercept()"))
-    checks.append((
-        _loop_threads() <= before_threads,
-        "the network's loop thread stopped on close()",
-    ))
+    stopped = _loop_threads() <= before_threads
+    checks.append((stopped, "the network's loop thread stopped on close()"))
     return checks
 
 

@@ -10,15 +10,15 @@
 from __future__ import annotations
 
 __all__ = [
-    "CurlFaultError",
-    "UsageError",
+    "CallbackError",
     "ClientError",
+    "CurlFaultError",
+    "LeakError",
+    "MalformedRequest",
+    "ServerError",
     "UnexpectedConnection",
     "UnmatchedRequest",
-    "MalformedRequest",
-    "LeakError",
-    "ServerError",
-    "CallbackError",
+    "UsageError",
 ]
 
 

@@ -10,7 +10,7 @@ import json as _json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from ._errors import ServerError, UsageError
@@ -19,9 +19,9 @@ from .faults import StreamFault
 if TYPE_CHECKING:
     from ._network import Connection, Endpoint
 
-__all__ = ["Request", "Response", "Route", "HeadersLike", "Handler"]
+__all__ = ["Handler", "HeadersLike", "Request", "Response", "Route"]
 
-HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], None]
+HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
 @dataclass
@@ -128,7 +128,7 @@ class Response:
         return cls(status, bytes(body), hdrs, fault)
 
 
-Handler = Callable[[Request], Union[Response, int]]
+Handler = Callable[[Request], Response | int]
 
 
 @dataclass
@@ -175,9 +175,11 @@ class Route:
         return len(self.requests)
 
     def matches(self, request: Request) -> bool:
-        if self.method != "*" and self.method != request.method:
-            if not (self.method == "GET" and request.method == "HEAD"):
-                return False
+        # A GET route also answers HEAD, as servers do.
+        if self.method not in ("*", request.method) and not (
+            self.method == "GET" and request.method == "HEAD"
+        ):
+            return False
         if "?" in self.path:
             return self.path == request.target
         return self.path == request.path

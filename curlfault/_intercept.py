@@ -28,7 +28,14 @@ from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS, Wiring
 if TYPE_CHECKING:
     from ._network import FakeNetwork
 
-__all__ = ["InterceptedCurl", "install", "uninstall", "uninstall_network", "real_curl", "caller_site"]
+__all__ = [
+    "InterceptedCurl",
+    "caller_site",
+    "install",
+    "real_curl",
+    "uninstall",
+    "uninstall_network",
+]
 
 _REAL_CURL: type[pycurl.Curl] = pycurl.Curl
 _lock = threading.Lock()
@@ -107,7 +114,11 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if w is not None:
             new = Wiring(w.network, caller_site(), trust=w.trust)
             new.url, new.user_trust = w.url, w.user_trust
-            new.user_open, new.user_sockopt, new.user_close = w.user_open, w.user_sockopt, w.user_close
+            new.user_open, new.user_sockopt, new.user_close = (
+                w.user_open,
+                w.user_sockopt,
+                w.user_close,
+            )
             new.user_connect_to, new.user_resolve = list(w.user_connect_to), list(w.user_resolve)
             dup._cf_wiring = new
             new.install(dup, attached=False)
@@ -118,7 +129,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     def perform(self) -> None:
         w = self._cf()
         if w is None:
-            return super().perform()
+            super().perform()
+            return
         w.refresh(self)
         try:
             super().perform()

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Ledger", "SocketRecord", "LedgerReport", "open_socket_inodes"]
+__all__ = ["Ledger", "LedgerReport", "SocketRecord", "open_socket_inodes"]
 
 
 @dataclass

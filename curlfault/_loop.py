@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Loop", "Handler", "Timer"]
+__all__ = ["Handler", "Loop", "Timer"]
 
 READ = select.EPOLLIN
 WRITE = select.EPOLLOUT
@@ -45,7 +45,7 @@ class Handler(Protocol):
 
 
 class Timer:
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callable[[], None]) -> None:
         self.when = when

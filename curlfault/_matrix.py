@@ -29,6 +29,10 @@ from ._errors import CurlFaultError, UnexpectedConnection, UsageError
 from ._network import FakeNetwork
 from ._transports import TRANSPORTS
 
+# The network imports its protocol modules on the first connection; import HTTP/1.1 (and
+# h11) now so that the first row's time does not include it.
+from .protocols import http1 as _http1  # noqa: F401
+
 __all__ = [
     "CASES",
     "FORMATS",
@@ -255,7 +259,8 @@ def _transfer(url: str, timeout: float) -> tuple[int | None, str, float]:
             code, message = exc.args[0], str(exc.args[1])
         except CurlFaultError as exc:
             # The engine failed the transfer itself: report it in the row, do not crash.
-            code, message = None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            first_line = (str(exc).splitlines() or [""])[0]
+            code, message = None, f"{type(exc).__name__}: {first_line}"
         ms = (time.perf_counter() - start) * 1000
     finally:
         curl.close()  # before the audit: a pooled connection is closed with its handle
@@ -377,15 +382,21 @@ def _summary(rows: Sequence[Row]) -> str:
     return f"{len(rows)} rows: {len(rows) - bad} OK, {bad} MISMATCH"
 
 
+def _notes(rows: Sequence[Row]) -> list[str]:
+    """One "label: note" line per case that has a note, in row order."""
+    notes = dict.fromkeys(f"{r.label}: {r.note}" for r in rows if r.note)
+    return ["notes:", *(f"  {n}" for n in notes), ""] if notes else []
+
+
 def render_text(rows: Sequence[Row]) -> str:
     """An aligned plain-text table with a header line and a summary."""
     table = [_COLUMNS, *(_cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS) - 1)]
     lines = [header_line(), ""]
     for line in table:
-        padded = [cell.ljust(w) for cell, w in zip(line, widths)]
+        padded = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)]
         lines.append("  ".join([*padded, line[-1]]).rstrip())
-    lines += ["", _summary(rows)]
+    lines += ["", *_notes(rows), _summary(rows)]
     return "\n".join(lines)
 
 
@@ -402,7 +413,8 @@ def render_markdown(rows: Sequence[Row]) -> str:
         cells = _cells(row)
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    lines += ["", _summary(rows)]
+    notes = [f"- {_md(n.strip())}" if n else "" for n in _notes(rows)[1:]]
+    lines += ["", *notes, _summary(rows)]
     return "\n".join(lines)
 
 

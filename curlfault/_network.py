@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from ._tls import TlsServerConfig
 
-__all__ = ["FakeNetwork", "Endpoint", "HttpEndpoint", "Connection"]
+__all__ = ["Connection", "Endpoint", "FakeNetwork", "HttpEndpoint"]
 
 _ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
 
@@ -115,7 +115,10 @@ class Endpoint:
         self._needs_tcp = False
 
     def connection_faults(self, *faults: ConnectionFault | None) -> Endpoint:
-        """The n-th connection from now gets the n-th fault (None: healthy); later ones are healthy."""
+        """The n-th connection from now gets the n-th fault (None: healthy).
+
+        Connections after the last fault are healthy. Returns the endpoint, to chain.
+        """
         for f in faults:
             if f is not None and not isinstance(f, ConnectionFault):
                 hint = (
@@ -259,8 +262,7 @@ class HttpEndpoint(Endpoint):
                 )
             )
             body = (
-                f"curlfault: no route for {request.method} {request.path}\n"
-                f"known routes: {known}\n"
+                f"curlfault: no route for {request.method} {request.path}\nknown routes: {known}\n"
             )
             return Response.make(404, body=body, headers={"Content-Type": "text/plain"})
         request.matched = True
@@ -268,7 +270,11 @@ class HttpEndpoint(Endpoint):
 
     def _hint(self, request: Request) -> str:
         m = request.method.lower()
-        call = f"{m}({request.path!r})" if m in ("get", "post", "put", "patch", "delete", "head", "options") else f"route({request.method!r}, {request.path!r})"
+        call = (
+            f"{m}({request.path!r})"
+            if m in ("get", "post", "put", "patch", "delete", "head", "options")
+            else f"route({request.method!r}, {request.path!r})"
+        )
         return f"`{self.host}` endpoint.{call}.respond(...)"
 
 
@@ -397,7 +403,9 @@ class FakeNetwork:
         """Route an existing handle through this network; returns it."""
         if self.closed:
             raise UsageError("this FakeNetwork is closed; make a new one")
-        wiring = Wiring(self, _intercept.caller_site(), trust=self.trust if trust is None else trust)
+        wiring = Wiring(
+            self, _intercept.caller_site(), trust=self.trust if trust is None else trust
+        )
         wiring.install(curl, attached=True)
         return curl
 
@@ -439,7 +447,8 @@ class FakeNetwork:
             conn.event("refused: the network is closed")
             self._record(
                 UnexpectedConnection(
-                    f"a handle routed through a closed FakeNetwork connected (url {wiring.url or '?'})"
+                    "a handle routed through a closed FakeNetwork connected "
+                    f"(url {wiring.url or '?'})"
                 )
             )
             return None
@@ -462,7 +471,9 @@ class FakeNetwork:
             else:
                 conn.event(f"refused: {peer} is not a fake address")
                 self._record(
-                    UnexpectedConnection(f"pycurl connected to {peer} ({what}), which no fake serves")
+                    UnexpectedConnection(
+                        f"pycurl connected to {peer} ({what}), which no fake serves"
+                    )
                 )
             return None
         fault = ep._next_connection_fault()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ._network import Connection
     from ._transports import Channel, StreamProtocol
 
-__all__ = ["TlsServerConfig", "TlsLayer"]
+__all__ = ["TlsLayer", "TlsServerConfig"]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ._loop import READ, WRITE, Loop, Timer
 if TYPE_CHECKING:
     from ._network import Connection
 
-__all__ = ["TRANSPORTS", "make_pair", "Channel", "StreamProtocol"]
+__all__ = ["TRANSPORTS", "Channel", "StreamProtocol", "make_pair"]
 
 TRANSPORTS = ("socketpair", "tcp")
 

@@ -24,7 +24,7 @@ from ._ledger import SocketRecord
 if TYPE_CHECKING:
     from ._network import FakeNetwork
 
-__all__ = ["Wiring", "SINK_IP", "OWNED_OPTIONS", "PASSTHROUGH"]
+__all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring"]
 
 PASSTHROUGH = -2  # open_socket's answer for a real host when the network is not strict
 SINK_IP = "127.77.255.254"  # unknown hosts in strict mode; refused, never connected
@@ -68,22 +68,22 @@ class Wiring:
     """The callbacks of one routed handle and what it remembers about that handle."""
 
     __slots__ = (
-        "network",
-        "site",
-        "url",
-        "trust",
-        "user_trust",
+        "__weakref__",
+        "_handle",
         "generation",
+        "network",
         "pending",
-        "user_open",
-        "user_sockopt",
+        "site",
+        "trust",
+        "url",
         "user_close",
         "user_connect_to",
-        "user_resolve",
-        "user_verbose",
         "user_debug",
-        "_handle",
-        "__weakref__",
+        "user_open",
+        "user_resolve",
+        "user_sockopt",
+        "user_trust",
+        "user_verbose",
     )
 
     def __init__(self, network: FakeNetwork, site: str, *, trust: bool) -> None:
@@ -188,7 +188,7 @@ class Wiring:
     # the callbacks ---------------------------------------------------------------------
     def _opensocket(self, purpose: int, address: Any) -> int:
         try:
-            family, socktype, protocol, addr = address
+            family, _socktype, _protocol, addr = address
             fd = self.network.open_socket(family, addr[0], addr[1], self)
             if fd is None:
                 return pycurl.SOCKET_BAD

@@ -20,14 +20,14 @@ from typing import ClassVar
 from ._errors import UsageError
 
 __all__ = [
-    "Fault",
-    "ConnectionFault",
-    "StreamFault",
-    "Refuse",
     "Close",
+    "ConnectionFault",
+    "Fault",
+    "Refuse",
     "Reset",
-    "refuse",
+    "StreamFault",
     "close",
+    "refuse",
     "reset",
 ]
 

@@ -8,6 +8,7 @@ serializes the whole response first, then cuts it at the exact byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import h11
@@ -19,7 +20,7 @@ from ..faults import Close, Reset, StreamFault
 if TYPE_CHECKING:
     from .._network import Connection, HttpEndpoint
 
-__all__ = ["Http1Server", "ByteTransport"]
+__all__ = ["ByteTransport", "Http1Server"]
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -30,7 +31,7 @@ class ByteTransport(Protocol):
     def write(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
-    def when_flushed(self, callback: object) -> None: ...
+    def when_flushed(self, callback: Callable[[], None]) -> None: ...
 
 
 class Http1Server:
@@ -68,7 +69,9 @@ class Http1Server:
             if isinstance(event, h11.Request):
                 self._start(event)
                 if h.they_are_waiting_for_100_continue:
-                    self.transport.write(h.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                    self.transport.write(
+                        h.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                    )
                     self.conn.event("sent 100 Continue")
             elif isinstance(event, h11.Data):
                 self._body.append(bytes(event.data))
@@ -158,16 +161,19 @@ class Http1Server:
         body = f"curlfault: malformed request: {exc}\n".encode()
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                data = self.h11.send(
-                    h11.Response(
-                        status_code=status,
-                        headers=[
-                            ("Content-Type", "text/plain"),
-                            ("Content-Length", str(len(body))),
-                            ("Connection", "close"),
-                        ],
+                data = (
+                    self.h11.send(
+                        h11.Response(
+                            status_code=status,
+                            headers=[
+                                ("Content-Type", "text/plain"),
+                                ("Content-Length", str(len(body))),
+                                ("Connection", "close"),
+                            ],
+                        )
                     )
-                ) or b""
+                    or b""
+                )
                 data += self.h11.send(h11.Data(data=body)) or b""
                 data += self.h11.send(h11.EndOfMessage()) or b""
                 self.transport.write(data)
