@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pycurl
 
 from ._errors import UsageError
+from ._ledger import Site
 from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS, Wiring
 
 if TYPE_CHECKING:
@@ -49,14 +50,17 @@ def real_curl() -> type[pycurl.Curl]:
     return _REAL_CURL
 
 
-def caller_site(skip: int = 2) -> str:
-    """'file:line in function' of the first frame outside curlfault (cheap, no stack copy)."""
+def caller_site(skip: int = 2, depth: int = 6) -> Site:
+    """The first ``depth`` frames outside curlfault, innermost first (a frame walk, cheap)."""
     frame: Any = sys._getframe(skip)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame = frame.f_back
-    if frame is None:
-        return "?"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+    frames: list[tuple[str, int, str]] = []
+    while frame is not None and len(frames) < depth:
+        code = frame.f_code
+        frames.append((code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    return Site(tuple(frames))
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]

@@ -15,7 +15,26 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Ledger", "LedgerReport", "SocketRecord", "open_socket_inodes"]
+__all__ = ["Ledger", "LedgerReport", "Site", "SocketRecord", "open_socket_inodes"]
+
+
+class Site:
+    """Where a pycurl handle was made: a few frames, read cheaply (no source lines)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: tuple[tuple[str, int, str], ...]) -> None:
+        self.frames = frames
+
+    def __str__(self) -> str:
+        if not self.frames:
+            return "?"
+        filename, lineno, name = self.frames[0]
+        return f"{filename}:{lineno} in {name}"
+
+    def format(self) -> str:
+        """The frames, innermost first, one per line."""
+        return "\n".join(f"  {f}:{n} in {fn}" for f, n, fn in self.frames) or "  ?"
 
 
 @dataclass
@@ -30,7 +49,7 @@ class SocketRecord:
     url: str  # the URL set on the handle, when known
     kind: str  # "socketpair", "tcp", "passthrough", ...
     opened_in: str  # the test (or other label) active when it was opened
-    handle_site: str  # "file:line in function" where the handle was made
+    handle_site: Site | str  # where the handle was made; str() gives "file:line in function"
     seq: int = 0
     bound: int = 0  # sockopt calls that named this socket
     closes: int = 0  # closesocket calls for this socket
@@ -44,7 +63,7 @@ class SocketRecord:
         url = f" url={self.url}" if self.url else ""
         return (
             f"#{self.seq} fd {self.fd} inode {self.inode} {self.kind} to {where} ({self.peer}){url}"
-            f", opened in {self.opened_in or '?'}, handle made at {self.handle_site or '?'}"
+            f", opened in {self.opened_in or '?'}, handle made at {self.handle_site}"
         )
 
 

@@ -31,7 +31,7 @@ from ._errors import (
     UsageError,
 )
 from ._http import Request, Response, Route
-from ._ledger import Ledger, SocketRecord
+from ._ledger import Ledger, Site, SocketRecord
 from ._loop import Loop
 from ._transports import TRANSPORTS, Channel, make_pair
 from ._wiring import PASSTHROUGH, SINK_IP, Wiring
@@ -409,7 +409,7 @@ class FakeNetwork:
         wiring.install(curl, attached=True)
         return curl
 
-    def _wire(self, curl: pycurl.Curl, site: str) -> Wiring:
+    def _wire(self, curl: pycurl.Curl, site: Site) -> Wiring:
         wiring = Wiring(self, site, trust=self.trust)
         wiring.install(curl, attached=False)
         return wiring
@@ -578,10 +578,12 @@ class FakeNetwork:
         for rec in report.leaked:
             if rec.reported:
                 continue
+            stack = rec.handle_site.format() if isinstance(rec.handle_site, Site) else ""
             problems.append(
                 LeakError(
                     f"descriptor never closed: {rec.describe()}; close the pycurl handle "
                     "(curl.close()) or let it go out of scope before the test ends"
+                    + (f"\nthe handle was made at:\n{stack}" if stack else "")
                 )
             )
         for rec in report.double_closed:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pycurl
 
 from ._errors import CallbackError
-from ._ledger import SocketRecord
+from ._ledger import Site, SocketRecord
 
 if TYPE_CHECKING:
     from ._network import FakeNetwork
@@ -86,7 +86,7 @@ class Wiring:
         "user_verbose",
     )
 
-    def __init__(self, network: FakeNetwork, site: str, *, trust: bool) -> None:
+    def __init__(self, network: FakeNetwork, site: Site, *, trust: bool) -> None:
         self.network = network
         self.site = site
         self.url = ""

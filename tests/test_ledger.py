@@ -134,7 +134,8 @@ def test_record_knows_where_the_handle_was_made(curlfault) -> None:
     curlfault.http("api.test").get("/").respond()
     transfer("http://api.test/")
     (rec,) = curlfault.ledger.records
-    assert "cfhelpers.py" in rec.handle_site
+    assert "cfhelpers.py" in str(rec.handle_site)
+    assert "test_ledger.py" in rec.handle_site.format()  # the stack reaches the test
     assert rec.opened_in.endswith("test_record_knows_where_the_handle_was_made")
     assert rec.url == "http://api.test/"
     assert rec.bound == 1 and rec.closes == 1
