@@ -256,7 +256,7 @@ def _transfer(url: str, timeout: float) -> tuple[int | None, str, float]:
         try:
             curl.perform()
         except pycurl.error as exc:
-            code, message = exc.args[0], str(exc.args[1])
+            code, message = _code_and_message(exc)
         except CurlFaultError as exc:
             # The engine failed the transfer itself: report it in the row, do not crash.
             first_line = (str(exc).splitlines() or [""])[0]
@@ -265,6 +265,15 @@ def _transfer(url: str, timeout: float) -> tuple[int | None, str, float]:
     finally:
         curl.close()  # before the audit: a pooled connection is closed with its handle
     return code, message, ms
+
+
+def _code_and_message(exc: pycurl.error) -> tuple[int | None, str]:
+    """(CURLcode, libcurl's message) of a ``pycurl.error`` raised by ``perform()``."""
+    args: tuple[object, ...] = exc.args
+    if len(args) == 2 and isinstance(args[0], int):
+        return args[0], str(args[1])
+    # pycurl's own argument errors carry only a message: no CURLcode was observed.
+    return None, str(args[0]) if args else ""
 
 
 def _discard(data: bytes) -> None:

@@ -34,7 +34,9 @@ from ._http import Request, Response, Route
 from ._ledger import Ledger, Site, SocketRecord
 from ._loop import Loop
 from ._transports import TRANSPORTS, Channel, make_pair
+from .protocols.http1 import Http1Server
 from ._wiring import PASSTHROUGH, SINK_IP, Wiring
+from ._tls import TlsLayer
 from .faults import ConnectionFault, Fault, Refuse, Reset, StreamFault
 
 if TYPE_CHECKING:
@@ -230,11 +232,7 @@ class HttpEndpoint(Endpoint):
         return self.route("OPTIONS", path)
 
     def _serve(self, channel: Channel, conn: Connection) -> None:
-        from .protocols.http1 import Http1Server
-
         if self.tls is not None:
-            from ._tls import TlsLayer
-
             layer = TlsLayer(channel, self.tls, conn)
             layer.start(Http1Server(self, layer, conn))
         else:
@@ -458,14 +456,14 @@ class FakeNetwork:
             return PASSTHROUGH
         if ep is None:
             conn.refused = True
-            what = f"host of {wiring.url}" if wiring.url else "an unknown host"
+            what, hint = _describe_url(wiring.url)
             if ip == SINK_IP:
                 conn.event("refused: no fake serves this host (strict)")
                 self._record(
                     UnexpectedConnection(
-                        f"pycurl connected to {what}, which no fake serves; add "
-                        "`net.http(host)` / `net.https(host)` for it, or use strict=False "
-                        "to let it reach the real network"
+                        f"pycurl connected to {what}, which no fake serves; add {hint}, "
+                        "or use strict=False (marker: curlfault(strict=False)) to let it "
+                        "reach the real network"
                     )
                 )
             else:
@@ -643,6 +641,26 @@ class FakeNetwork:
                     del tls
         if self._own_loop:
             loop.stop()
+
+
+def _describe_url(url: str) -> tuple[str, str]:
+    """("host:port (url ...)", "`net.http('host')`") for an unexpected connection's report."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "an unknown host (the handle's URL was set outside curlfault)", "a fake for it"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return f"the host of {url}", "a fake for it"
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = port or default
+    kind = "https" if scheme == "https" else "http"
+    extra = "" if port in (None, default) else f", {port}"
+    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
 
 
 def _inode(sock: socket.socket) -> int:

@@ -78,9 +78,11 @@ def _byte_count(value: object, what: str) -> int:
 class Close(StreamFault):
     """Send ``after_bytes`` bytes of the response, then FIN (half-close, drain, close).
 
+    The CURLcode depends on where the cut falls, so ``curlcode`` (18) names the mid-body case:
     ``after_bytes=0`` (nothing sent) gives 52 (``GOT_NOTHING``); a cut inside the body of a
-    response with a Content-Length gives 18 (``PARTIAL_FILE``). A cut after the status line
-    or inside the headers is a success (0) in libcurl: it ends the headers at EOF.
+    response with a Content-Length gives 18 (``PARTIAL_FILE``); a cut after the status line
+    or inside the headers is a success (0) in libcurl, which ends the headers at EOF.
+    ``expected_curlcode(response_length, header_length)`` says which applies.
     """
 
     after_bytes: int = 0
@@ -89,6 +91,17 @@ class Close(StreamFault):
 
     def __post_init__(self) -> None:
         _byte_count(self.after_bytes, "close(after_bytes=...)")
+
+    def expected_curlcode(self, response_length: int, header_length: int) -> int:
+        """The CURLcode for a response of ``response_length`` bytes whose head is
+        ``header_length`` bytes (a body framed by Content-Length)."""
+        if self.after_bytes == 0:
+            return 52
+        if self.after_bytes >= response_length:
+            return 0
+        if self.after_bytes < header_length:
+            return 0
+        return 18
 
 
 @dataclass(frozen=True, repr=False)
