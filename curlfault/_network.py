@@ -33,11 +33,11 @@ from ._errors import (
 from ._http import Request, Response, Route
 from ._ledger import Ledger, Site, SocketRecord
 from ._loop import Loop
-from ._transports import TRANSPORTS, Channel, make_pair
-from .protocols.http1 import Http1Server
-from ._wiring import PASSTHROUGH, SINK_IP, Wiring
 from ._tls import TlsLayer
+from ._transports import TRANSPORTS, Channel, make_pair
+from ._wiring import PASSTHROUGH, SINK_IP, Wiring
 from .faults import ConnectionFault, Fault, Refuse, Reset, StreamFault
+from .protocols.http1 import Http1Server
 
 if TYPE_CHECKING:
     import pycurl
