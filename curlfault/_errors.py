@@ -66,3 +66,17 @@ class ServerError(CurlFaultError):
 
 class CallbackError(CurlFaultError):
     """An exception was raised inside a pycurl callback installed by curlfault."""
+
+
+for _cls in (
+    CurlFaultError,
+    UsageError,
+    ClientError,
+    UnexpectedConnection,
+    UnmatchedRequest,
+    MalformedRequest,
+    LeakError,
+    ServerError,
+    CallbackError,
+):
+    _cls.__module__ = "curlfault"

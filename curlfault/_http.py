@@ -86,7 +86,8 @@ def _headers(headers: HeadersLike) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Response:
-    """One canned response. Build it with ``Response(status, body=..., json=..., headers=...)``."""
+    """One canned response. Build it with ``Response.make(status, body=..., json=..., headers=...)``,
+    which validates its arguments; ``handle()`` functions return one."""
 
     status: int = 200
     body: bytes = b""

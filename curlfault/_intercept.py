@@ -108,7 +108,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         super().reset()
         w = self._cf()
         if w is not None:
-            w.user_open = w.user_sockopt = w.user_close = None
+            w.user_open = w.user_sockopt = w.user_close = w.user_debug = None
+            w.user_verbose = False
             w.user_connect_to, w.user_resolve, w.url, w.user_trust = [], [], "", False
             w.install(self, attached=False)
 

@@ -66,6 +66,9 @@ class Loop:
         self._ep: select.epoll | None = None
         self._ready: select.epoll | None = None
         self._busy: set[int] = set()
+        # Connections that want a pump on every debug event, not only after request and
+        # response bytes: a TLS handshake, whose records libcurl announces before writing.
+        self.eager = 0
         self._wake_fd = -1
         self._thread: threading.Thread | None = None
         self._handlers: dict[int, Handler] = {}
@@ -141,8 +144,11 @@ class Loop:
             self.start()
         assert self._ready is not None
         fd = handler.fileno()
+        idle = not self._handlers
         self._handlers[fd] = handler
         self._ready.register(fd, _mask(events))
+        if idle and not self.in_loop_thread():
+            self._wake()  # the thread sleeps up to 1 s while idle: start scanning now
 
     def modify(self, handler: Handler, events: int) -> None:
         if self._ready is not None:

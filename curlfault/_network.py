@@ -242,15 +242,15 @@ class HttpEndpoint(Endpoint):
         """Find the route for ``request`` and take its next step (loop thread)."""
         self._requests.append(request)
         self.network.requests.append(request)
-        # Most specific first: exact method before "*", a path with query before without.
+        # Most specific wins: a path with its query before the bare path, then an exact
+        # method before "*" (a GET route also answers HEAD); ties go to the first declared.
         best: Route | None = None
+        best_rank = -1
         for r in self.routes:
             if r.matches(request):
-                if best is None or (best.method == "*" and r.method != "*"):
-                    best = r
-                if r.method == request.method:
-                    best = r
-                    break
+                rank = 2 * ("?" in r.path) + (r.method == request.method)
+                if rank > best_rank:
+                    best, best_rank = r, rank
         if best is None:
             known = ", ".join(f"{r.method} {r.path}" for r in self.routes) or "none"
             self.network._record(

@@ -44,10 +44,19 @@ class TlsLayer:
         self.protocol: StreamProtocol | None = None
         self.handshaken = False
         self._closing = False
+        self._eager = False
+        channel.on_close = self._handshake_over
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
+        self.channel.loop.eager += 1
+        self._eager = True
         self.channel.start(self)
+
+    def _handshake_over(self) -> None:
+        if self._eager:
+            self._eager = False
+            self.channel.loop.eager -= 1
 
     # from the channel (ciphertext) -------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -60,11 +69,13 @@ class TlsLayer:
                 return
             except ssl.SSLError as exc:
                 self.conn.event(f"TLS handshake failed: {exc.reason or exc}")
+                self._handshake_over()
                 self._flush()
                 self._closing = True
                 self.channel.finish()
                 return
             self.handshaken = True
+            self._handshake_over()
             self.conn.tls.update(
                 sni=getattr(self.obj, "server_hostname", None),
                 version=self.obj.version(),

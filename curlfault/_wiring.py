@@ -79,6 +79,7 @@ class Wiring:
         "user_close",
         "user_connect_to",
         "user_debug",
+        "interrupt",
         "user_open",
         "user_resolve",
         "user_sockopt",
@@ -101,6 +102,7 @@ class Wiring:
         self.user_resolve: list[str] = []
         self.user_verbose = False
         self.user_debug: Any = None
+        self.interrupt: BaseException | None = None
         self._handle: weakref.ref[Any] | None = None
 
     # installing ------------------------------------------------------------------------
@@ -171,6 +173,11 @@ class Wiring:
 
     # errors ----------------------------------------------------------------------------
     def _fail(self, where: str, exc: BaseException) -> None:
+        if not isinstance(exc, Exception):
+            # KeyboardInterrupt, SystemExit: never left pending in pycurl (that would skip
+            # closesocket), but raised as themselves once perform() returns.
+            self.interrupt = exc
+            return
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         err = CallbackError(f"{where} raised {type(exc).__name__}: {exc}\n{tb}")
         err.__cause__ = exc
@@ -179,6 +186,9 @@ class Wiring:
 
     def raise_pending(self) -> None:
         """Raise the first exception recorded by a callback since the last call."""
+        if self.interrupt is not None:
+            exc, self.interrupt = self.interrupt, None
+            raise exc
         if self.pending:
             errors, self.pending = self.pending, []
             for err in errors:
@@ -239,10 +249,9 @@ class Wiring:
 
     def _debug(self, kind: int, data: bytes) -> None:
         try:
-            if kind in _PUMP_EVENTS:
-                loop = self.network._loop
-                if loop is not None:
-                    loop.pump()
+            loop = self.network._loop
+            if loop is not None and (kind in _PUMP_EVENTS or loop.eager):
+                loop.pump()
             if self.user_verbose:
                 if self.user_debug is not None:
                     self.user_debug(kind, data)

@@ -80,9 +80,10 @@ class Close(StreamFault):
 
     The CURLcode depends on where the cut falls, so ``curlcode`` (18) names the mid-body case:
     ``after_bytes=0`` (nothing sent) gives 52 (``GOT_NOTHING``); a cut inside the body of a
-    response with a Content-Length gives 18 (``PARTIAL_FILE``); a cut after the status line
-    or inside the headers is a success (0) in libcurl, which ends the headers at EOF.
-    ``expected_curlcode(response_length, header_length)`` says which applies.
+    response with a Content-Length gives 18 (``PARTIAL_FILE``); a cut after the status line,
+    inside the headers, is a success (0) in libcurl, which ends the headers at EOF. Cuts
+    inside the status line itself, or in the blank line that ends the head, are where libcurl
+    varies: ``curlfault matrix`` lists the points it proves.
     """
 
     after_bytes: int = 0
@@ -91,17 +92,6 @@ class Close(StreamFault):
 
     def __post_init__(self) -> None:
         _byte_count(self.after_bytes, "close(after_bytes=...)")
-
-    def expected_curlcode(self, response_length: int, header_length: int) -> int:
-        """The CURLcode for a response of ``response_length`` bytes whose head is
-        ``header_length`` bytes (a body framed by Content-Length)."""
-        if self.after_bytes == 0:
-            return 52
-        if self.after_bytes >= response_length:
-            return 0
-        if self.after_bytes < header_length:
-            return 0
-        return 18
 
 
 @dataclass(frozen=True, repr=False)

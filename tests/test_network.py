@@ -265,3 +265,38 @@ def test_tornado_curl_async_http_client(curlfault) -> None:
     finally:
         loop.close(all_fds=True)
     assert [r.method for r in api.requests] == ["GET", "POST", "POST"]
+
+
+def test_reset_from_handler_on_socketpair_is_reported_not_faked(curlfault) -> None:
+    from curlfault import Response, UsageError
+
+    api = curlfault.http("api.test")
+    api.get("/r").handle(
+        lambda req: Response.make(200, body=b"z" * 100, fault=faults.reset(after_bytes=10))
+    )
+    code = transfer("http://api.test/r").code
+    assert code != 0
+    with pytest.raises(UsageError, match="no RST to send.*transport='tcp'"):
+        curlfault.check()
+    assert transfer("http://api.test/r").code == 56  # later connections are TCP
+
+
+def test_route_with_query_wins_over_bare_path(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/items").respond(body="all")
+    api.get("/items?page=2").respond(body="page two")
+    api.route("*", "/items").respond(body="any method")
+    assert transfer("http://api.test/items?page=2").body == b"page two"
+    assert transfer("http://api.test/items?page=3").body == b"all"
+    assert transfer("http://api.test/items", CUSTOMREQUEST="PUT").body == b"any method"
+
+
+def test_first_https_connection_is_served_inline_not_by_the_loop(curlfault) -> None:
+    # The handshake is pumped from libcurl's debug callback: no wait for the loop thread.
+    import time
+
+    curlfault.https("secure.test").get("/").respond(body="fast")
+    start = time.monotonic()
+    r = transfer("https://secure.test/")
+    assert r.body == b"fast"
+    assert time.monotonic() - start < 0.9  # the idle loop thread would take ~1 s

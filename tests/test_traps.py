@@ -361,3 +361,34 @@ def test_user_opensocket_is_not_used_for_fakes(curlfault) -> None:
     r = transfer("http://api.test/", OPENSOCKETFUNCTION=lambda p, a: called.append(a) or -1)
     assert r.body == b"fake"
     assert called == []
+
+
+def test_reset_forgets_the_users_debugfunction(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="x")
+    seen: list[int] = []
+    c = pycurl.Curl()
+    try:
+        transfer("http://api.test/", curl=c, VERBOSE=1, DEBUGFUNCTION=lambda k, d: seen.append(k))
+        assert seen
+        seen.clear()
+        c.reset()
+        assert transfer("http://api.test/", curl=c).body == b"x"
+        assert seen == []
+    finally:
+        c.close()
+
+
+def test_keyboard_interrupt_in_a_callback_comes_back_as_itself(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="x")
+
+    def interrupt(kind: int, data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    c = pycurl.Curl()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            transfer("http://api.test/", curl=c, VERBOSE=1, DEBUGFUNCTION=interrupt)
+        assert c.getinfo(pycurl.RESPONSE_CODE) == 200  # the transfer itself went on
+    finally:
+        c.close()
+    assert curlfault.ledger.audit().ok  # and closesocket ran for its connection

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import h11
 
-from .._errors import MalformedRequest
+from .._errors import MalformedRequest, UsageError
 from .._http import Request, Response
 from ..faults import Close, Reset, StreamFault
 
@@ -137,6 +137,17 @@ class Http1Server:
             self.conn.event(f"fault {fault!r}: FIN after {min(fault.after_bytes, len(data))} bytes")
             self.transport.finish()
         elif isinstance(fault, Reset):
+            if self.conn.transport != "tcp":
+                # Only TCP has RST. An endpoint that declares reset() up front serves over
+                # TCP; one a handler returned later may meet a socketpair made earlier.
+                self.endpoint.network._record(
+                    UsageError(
+                        f"{fault!r} on connection #{self.conn.id} to {self.endpoint.url}, "
+                        f"which is a {self.conn.transport}: there is no RST to send, so the "
+                        "client saw an abrupt close instead; declare the endpoint with "
+                        "transport='tcp' or the fault with respond(..., fault=reset(...))"
+                    )
+                )
             self.transport.write(data[: fault.after_bytes])
             self.conn.event(f"fault {fault!r}: RST after {min(fault.after_bytes, len(data))} bytes")
             self.transport.when_flushed(self.transport.abort)
