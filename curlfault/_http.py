@@ -86,8 +86,10 @@ def _headers(headers: HeadersLike) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Response:
-    """One canned response. Build it with ``Response.make(status, body=..., json=..., headers=...)``,
-    which validates its arguments; ``handle()`` functions return one."""
+    """One canned response; ``handle()`` functions return one.
+
+    Build it with ``Response.make(status, body=..., json=..., headers=...)``, which
+    validates its arguments."""
 
     status: int = 200
     body: bytes = b""

@@ -375,11 +375,16 @@ class FakeNetwork:
 
     @property
     def ca(self) -> Any:
-        """The trustme CA that signs this network's certificates (made on first use)."""
+        """The trustme CA that signs this network's certificates (made on first use).
+
+        ``FakeNetwork(ca=...)`` takes a CA, or a function that returns one when first needed.
+        """
         if self._ca is None:
             import trustme
 
             self._ca = trustme.CA()
+        elif callable(self._ca) and not hasattr(self._ca, "issue_cert"):
+            self._ca = self._ca()
         return self._ca
 
     def pins(self) -> tuple[list[str], list[str]]:
@@ -594,10 +599,10 @@ class FakeNetwork:
         for rec in report.leaked + report.double_closed:
             rec.reported = True  # raise each problem once
         if self._loop is not None:
+            # A shared loop serves one test at a time per process: its errors are ours.
             with self._loop.lock:
-                loop_errors = list(self._loop.errors) if self._own_loop else []
-                if self._own_loop:
-                    self._loop.errors.clear()
+                loop_errors = list(self._loop.errors)
+                self._loop.errors.clear()
             for exc in loop_errors:
                 err = ServerError(f"the fake network's loop raised {exc!r}")
                 err.__cause__ = exc

@@ -6,7 +6,6 @@ import gc
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from cfhelpers import Result, transfer

@@ -7,9 +7,9 @@ import json
 
 import pycurl
 import pytest
+from cfhelpers import transfer
 
 from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError
-from cfhelpers import transfer
 
 
 def test_get_json_and_request_record(curlfault) -> None:

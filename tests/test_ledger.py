@@ -49,7 +49,8 @@ def test_audit_leaked_vs_closed_in_c() -> None:
         assert report.leaked == [ra]
         assert report.closed_by_pycurl == [rc]
         assert not report.ok
-        assert "fd" in ra.describe() and "api.test" in ra.describe()
+        assert "fd" in ra.describe()
+        assert "api.test" in ra.describe()
     finally:
         a.close()
         b.close()
@@ -62,7 +63,8 @@ def test_double_and_unknown_closes_are_reported() -> None:
     a, b = socket.socketpair()
     try:
         rec = ledger.opened(_record(a))
-        assert ledger.bind(a.fileno()) is rec and rec.bound == 1
+        assert ledger.bind(a.fileno()) is rec
+        assert rec.bound == 1
         ledger.closing(a.fileno(), rec.inode)
         ledger.closing(a.fileno(), rec.inode)
         ledger.closing(99999, None)
@@ -138,4 +140,5 @@ def test_record_knows_where_the_handle_was_made(curlfault) -> None:
     assert "test_ledger.py" in rec.handle_site.format()  # the stack reaches the test
     assert rec.opened_in.endswith("test_record_knows_where_the_handle_was_made")
     assert rec.url == "http://api.test/"
-    assert rec.bound == 1 and rec.closes == 1
+    assert rec.bound == 1
+    assert rec.closes == 1

@@ -7,9 +7,9 @@ import threading
 
 import pycurl
 import pytest
-
-from curlfault import FakeNetwork, UsageError, faults
 from cfhelpers import transfer
+
+from curlfault import CurlFaultError, FakeNetwork, UsageError, faults
 
 
 @pytest.mark.parametrize("transport", ["socketpair", "tcp"])
@@ -36,7 +36,7 @@ def test_connection_faults_count_from_declaration(curlfault) -> None:
 
 def test_connection_faults_reject_stream_faults(curlfault) -> None:
     api = curlfault.http("api.test")
-    with pytest.raises(UsageError, match="not a connection fault.*respond"):
+    with pytest.raises(UsageError, match=r"not a connection fault.*respond"):
         api.connection_faults(faults.close(5))
     with pytest.raises(UsageError, match="stream fault"):
         api.get("/").respond(fault=faults.refuse())  # type: ignore[arg-type]
@@ -197,7 +197,7 @@ def test_closed_network_refuses_and_reports() -> None:
 def test_context_manager_checks_on_clean_exit() -> None:
     from curlfault import UnmatchedRequest
 
-    with pytest.raises(UnmatchedRequest), FakeNetwork() as net, net.intercept():
+    with pytest.raises(UnmatchedRequest), FakeNetwork() as net, net.intercept():  # noqa: PT012
         net.http("api.test")
         transfer("http://api.test/nothing-here")
     assert net.closed
@@ -212,7 +212,7 @@ def test_check_lists_every_problem_with_trace() -> None:
             net.http("api.test")
             transfer("http://api.test/a")
             transfer("http://other.test/b")
-        with pytest.raises(Exception) as info:
+        with pytest.raises(CurlFaultError) as info:
             net.check()
         err = info.value
         assert len(err.problems) == 2
@@ -251,7 +251,10 @@ def test_tornado_curl_async_http_client(curlfault) -> None:
             codes.append(r.code)
             for _ in range(2):
                 r = await client.fetch(
-                    "http://api.test/items", method="POST", body="x", raise_error=False,
+                    "http://api.test/items",
+                    method="POST",
+                    body="x",
+                    raise_error=False,
                     request_timeout=10,
                 )
                 codes.append(r.code)
@@ -276,7 +279,7 @@ def test_reset_from_handler_on_socketpair_is_reported_not_faked(curlfault) -> No
     )
     code = transfer("http://api.test/r").code
     assert code != 0
-    with pytest.raises(UsageError, match="no RST to send.*transport='tcp'"):
+    with pytest.raises(UsageError, match=r"no RST to send.*transport='tcp'"):
         curlfault.check()
     assert transfer("http://api.test/r").code == 56  # later connections are TCP
 

@@ -13,13 +13,13 @@ import textwrap
 
 import pycurl
 import pytest
-import trustme  # noqa: F401  (see below)
-
-from curlfault import InterceptedCurl
 
 # pytester drops the modules an in-process run imported; cryptography (under trustme) cannot
-# be imported twice (its Rust extension keeps the first copy's classes), so import it once
-# here, outside every inner run.
+# be imported twice (its Rust extension keeps the first copy's classes: "curve must be an
+# EllipticCurve instance"), so it is imported once here, outside every inner run.
+import trustme  # noqa: F401
+
+from curlfault import InterceptedCurl
 
 HELPER = '''
 import io
@@ -112,8 +112,9 @@ def make_tests(pytester: pytest.Pytester, source: str, name: str = "test_inner")
 
 
 # Inner runs leave out hypothesis's plugin: it imports all of hypothesis at every session end,
-# and pytester drops modules an inner run imported, so each run would pay that again.
-QUIET = ("-p", "no:hypothesispytest")
+# and pytester drops modules an inner run imported, so each run would pay that again. Inner
+# tests that share module state rely on file order, so no reordering plugin either.
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:randomly")
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -150,8 +151,8 @@ def test_fixture_serves_a_real_get_without_import(pytester: pytest.Pytester) -> 
             assert api.requests[0].path == "/items"
             assert api.requests[0].query == "page=1"
             assert len(api.requests) == 1
-            assert isinstance(pycurl.Curl(), ORIGINAL_CURL)
             assert pycurl.Curl is not ORIGINAL_CURL
+            assert issubclass(pycurl.Curl, ORIGINAL_CURL)
         """,
     )
     result = run(pytester, "--strict-markers")
@@ -179,12 +180,12 @@ def test_unmatched_request_errors_at_teardown_with_trace(pytester: pytest.Pytest
         [
             "*ERROR at teardown of test_unmatched*",
             "*UnmatchedRequest: GET /unknown to http://api.test matched no route*GET /known*",
-            "*- curlfault connections (teardown) -*",
-            "#1 api.test via 127.77.0.1:80 [[]socketpair[]]*url=http://api.test/unknown",
+            "*connection trace:",
+            "*#1 api.test via 127.77.0.1:80 [[]socketpair[]]*url=http://api.test/unknown",
         ]
     )
-    secs = sections(result, "test_unmatched", "teardown")
-    assert "#1 api.test" in secs["curlfault connections (teardown)"]
+    # The trace is in the error itself, so no second copy as a report section.
+    assert "curlfault connections (teardown)" not in sections(result, "test_unmatched", "teardown")
     # the test itself passed: its call report carries no trace under the default "failed"
     assert sections(result, "test_unmatched", "call") == {}
 
@@ -207,7 +208,7 @@ def test_unknown_host_is_refused_and_reported_with_its_url(pytester: pytest.Pyte
             "*ERROR at teardown of test_unknown*",
             "*UnexpectedConnection: pycurl connected to *http://nowhere.test:8080/path*"
             "which no fake serves*",
-            "*- curlfault connections (teardown) -*",
+            "*connection trace:",
             "*refused: no fake serves this host (strict)*",
         ]
     )
@@ -256,16 +257,14 @@ def test_already_failed_test_gets_no_second_error(pytester: pytest.Pytester) -> 
         ["*the test's own failure*", "*- curlfault connections (call) -*", "#1 api.test*"]
     )
     result.stdout.no_fnmatch_line("*ERROR at teardown*")
-    note = sections(result, "test_fails", "teardown")[
-        "curlfault problems (test had already failed)"
+    (note,) = [
+        text
+        for name, text in sections(result, "test_fails", "teardown").items()
+        if name.startswith("curlfault problems") and "test had already failed" in name
     ]
     assert "GET /nothing-here to http://api.test matched no route" in note
 
 
-@pytest.mark.xfail(
-    reason="plugin bug: pytest prints a passing teardown report's sections only when their "
-    "name contains 'teardown', so the 'curlfault problems' note never reaches the terminal",
-)
 def test_already_failed_note_is_shown_in_the_terminal(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -290,6 +289,8 @@ def test_marker_strict_false_lets_unknown_hosts_reach_a_real_listener(
     make_tests(
         pytester,
         """
+        from curlfault import UnexpectedConnection
+
         @pytest.mark.curlfault(strict=False)
         def test_not_strict(curlfault):
             assert curlfault.strict is False
@@ -303,8 +304,6 @@ def test_marker_strict_false_lets_unknown_hosts_reach_a_real_listener(
             with LoopbackServer() as srv:
                 assert get(srv.url)[0] == pycurl.E_COULDNT_CONNECT
             assert not srv.connected
-            from curlfault import UnexpectedConnection
-
             with pytest.raises(UnexpectedConnection, match=f"127.0.0.1:{srv.port}"):
                 curlfault.check()  # consumed here, so teardown has nothing left to report
         """,
@@ -424,8 +423,9 @@ def test_marker_misuse_is_a_usage_error(
         """,
     )
     result = run(pytester)
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at setup of test_misused*", f"*UsageError: {message}"])
+    # Checked at collection: the run stops with a usage error before any test runs.
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
 # configuration ---------------------------------------------------------------------------
@@ -525,8 +525,11 @@ def test_teardown_error(curlfault):
 @pytest.mark.parametrize(
     ("ini", "args", "message"),
     [
-        ("curlfault_trace = bogus", (), "*curlfault_trace = 'bogus' is not valid; use one of "
-         "failed, all, none*"),
+        (
+            "curlfault_trace = bogus",
+            (),
+            "*curlfault_trace = 'bogus' is not valid; use one of failed, all, none*",
+        ),
         ("", ("--curlfault-trace=bogus",), "*--curlfault-trace: invalid choice: 'bogus'*"),
     ],
 )
@@ -544,25 +547,33 @@ def test_fixtures_and_marker_are_documented(pytester: pytest.Pytester) -> None:
     make_tests(pytester, TRACED)
     result = run(pytester, "--fixtures")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(
-        [
-            "*fixtures defined from pytest_curlfault.plugin*",
-            "curlfault_ca [[]session scope[]] -- *plugin.py:*",
+    result.stdout.fnmatch_lines(["*fixtures defined from pytest_curlfault.plugin*"])
+    for name_line, doc_line in [
+        (
+            "curlfault_ca [[]session scope[]] -- *pytest_curlfault/plugin.py:*",
             "    The session's ``trustme.CA``: it signs every fake HTTPS certificate*",
-            "curlfault -- *plugin.py:*",
+        ),
+        (
+            "curlfault -- *pytest_curlfault/plugin.py:*",
             "    A strict, intercepting ``curlfault.FakeNetwork`` for this test.",
-            "curlfault_loop [[]session scope[]] -- *plugin.py:*",
+        ),
+        (
+            "curlfault_loop [[]session scope[]] -- *pytest_curlfault/plugin.py:*",
             "    The session's curlfault reactor*",
-        ],
-        consecutive=False,
-    )
+        ),
+    ]:
+        result.stdout.fnmatch_lines([name_line, doc_line], consecutive=True)
     result = run(pytester, "--markers")
     result.stdout.fnmatch_lines(
         ["@pytest.mark.curlfault(strict=True, intercept=True, trust=True, check=True): *"]
     )
     result = run(pytester, "--help")
     result.stdout.fnmatch_lines(
-        ["curlfault: fake servers for pycurl:", "  --curlfault-trace=*", "*curlfault_strict (bool)*"]
+        [
+            "curlfault: fake servers for pycurl:",
+            "  --curlfault-trace=*",
+            "*curlfault_strict (bool)*",
+        ]
     )
 
 
@@ -622,7 +633,7 @@ def test_pycurl_curl_is_restored_after_each_test(pytester: pytest.Pytester) -> N
         """,
     )
     original = pycurl.Curl
-    result = run(pytester, "-p", "no:randomly")
+    result = run(pytester)
     result.assert_outcomes(passed=5, failed=1, errors=1)
     assert pycurl.Curl is original
 
@@ -680,9 +691,10 @@ def test_xdist_runs_fixture_tests_and_reports_teardown_errors(pytester: pytest.P
     result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
         [
+            "created: 2/2 workers",
             "*ERROR at teardown of test_unmatched*",
             "*UnmatchedRequest: GET /unrouted to http://api.test matched no route*",
-            "*- curlfault connections (teardown) -*",
+            "*connection trace:",
         ]
     )
 
@@ -716,10 +728,6 @@ def test_pooled_close_warning_is_ignored_only_for_fixture_tests(pytester: pytest
 # known gaps (strict xfails: each passes once the plugin is fixed) --------------------------
 
 
-@pytest.mark.xfail(
-    reason="plugin bug: pytest_runtest_makereport records report.failed, which is False for "
-    "an xfailed call, so the teardown check raises too and one test counts as 2 xfailed",
-)
 def test_xfailed_test_is_counted_once(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -735,10 +743,6 @@ def test_xfailed_test_is_counted_once(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(xfailed=1)
 
 
-@pytest.mark.xfail(
-    reason="plugin gap: errors collected by the shared session loop (Loop.errors) are checked "
-    "only by a FakeNetwork that owns its loop; the plugin's networks never own it",
-)
 def test_error_in_the_session_loop_reaches_the_test(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -746,6 +750,7 @@ def test_error_in_the_session_loop_reaches_the_test(pytester: pytest.Pytester) -
         def test_loop_raises(curlfault, curlfault_loop):
             def boom():
                 raise RuntimeError("boom in the loop")
+            curlfault_loop.start()  # (started on first use: nothing used it yet)
             curlfault_loop.call_soon(boom)
             deadline = time.monotonic() + 5
             while not curlfault_loop.errors and time.monotonic() < deadline:
@@ -757,10 +762,6 @@ def test_error_in_the_session_loop_reaches_the_test(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["*boom in the loop*"])
 
 
-@pytest.mark.xfail(
-    reason="plugin gap: curlfault_strict is read (and its value checked) only when a test sets "
-    "up the fixture, unlike curlfault_trace, which pytest_configure checks at startup",
-)
 def test_invalid_strict_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ncurlfault_strict = maybe\n")
     make_tests(pytester, TRACED)

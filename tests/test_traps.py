@@ -11,9 +11,9 @@ import warnings
 
 import pycurl
 import pytest
+from cfhelpers import transfer
 
 from curlfault import CallbackError, FakeNetwork, InterceptedCurl
-from cfhelpers import transfer
 
 PRELUDE = """
 import gc, io, pycurl
@@ -159,7 +159,7 @@ def test_intercept_restores_pycurl_curl_even_on_error() -> None:
     original = pycurl.Curl
     net = FakeNetwork()
     try:
-        with pytest.raises(ZeroDivisionError), net.intercept():
+        with pytest.raises(ZeroDivisionError), net.intercept():  # noqa: PT012
             assert pycurl.Curl is InterceptedCurl
             1 / 0  # noqa: B018
         assert pycurl.Curl is original
@@ -222,12 +222,13 @@ def test_callback_exception_in_multi_does_not_break_other_transfers(curlfault) -
     m.add_handle(bad)
     try:
         for _ in range(1000):
-            ret, active = m.perform()
+            _ret, active = m.perform()
             if not active:
                 break
             m.select(0.1)
         _, ok, failed = m.info_read()
-        assert len(ok) == 2 and failed == []
+        assert len(ok) == 2
+        assert failed == []
         assert good.getinfo(pycurl.RESPONSE_CODE) == 200
     finally:
         m.remove_handle(good)
@@ -323,11 +324,10 @@ def test_environment_proxy_is_ignored(curlfault, monkeypatch) -> None:
 def test_user_debugfunction_is_chained(curlfault) -> None:
     curlfault.http("api.test").get("/").respond(body="dbg")
     seen: list[int] = []
-    r = transfer(
-        "http://api.test/", VERBOSE=1, DEBUGFUNCTION=lambda kind, data: seen.append(kind)
-    )
+    r = transfer("http://api.test/", VERBOSE=1, DEBUGFUNCTION=lambda kind, data: seen.append(kind))
     assert r.body == b"dbg"
-    assert pycurl.INFOTYPE_HEADER_OUT in seen and pycurl.INFOTYPE_HEADER_IN in seen
+    assert pycurl.INFOTYPE_HEADER_OUT in seen
+    assert pycurl.INFOTYPE_HEADER_IN in seen
 
 
 def test_debugfunction_without_verbose_is_not_called(curlfault) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from curlfault import CurlFaultError, FakeNetwork, Loop
+from curlfault import CurlFaultError, FakeNetwork, Loop, ServerError
 
 __all__ = ["curlfault", "curlfault_ca", "curlfault_loop"]
 
@@ -51,6 +51,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "curlfault(strict=True, intercept=True, trust=True, check=True): options of the "
         "curlfault fixture for this test.",
     )
+    try:
+        config.getini("curlfault_strict")
+    except (ValueError, pytest.UsageError) as exc:
+        raise pytest.UsageError(
+            f"curlfault_strict is not valid: {exc}; use true or false"
+        ) from None
     trace = config.getoption("curlfault_trace") or config.getini("curlfault_trace")
     if trace not in _TRACE_CHOICES:
         raise pytest.UsageError(
@@ -66,8 +72,10 @@ def pytest_configure(config: pytest.Config) -> None:
 POOLED_CLOSE_WARNING = "ignore:closesocket_callback failed to acquire thread:RuntimeWarning"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("curlfault") is not None:
+            marker_options(item, True)  # a misused marker fails the run at collection
         if "curlfault" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.filterwarnings(POOLED_CLOSE_WARNING))
 
@@ -101,6 +109,9 @@ def curlfault_loop() -> Iterator[Loop]:
     loop = Loop(name="curlfault-loop")
     yield loop
     loop.stop()
+    if loop.errors:
+        errors = ", ".join(repr(e) for e in loop.errors)
+        raise ServerError(f"the curlfault loop raised outside any test: {errors}")
 
 
 @pytest.fixture(scope="session")
@@ -113,19 +124,6 @@ def curlfault_ca() -> Any:
     import trustme
 
     return trustme.CA()
-
-
-class _LazyCA:
-    """Defers the session CA (key generation) until a test declares an HTTPS fake."""
-
-    def __init__(self, request: pytest.FixtureRequest) -> None:
-        self._request = request
-        self._ca: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._ca is None:
-            self._ca = self._request.getfixturevalue("curlfault_ca")
-        return getattr(self._ca, name)
 
 
 @pytest.fixture
@@ -147,7 +145,7 @@ def curlfault(request: pytest.FixtureRequest, curlfault_loop: Loop) -> Iterator[
     net = FakeNetwork(
         strict=opts["strict"],
         loop=curlfault_loop,
-        ca=_LazyCA(request),
+        ca=lambda: request.getfixturevalue("curlfault_ca"),
         label=request.node.nodeid,
         trust=opts["trust"],
     )
@@ -177,13 +175,20 @@ def curlfault(request: pytest.FixtureRequest, curlfault_loop: Loop) -> Iterator[
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.when == "call":
-        item.stash[call_failed_key] = report.failed
+        # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
+        item.stash[call_failed_key] = report.failed or call.excinfo is not None
     note = item.stash.get(teardown_note_key, None)
     if note is not None and report.when == "teardown":
-        report.sections.append(("curlfault problems (test had already failed)", note))
+        report.sections.append(("curlfault problems at teardown (test had already failed)", note))
     net = item.stash.get(network_key, None)
     if net is not None and report.when in ("call", "teardown"):
         trace = item.config.getoption("curlfault_trace") or item.config.getini("curlfault_trace")
-        if trace == "all" or (trace == "failed" and report.failed):
+        # A failed check() already carries the trace in its message.
+        own_failure = (
+            report.when == "teardown"
+            and call.excinfo is not None
+            and (call.excinfo.errisinstance(CurlFaultError))
+        )
+        if not own_failure and (trace == "all" or (trace == "failed" and report.failed)):
             report.sections.append((f"curlfault connections ({report.when})", net.trace()))
     return report
