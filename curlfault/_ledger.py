@@ -57,6 +57,9 @@ class SocketRecord:
     notes: list[str] = field(default_factory=list)
     owner: object = field(default=None, repr=False)  # the Connection, for the network
     reported: bool = False  # a problem with this record was raised once already
+    # Pre-connected (socketpair, TCP pair): sockopt answers ALREADY_CONNECTED. False for a
+    # socket libcurl connects itself (passthrough, a listener, a closed port).
+    connected: bool = True
 
     def describe(self) -> str:
         where = self.host or self.peer

@@ -229,6 +229,7 @@ class Wiring:
                     host="",
                     url=self.url,
                     kind="passthrough",
+                    connected=False,
                     opened_in=self.network.label,
                     handle_site=self.site,
                 )
@@ -238,7 +239,7 @@ class Wiring:
     def _sockopt(self, fd: int, purpose: int) -> int:
         try:
             rec = self.network.ledger.bind(fd)
-            if rec is not None and rec.kind != "passthrough":
+            if rec is not None and rec.connected:
                 return pycurl.SOCKOPT_ALREADY_CONNECTED
             if self.user_sockopt is not None:
                 return int(self.user_sockopt(fd, purpose))
