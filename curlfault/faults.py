@@ -21,14 +21,20 @@ from ._errors import UsageError
 
 __all__ = [
     "Close",
+    "ConnectTimeout",
     "ConnectionFault",
+    "ConnectionRefused",
     "Fault",
     "Refuse",
     "Reset",
+    "SlowConnect",
     "StreamFault",
     "close",
+    "connect_timeout",
+    "connection_refused",
     "refuse",
     "reset",
+    "slow_connect",
 ]
 
 
@@ -64,6 +70,58 @@ class Refuse(ConnectionFault):
 
     curlcode: ClassVar[int] = 7
     name: ClassVar[str] = "refuse"
+
+
+def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{what} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise UsageError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionRefused(ConnectionFault):
+    """libcurl connects by itself to a loopback port that is bound but not listening.
+
+    The kernel answers the SYN with RST: libcurl sees ``ECONNREFUSED`` and returns 7
+    (``COULDNT_CONNECT``), exactly as for a server that is down. Unlike ``refuse()``, a
+    descriptor exists and goes through the ledger.
+    """
+
+    curlcode: ClassVar[int] = 7
+    name: ClassVar[str] = "connection_refused"
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectTimeout(ConnectionFault):
+    """libcurl connects by itself to a loopback listener whose accept queue is full.
+
+    The kernel drops the SYN, so the connect never completes: libcurl returns 28
+    (``OPERATION_TIMEDOUT``) when ``CONNECTTIMEOUT`` (or ``TIMEOUT``) runs out.
+    """
+
+    curlcode: ClassVar[int] = 28
+    name: ClassVar[str] = "connect_timeout"
+
+
+@dataclass(frozen=True, repr=False)
+class SlowConnect(ConnectionFault):
+    """The connect completes late: no sooner than ``seconds`` after it started.
+
+    The listener's accept queue is full until ``seconds`` have passed; the connect then
+    completes on the kernel's next SYN retransmission (Linux: 1 s, 3 s, 7 s, ... after the
+    first SYN), so the real delay is rounded up to that schedule; the connection trace
+    records it. Then the connection is served normally (0), or times out (28) if
+    ``CONNECTTIMEOUT`` is shorter.
+    """
+
+    seconds: float = 1.0
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "slow_connect"
+
+    def __post_init__(self) -> None:
+        _seconds(self.seconds, "slow_connect(seconds=...)")
 
 
 def _byte_count(value: object, what: str) -> int:
@@ -113,6 +171,21 @@ class Reset(StreamFault):
 def refuse() -> Refuse:
     """Refuse the connection before a descriptor exists (CURLcode 7)."""
     return Refuse()
+
+
+def connection_refused() -> ConnectionRefused:
+    """libcurl's own connect hits a closed loopback port (CURLcode 7)."""
+    return ConnectionRefused()
+
+
+def connect_timeout() -> ConnectTimeout:
+    """libcurl's own connect never completes (CURLcode 28 at CONNECTTIMEOUT)."""
+    return ConnectTimeout()
+
+
+def slow_connect(seconds: float) -> SlowConnect:
+    """libcurl's own connect completes no sooner than ``seconds`` later."""
+    return SlowConnect(seconds=seconds)
 
 
 def close(after_bytes: int = 0) -> Close:
