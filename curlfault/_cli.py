@@ -20,7 +20,7 @@ import pycurl
 
 from . import __version__
 from ._errors import CurlFaultError
-from ._matrix import CASES, DEFAULT_TIMEOUT, FORMATS, Case, render, run_matrix
+from ._matrix import CASES, DEFAULT_TIMEOUT, FORMATS, Case, docs_table, render, run_matrix
 from ._network import FakeNetwork
 from ._transports import TRANSPORTS
 
@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="endpoint transport to run each fault over (default: all)",
     )
     matrix.add_argument(
+        "--list",
+        action="store_true",
+        help="print the cases as the docs table (fault, documented CURLcode, note) "
+        "without running them",
+    )
+    matrix.add_argument(
         "--timeout",
         type=_positive_seconds,
         default=DEFAULT_TIMEOUT,
@@ -106,6 +112,9 @@ def main(argv: Sequence[str] | None = None, *, cases: Sequence[Case] | None = No
     ``cases`` replaces the matrix's case list (for tests and for proving faults of your own).
     """
     args = build_parser().parse_args(argv)
+    if args.command == "matrix" and args.list:
+        print(docs_table(CASES if cases is None else cases))
+        return 0
     if args.command == "matrix":
         transports = TRANSPORTS if args.transport == "all" else (args.transport,)
         return _matrix(args.format, transports, CASES if cases is None else cases, args.timeout)

@@ -187,6 +187,15 @@ class Route:
             return self.path == request.target
         return self.path == request.path
 
+    def peek_fault(self) -> StreamFault | None:
+        """The fault of the canned step the next request will get (None for a handler)."""
+        with self._lock:
+            index = min(len(self.requests), len(self.steps) - 1)
+        if index < 0:
+            return None
+        step = self.steps[index]
+        return step.response.fault if step.response is not None else None
+
     def next_response(self, request: Request, conn: Connection) -> Response:
         with self._lock:
             index = min(len(self.requests), len(self.steps) - 1)

@@ -39,6 +39,7 @@ __all__ = [
     "Case",
     "Row",
     "curlcode_name",
+    "docs_table",
     "render",
     "run_case",
     "run_matrix",
@@ -71,7 +72,9 @@ _CURLCODE_NAMES = {
     55: "SEND_ERROR",
     56: "RECV_ERROR",
     60: "PEER_FAILED_VERIFICATION",
+    61: "BAD_CONTENT_ENCODING",
     92: "HTTP2_STREAM",
+    100: "TOO_LARGE",
 }
 
 
@@ -100,6 +103,9 @@ class Case:
     expected: int
     problem: type[CurlFaultError] | None = None
     note: str = ""
+    # (pycurl option name, value) pairs set on the handle after the defaults, e.g.
+    # ("TIMEOUT_MS", 300) for a fault that only a timeout ends.
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
@@ -168,14 +174,17 @@ def http_endpoint(
     connection_faults: Sequence[faults.ConnectionFault] = (),
     host: str = HOST,
     body: bytes = BODY,
+    method: str = "GET",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Setup:
-    """A setup that serves ``GET /`` on ``host`` with ``body``, cut by ``fault`` if given."""
+    """A setup that answers ``method /`` on ``host`` with ``body``, cut by ``fault`` if given."""
 
     def setup(net: FakeNetwork, transport: str) -> None:
         endpoint = net.http(host, transport=transport)
         if connection_faults:
             endpoint.connection_faults(*connection_faults)
-        endpoint.get("/").respond(200, body=body, fault=fault)
+        endpoint.route(method, "/").respond(status, body=body, headers=headers, fault=fault)
 
     return setup
 
@@ -188,6 +197,148 @@ def refused_host(host: str) -> Setup:
 
     return setup
 
+
+CHUNKED = {"Transfer-Encoding": "chunked"}
+SHORT = (("TIMEOUT_MS", 300),)  # faults that only the client's timeout ends
+BIG_UPLOAD = b"u" * 3_000_000  # bigger than the socket buffers: the upload blocks
+GARBAGE = faults.garbage(b"SPAM SPAM\r\n\r\n")
+
+
+def _point_cases() -> list[Case]:
+    cut = {"status_line": 52, "headers": 0, "body_start": 18, "body": 18}
+    rows = [
+        Case(f"{faults.close(at=at)!r}", http_endpoint(faults.close(at=at)), URL, code)
+        for at, code in cut.items()
+    ]
+    rows += [
+        Case(
+            f"{faults.close(at=at)!r} chunked",
+            http_endpoint(faults.close(at=at), headers=CHUNKED),
+            URL,
+            18,
+        )
+        for at in ("chunk_size", "body", "last_chunk")
+    ]
+    return rows
+
+
+STREAM_CASES: tuple[Case, ...] = (
+    *_point_cases(),
+    Case(f"{faults.reset(at='body')!r}", http_endpoint(faults.reset(at="body")), URL, 56),
+    Case(f"{faults.stall()!r}", http_endpoint(faults.stall()), URL, 28, options=SHORT),
+    Case(
+        f"{faults.stall(at='body')!r}",
+        http_endpoint(faults.stall(at="body")),
+        URL,
+        28,
+        options=SHORT,
+    ),
+    Case(f"{faults.delay(0.05)!r} under TIMEOUT", http_endpoint(faults.delay(0.05)), URL, 0),
+    Case(
+        f"{faults.delay(1.0)!r} past TIMEOUT",
+        http_endpoint(faults.delay(1.0)),
+        URL,
+        28,
+        options=SHORT,
+    ),
+    Case(
+        f"{GARBAGE!r} as status line",
+        http_endpoint(GARBAGE),
+        URL,
+        faults.Garbage.curlcode,
+        note="not 8: libcurl decides the reply is not HTTP at all",
+    ),
+    Case(
+        f"{faults.drip(1000, chunk=10)!r} past TIMEOUT",
+        http_endpoint(faults.drip(1000, chunk=10)),
+        URL,
+        28,
+        options=SHORT,
+    ),
+    Case(
+        f"{faults.drip(500_000, chunk=100)!r}",
+        http_endpoint(faults.drip(500_000, chunk=100)),
+        URL,
+        0,
+    ),
+    Case(f"{faults.slicer(100, 0.002)!r}", http_endpoint(faults.slicer(100, 0.002)), URL, 0),
+    Case(
+        f"{faults.latency(0.01, jitter=0.01, seed=7)!r}",
+        http_endpoint(faults.latency(0.01, jitter=0.01, seed=7)),
+        URL,
+        0,
+    ),
+    Case(
+        f"{faults.slow_close(0.05)!r}",
+        http_endpoint(faults.slow_close(0.05)),
+        URL,
+        0,
+        note="the body has a Content-Length: the client is done before the FIN",
+    ),
+    Case(
+        f"{faults.delay(0.02) + faults.reset(after_bytes=100)!r}",
+        http_endpoint(faults.delay(0.02) + faults.reset(after_bytes=100)),
+        URL,
+        56,
+    ),
+    Case(f"{faults.bad_content_length()!r}", http_endpoint(faults.bad_content_length()), URL, 8),
+    Case(
+        f"{faults.conflicting_content_length()!r}",
+        http_endpoint(faults.conflicting_content_length()),
+        URL,
+        8,
+    ),
+    Case(f"{faults.body_length(10)!r} (shorter)", http_endpoint(faults.body_length(10)), URL, 18),
+    Case(
+        f"{faults.body_length(-10)!r} (longer)",
+        http_endpoint(faults.body_length(-10)),
+        URL,
+        0,
+        note="libcurl discards the excess and does not reuse the connection",
+    ),
+    Case(f"{faults.bad_chunk_size()!r}", http_endpoint(faults.bad_chunk_size()), URL, 56),
+    Case(
+        f"{faults.wrong_encoding()!r} with ACCEPT_ENCODING",
+        http_endpoint(faults.wrong_encoding()),
+        URL,
+        61,
+        options=(("ACCEPT_ENCODING", ""),),
+    ),
+    Case(
+        f"{faults.wrong_encoding()!r} without decoding",
+        http_endpoint(faults.wrong_encoding()),
+        URL,
+        0,
+    ),
+    Case(f"{faults.oversized_header()!r}", http_endpoint(faults.oversized_header()), URL, 100),
+    Case(
+        f"{faults.stop_reading(1000)!r} on a 3 MB POST",
+        http_endpoint(faults.stop_reading(1000), method="POST"),
+        URL,
+        28,
+        options=(*SHORT, ("POSTFIELDS", BIG_UPLOAD)),
+    ),
+    Case(
+        f"{faults.no_continue()!r}",
+        http_endpoint(faults.no_continue(), method="POST"),
+        URL,
+        0,
+        options=(
+            ("POSTFIELDS", b"y" * 100),
+            ("HTTPHEADER", ["Expect: 100-continue"]),
+            ("EXPECT_100_TIMEOUT_MS", 100),
+        ),
+        note="libcurl sends the body after EXPECT_100_TIMEOUT_MS",
+    ),
+    Case(
+        f"{faults.early_response()!r} 413 on a 3 MB POST",
+        http_endpoint(faults.early_response(), method="POST", status=413),
+        URL,
+        0,
+        options=(("POSTFIELDS", BIG_UPLOAD),),
+        note="libcurl stops sending and reports the 413",
+    ),
+)
 
 CASES: tuple[Case, ...] = (
     Case("no fault (control GET)", http_endpoint(), URL, 0),
@@ -239,17 +390,22 @@ CASES: tuple[Case, ...] = (
         faults.Reset.curlcode,
         note="RST needs TCP: served over a loopback TCP pair on every transport",
     ),
+    *STREAM_CASES,
 )
 
 
 # running -----------------------------------------------------------------------------------
-def _transfer(url: str, timeout: float) -> tuple[int | None, str, float]:
-    """(CURLcode or None, libcurl's message, milliseconds) of one GET on a fresh handle."""
+def _transfer(
+    url: str, timeout: float, options: tuple[tuple[str, Any], ...] = ()
+) -> tuple[int | None, str, float]:
+    """(CURLcode or None, libcurl's message, milliseconds) of one transfer on a fresh handle."""
     curl = pycurl.Curl()  # looked up now: inside intercept() this is the routing subclass
     try:
         curl.setopt(pycurl.URL, url)
         curl.setopt(pycurl.WRITEFUNCTION, _discard)
         curl.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
+        for name, value in options:
+            curl.setopt(getattr(pycurl, name), value)
         start = time.perf_counter()
         code: int | None = 0
         message = ""
@@ -295,7 +451,7 @@ def run_case(case: Case, transport: str, *, timeout: float = DEFAULT_TIMEOUT) ->
     try:
         case.setup(net, transport)
         with net.intercept():
-            observed, message, ms = _transfer(case.url, timeout)
+            observed, message, ms = _transfer(case.url, timeout, case.options)
         # Audit before check(): check() also audits and forgets what it reported.
         ledger_ok = net.ledger.audit().ok
         problems = _check_problems(net)
@@ -315,6 +471,19 @@ def run_case(case: Case, transport: str, *, timeout: float = DEFAULT_TIMEOUT) ->
         served_over=served,
         note=case.note,
     )
+
+
+def docs_table(cases: Sequence[Case] = CASES) -> str:
+    """The cases as the markdown table of docs/faults.md (documented codes, not measured)."""
+    lines = ["| fault | CURLcode | notes |", "|---|---|---|"]
+    for case in cases:
+        notes = case.note
+        if case.problem is not None:
+            extra = f"`check()` raises `{case.problem.__name__}`"
+            notes = f"{notes}; {extra}" if notes else extra
+        name = curlcode_name(case.expected)
+        lines.append(f"| `{case.label}` | {case.expected} `{name}` | {notes} |")
+    return "\n".join(lines)
 
 
 def run_matrix(

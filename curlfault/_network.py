@@ -36,7 +36,7 @@ from ._loop import Loop
 from ._tls import TlsLayer
 from ._transports import TRANSPORTS, Channel, make_pair
 from ._wiring import PASSTHROUGH, SINK_IP, Wiring
-from .faults import ConnectionFault, Fault, Refuse, Reset, StreamFault
+from .faults import Compose, ConnectionFault, Fault, Refuse, Reset, StreamFault
 from .protocols.http1 import Http1Server
 
 if TYPE_CHECKING:
@@ -122,6 +122,10 @@ class Endpoint:
         Connections after the last fault are healthy. Returns the endpoint, to chain.
         """
         for f in faults:
+            if isinstance(f, Fault) and not f.modelled:
+                raise NotImplementedError(
+                    f"{f!r} is not modelled yet: curlfault cannot produce it faithfully"
+                )
             if f is not None and not isinstance(f, ConnectionFault):
                 hint = (
                     " (a stream fault goes to respond(..., fault=...))"
@@ -138,7 +142,8 @@ class Endpoint:
         return self._conn_faults[i] if 0 <= i < len(self._conn_faults) else None
 
     def _note_fault(self, fault: StreamFault | None) -> None:
-        if isinstance(fault, Reset):
+        faults = fault.faults if isinstance(fault, Compose) else (fault,)
+        if any(isinstance(f, Reset) for f in faults) and self.transport == "socketpair":
             self._needs_tcp = True  # RST needs TCP whatever the configured transport
 
     def _serve(self, channel: Channel, conn: Connection) -> None:
@@ -238,12 +243,12 @@ class HttpEndpoint(Endpoint):
         else:
             channel.start(Http1Server(self, channel, conn))
 
-    def dispatch(self, request: Request, conn: Connection) -> Response:
-        """Find the route for ``request`` and take its next step (loop thread)."""
-        self._requests.append(request)
-        self.network.requests.append(request)
-        # Most specific wins: a path with its query before the bare path, then an exact
-        # method before "*" (a GET route also answers HEAD); ties go to the first declared.
+    def match(self, request: Request) -> Route | None:
+        """The route that answers ``request``: the most specific one.
+
+        A path with its query beats the bare path, an exact method beats ``"*"`` (a GET
+        route also answers HEAD); ties go to the route declared first.
+        """
         best: Route | None = None
         best_rank = -1
         for r in self.routes:
@@ -251,6 +256,13 @@ class HttpEndpoint(Endpoint):
                 rank = 2 * ("?" in r.path) + (r.method == request.method)
                 if rank > best_rank:
                     best, best_rank = r, rank
+        return best
+
+    def dispatch(self, request: Request, conn: Connection) -> Response:
+        """Record ``request`` and take the next step of its route (loop or pump thread)."""
+        self._requests.append(request)
+        self.network.requests.append(request)
+        best = self.match(request)
         if best is None:
             known = ", ".join(f"{r.method} {r.path}" for r in self.routes) or "none"
             self.network._record(

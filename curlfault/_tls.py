@@ -130,6 +130,13 @@ class TlsLayer:
         self._closing = True
         self.channel.abort()
 
+    @property
+    def closed(self) -> bool:
+        return self.channel.closed
+
+    def stop_reading(self) -> None:
+        self.channel.stop_reading()
+
     def when_flushed(self, callback: Callable[[], None]) -> None:
         self.channel.when_flushed(callback)
 

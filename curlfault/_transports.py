@@ -224,6 +224,11 @@ class Channel:
         self.conn.closed_at = time.monotonic()
         self.conn.event("server end closed")
 
+    def stop_reading(self) -> None:
+        """Never read from the client again (the stop_reading() fault)."""
+        self.read_eof = True  # no READ interest from now on
+        self._update_interest()
+
     def client_closed(self) -> None:
         """libcurl closed its end (closesocket callback): the server end goes too."""
         if not self.closed:

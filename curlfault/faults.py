@@ -20,21 +20,58 @@ from typing import ClassVar
 from ._errors import UsageError
 
 __all__ = [
+    "POINTS",
+    "BadChunkSize",
+    "BadContentLength",
+    "BodyLength",
     "Close",
+    "Compose",
+    "ConflictingContentLength",
     "ConnectTimeout",
     "ConnectionFault",
     "ConnectionRefused",
+    "Delay",
+    "Drip",
+    "EarlyResponse",
     "Fault",
+    "Garbage",
+    "Latency",
+    "NoContinue",
+    "OversizedHeader",
+    "Pacing",
+    "PointFault",
     "Refuse",
     "Reset",
+    "Slicer",
+    "SlowClose",
     "SlowConnect",
+    "Stall",
+    "StopReading",
     "StreamFault",
+    "UploadFault",
+    "WrongEncoding",
+    "bad_chunk_size",
+    "bad_content_length",
+    "body_length",
     "close",
+    "conflicting_content_length",
     "connect_timeout",
     "connection_refused",
+    "delay",
+    "drip",
+    "early_response",
+    "garbage",
+    "latency",
+    "no_continue",
+    "oversized_header",
     "refuse",
     "reset",
+    "slicer",
+    "slow_close",
     "slow_connect",
+    "stall",
+    "stop_reading",
+    "wrong_encoding",
 ]
 
 
@@ -44,6 +81,9 @@ class Fault:
 
     curlcode: ClassVar[int]
     name: ClassVar[str]
+    # False while a fault is declared but not produced yet: declaring it raises
+    # NotImplementedError rather than faking its CURLcode.
+    modelled: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -57,7 +97,12 @@ class ConnectionFault(Fault):
 
 @dataclass(frozen=True, repr=False)
 class StreamFault(Fault):
-    """A fault applied to the bytes of one response."""
+    """A fault applied to the bytes of one response. ``a + b`` composes two of them."""
+
+    def __add__(self, other: StreamFault) -> Compose:
+        if not isinstance(other, StreamFault):
+            return NotImplemented
+        return Compose(faults=(self, other))
 
 
 @dataclass(frozen=True, repr=False)
@@ -89,6 +134,7 @@ class ConnectionRefused(ConnectionFault):
     descriptor exists and goes through the ledger.
     """
 
+    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 7
     name: ClassVar[str] = "connection_refused"
 
@@ -101,6 +147,7 @@ class ConnectTimeout(ConnectionFault):
     (``OPERATION_TIMEDOUT``) when ``CONNECTTIMEOUT`` (or ``TIMEOUT``) runs out.
     """
 
+    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 28
     name: ClassVar[str] = "connect_timeout"
 
@@ -117,6 +164,7 @@ class SlowConnect(ConnectionFault):
     """
 
     seconds: float = 1.0
+    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 0
     name: ClassVar[str] = "slow_connect"
 
@@ -132,40 +180,347 @@ def _byte_count(value: object, what: str) -> int:
     return value
 
 
-@dataclass(frozen=True, repr=False)
-class Close(StreamFault):
-    """Send ``after_bytes`` bytes of the response, then FIN (half-close, drain, close).
+# Named byte points of an HTTP/1.1 response, resolved against the bytes actually sent.
+POINTS = {
+    "status_line": "inside the status line",
+    "headers": "inside the header block, after the status line",
+    "body_start": "after the blank line that ends the headers, before any body byte",
+    "body": "in the middle of the body",
+    "chunk_size": "inside the first chunk-size line (chunked responses)",
+    "last_chunk": "before the terminating zero-size chunk (chunked responses)",
+}
 
-    The CURLcode depends on where the cut falls, so ``curlcode`` (18) names the mid-body case:
-    ``after_bytes=0`` (nothing sent) gives 52 (``GOT_NOTHING``); a cut inside the body of a
-    response with a Content-Length gives 18 (``PARTIAL_FILE``); a cut after the status line,
-    inside the headers, is a success (0) in libcurl, which ends the headers at EOF. Cuts
-    inside the status line itself, or in the blank line that ends the head, are where libcurl
-    varies: ``curlfault matrix`` lists the points it proves.
-    """
+
+def _point(after_bytes: object, at: object, what: str) -> None:
+    if at is not None:
+        if after_bytes:
+            raise UsageError(f"{what}: give after_bytes= or at=, not both")
+        if at not in POINTS:
+            raise UsageError(
+                f"{what}: at={at!r} is not a byte point; use one of {', '.join(POINTS)}"
+            )
+    else:
+        _byte_count(after_bytes, f"{what}(after_bytes=...)")
+
+
+@dataclass(frozen=True, repr=False)
+class PointFault(StreamFault):
+    """A stream fault that acts at one byte point: ``after_bytes=N`` or ``at="name"``."""
 
     after_bytes: int = 0
+    at: str | None = None
+
+    def __repr__(self) -> str:
+        args = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("after_bytes", "at")
+        ]
+        args.append(f"at={self.at!r}" if self.at is not None else f"after_bytes={self.after_bytes}")
+        return f"{self.name}({', '.join(args)})"
+
+    def __post_init__(self) -> None:
+        _point(self.after_bytes, self.at, self.name)
+
+
+@dataclass(frozen=True, repr=False)
+class Close(PointFault):
+    """Send the response up to the byte point, then FIN (half-close, drain, close).
+
+    The CURLcode depends on where the cut falls, so ``curlcode`` (18) names the mid-body case:
+    before any byte (``after_bytes=0``) gives 52 (``GOT_NOTHING``); inside the body of a
+    response with a Content-Length, or inside a chunked body, 18 (``PARTIAL_FILE``); inside
+    the header block, 0: libcurl ends the headers at EOF. ``curlfault matrix`` proves each
+    point it lists.
+    """
+
     curlcode: ClassVar[int] = 18
     name: ClassVar[str] = "close"
 
-    def __post_init__(self) -> None:
-        _byte_count(self.after_bytes, "close(after_bytes=...)")
-
 
 @dataclass(frozen=True, repr=False)
-class Reset(StreamFault):
-    """Send ``after_bytes`` bytes of the response, then RST (``SO_LINGER(1, 0)``).
+class Reset(PointFault):
+    """Send the response up to the byte point, then RST (``SO_LINGER(1, 0)``).
 
     An RST needs TCP: an endpoint that has a reset fault serves every connection over a
     loopback TCP pair, whatever transport it was given. libcurl returns 56 (``RECV_ERROR``).
     """
 
-    after_bytes: int = 0
     curlcode: ClassVar[int] = 56
     name: ClassVar[str] = "reset"
 
+
+@dataclass(frozen=True, repr=False)
+class Stall(PointFault):
+    """Send the response up to the byte point, then nothing more, ever.
+
+    The client's own ``TIMEOUT`` (or ``LOW_SPEED_LIMIT``) ends it: 28 (``OPERATION_TIMEDOUT``).
+    """
+
+    curlcode: ClassVar[int] = 28
+    name: ClassVar[str] = "stall"
+
+
+@dataclass(frozen=True, repr=False)
+class Delay(PointFault):
+    """Pause ``seconds`` at the byte point, then send the rest.
+
+    28 if the client's ``TIMEOUT`` is shorter; otherwise the transfer succeeds (0), late.
+    """
+
+    seconds: float = 0.0
+    curlcode: ClassVar[int] = 28
+    name: ClassVar[str] = "delay"
+
     def __post_init__(self) -> None:
-        _byte_count(self.after_bytes, "reset(after_bytes=...)")
+        super().__post_init__()
+        _seconds(self.seconds, "delay(seconds=...)")
+
+
+@dataclass(frozen=True, repr=False)
+class Garbage(PointFault):
+    """Send the response up to the byte point, then ``data`` instead of the rest, then FIN.
+
+    Garbage as the status line gives 1 (``UNSUPPORTED_PROTOCOL``), not 8: libcurl decides the
+    reply is not HTTP at all. Elsewhere the code is that of the cut at the same point (the
+    garbage is followed by FIN); a malformed chunk-size line is ``bad_chunk_size()`` (56).
+    """
+
+    data: bytes = b"GARBAGE"
+    curlcode: ClassVar[int] = 1
+    name: ClassVar[str] = "garbage"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.data, bytes) or not self.data:
+            raise UsageError(f"garbage(data=...) must be non-empty bytes, got {self.data!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class Pacing(StreamFault):
+    """Faults that shape how the bytes after ``after_bytes`` are sent (one per response)."""
+
+    after_bytes: int = 0
+
+
+@dataclass(frozen=True, repr=False)
+class Drip(Pacing):
+    """Send ``chunk`` bytes at a time at ``bytes_per_second``.
+
+    Under the client's ``LOW_SPEED_LIMIT``/``LOW_SPEED_TIME`` (or past ``TIMEOUT``): 28.
+    """
+
+    bytes_per_second: float = 1000.0
+    chunk: int = 1
+    curlcode: ClassVar[int] = 28
+    name: ClassVar[str] = "drip"
+
+    def __post_init__(self) -> None:
+        _byte_count(self.after_bytes, "drip(after_bytes=...)")
+        _seconds(self.bytes_per_second, "drip(bytes_per_second=...)", allow_zero=False)
+        if _byte_count(self.chunk, "drip(chunk=...)") == 0:
+            raise UsageError("drip(chunk=...) must be >= 1")
+
+
+@dataclass(frozen=True, repr=False)
+class Slicer(Pacing):
+    """Send ``size`` bytes at a time with ``delay`` seconds between pieces (0 when served)."""
+
+    size: int = 1
+    delay: float = 0.0
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "slicer"
+
+    def __post_init__(self) -> None:
+        _byte_count(self.after_bytes, "slicer(after_bytes=...)")
+        if _byte_count(self.size, "slicer(size=...)") == 0:
+            raise UsageError("slicer(size=...) must be >= 1")
+        _seconds(self.delay, "slicer(delay=...)")
+
+
+@dataclass(frozen=True, repr=False)
+class Latency(StreamFault):
+    """Wait ``seconds`` (plus up to ``jitter``, seeded) before every piece the server sends.
+
+    Alone, one wait before the response; with ``slicer``/``drip``, one before each piece.
+    ``seed=None`` draws a seed, which the connection trace records so a run can be repeated.
+    """
+
+    seconds: float = 0.0
+    jitter: float = 0.0
+    seed: int | None = None
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "latency"
+
+    def __post_init__(self) -> None:
+        _seconds(self.seconds, "latency(seconds=...)")
+        _seconds(self.jitter, "latency(jitter=...)")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise UsageError(f"latency(seed=...) must be an int or None, got {self.seed!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class SlowClose(StreamFault):
+    """Send the whole response, wait ``seconds``, then FIN (the connection is not reused).
+
+    A body delimited by the close (no Content-Length) completes only then: 0, or 28 past
+    ``TIMEOUT``.
+    """
+
+    seconds: float = 1.0
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "slow_close"
+
+    def __post_init__(self) -> None:
+        _seconds(self.seconds, "slow_close(seconds=...)")
+
+
+# Protocol-level breakage: the response is rewritten, then sent.
+
+
+@dataclass(frozen=True, repr=False)
+class BadContentLength(StreamFault):
+    """``Content-Length`` replaced by ``value`` (not a number): 8 (``WEIRD_SERVER_REPLY``)."""
+
+    value: str = "abc"
+    curlcode: ClassVar[int] = 8
+    name: ClassVar[str] = "bad_content_length"
+
+
+@dataclass(frozen=True, repr=False)
+class ConflictingContentLength(StreamFault):
+    """A second ``Content-Length`` header that disagrees with the first: 8."""
+
+    curlcode: ClassVar[int] = 8
+    name: ClassVar[str] = "conflicting_content_length"
+
+
+@dataclass(frozen=True, repr=False)
+class BodyLength(StreamFault):
+    """The body is ``delta`` bytes shorter (delta > 0) or longer (delta < 0) than its
+    ``Content-Length`` says; the server then closes.
+
+    Shorter: 18 (``PARTIAL_FILE``). Longer: libcurl reads what was declared, discards the
+    excess and does not reuse the connection: 0.
+    """
+
+    delta: int = 1
+    curlcode: ClassVar[int] = 18
+    name: ClassVar[str] = "body_length"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.delta, bool) or not isinstance(self.delta, int) or self.delta == 0:
+            raise UsageError(f"body_length(delta=...) must be a non-zero int, got {self.delta!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class BadChunkSize(StreamFault):
+    """The response is sent chunked with a chunk-size line that is not hex: 56."""
+
+    size_line: bytes = b"zz"
+    curlcode: ClassVar[int] = 56
+    name: ClassVar[str] = "bad_chunk_size"
+
+
+@dataclass(frozen=True, repr=False)
+class WrongEncoding(StreamFault):
+    """``Content-Encoding: <encoding>`` on a body that is not encoded.
+
+    61 (``BAD_CONTENT_ENCODING``) when the client asked libcurl to decode
+    (``ACCEPT_ENCODING``); 0 otherwise, and the client gets the bytes as sent.
+    """
+
+    encoding: str = "gzip"
+    curlcode: ClassVar[int] = 61
+    name: ClassVar[str] = "wrong_encoding"
+
+
+@dataclass(frozen=True, repr=False)
+class OversizedHeader(StreamFault):
+    """One response header of ``size`` bytes (libcurl's limit is 100 KiB per header line
+    and 300 KiB for the whole head): 100 (``TOO_LARGE``)."""
+
+    size: int = 200 * 1024
+    curlcode: ClassVar[int] = 100
+    name: ClassVar[str] = "oversized_header"
+
+    def __post_init__(self) -> None:
+        if _byte_count(self.size, "oversized_header(size=...)") == 0:
+            raise UsageError("oversized_header(size=...) must be >= 1")
+
+
+# Upload side: what the server does while the request body arrives.
+
+
+@dataclass(frozen=True, repr=False)
+class UploadFault(StreamFault):
+    """A fault applied while the request body is still arriving (canned responses only)."""
+
+
+@dataclass(frozen=True, repr=False)
+class StopReading(UploadFault):
+    """Stop reading the request after ``after_bytes`` body bytes and never answer: the
+    client's send blocks once the socket buffers fill; its ``TIMEOUT`` gives 28."""
+
+    after_bytes: int = 0
+    curlcode: ClassVar[int] = 28
+    name: ClassVar[str] = "stop_reading"
+
+    def __post_init__(self) -> None:
+        _byte_count(self.after_bytes, "stop_reading(after_bytes=...)")
+
+
+@dataclass(frozen=True, repr=False)
+class NoContinue(UploadFault):
+    """Never answer ``Expect: 100-continue``: libcurl waits ``EXPECT_100_TIMEOUT_MS``
+    (1 s by default), sends the body anyway, and the transfer succeeds (0), late."""
+
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "no_continue"
+
+
+@dataclass(frozen=True, repr=False)
+class EarlyResponse(UploadFault):
+    """Answer as soon as the request head arrives, without reading the body, then close.
+
+    The classic ``413 Payload Too Large`` while the client is still uploading. libcurl
+    stops sending and reports the response: 0, with the status the route gave.
+    """
+
+    curlcode: ClassVar[int] = 0
+    name: ClassVar[str] = "early_response"
+
+
+@dataclass(frozen=True, repr=False)
+class Compose(StreamFault):
+    """Several stream faults on one response, e.g. ``delay(0.5) + reset(after_bytes=100)``.
+
+    Point faults act in byte order (a delay at 0 before a reset at 100); at most one pacing
+    fault and one protocol rewrite; the first fault that ends the stream wins.
+    """
+
+    faults: tuple[StreamFault, ...] = ()
+    name: ClassVar[str] = "compose"
+
+    def __post_init__(self) -> None:
+        flat: list[StreamFault] = []
+        for f in self.faults:
+            if isinstance(f, Compose):
+                flat.extend(f.faults)
+            elif isinstance(f, StreamFault):
+                flat.append(f)
+            else:
+                raise UsageError(f"{f!r} is not a stream fault and cannot be composed")
+        if sum(isinstance(f, Pacing) for f in flat) > 1:
+            raise UsageError("compose at most one pacing fault (drip or slicer) per response")
+        if sum(isinstance(f, Latency) for f in flat) > 1:
+            raise UsageError("compose at most one latency(...) per response")
+        object.__setattr__(self, "faults", tuple(flat))
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(f) for f in self.faults)
 
 
 def refuse() -> Refuse:
@@ -188,11 +543,91 @@ def slow_connect(seconds: float) -> SlowConnect:
     return SlowConnect(seconds=seconds)
 
 
-def close(after_bytes: int = 0) -> Close:
-    """FIN after ``after_bytes`` bytes of the response (52 at 0, 18 inside the body)."""
-    return Close(after_bytes=after_bytes)
+def close(after_bytes: int = 0, *, at: str | None = None) -> Close:
+    """FIN at the byte point (52 before any byte, 18 inside the body, 0 inside headers)."""
+    return Close(after_bytes=after_bytes, at=at)
 
 
-def reset(after_bytes: int = 0) -> Reset:
-    """RST after ``after_bytes`` bytes of the response (CURLcode 56)."""
-    return Reset(after_bytes=after_bytes)
+def reset(after_bytes: int = 0, *, at: str | None = None) -> Reset:
+    """RST at the byte point (CURLcode 56)."""
+    return Reset(after_bytes=after_bytes, at=at)
+
+
+def stall(after_bytes: int = 0, *, at: str | None = None) -> Stall:
+    """Send nothing more after the byte point (28 at the client's TIMEOUT)."""
+    return Stall(after_bytes=after_bytes, at=at)
+
+
+def delay(seconds: float, *, after_bytes: int = 0, at: str | None = None) -> Delay:
+    """Pause ``seconds`` at the byte point (28 if past the client's TIMEOUT)."""
+    return Delay(after_bytes=after_bytes, at=at, seconds=seconds)
+
+
+def garbage(data: bytes = b"GARBAGE", *, after_bytes: int = 0, at: str | None = None) -> Garbage:
+    """``data`` instead of the rest of the response, then FIN (1 as the status line)."""
+    return Garbage(after_bytes=after_bytes, at=at, data=data)
+
+
+def drip(bytes_per_second: float, *, chunk: int = 1, after_bytes: int = 0) -> Drip:
+    """``chunk`` bytes at a time at ``bytes_per_second`` (28 under LOW_SPEED_LIMIT)."""
+    return Drip(after_bytes=after_bytes, bytes_per_second=bytes_per_second, chunk=chunk)
+
+
+def slicer(size: int, delay: float = 0.0, *, after_bytes: int = 0) -> Slicer:
+    """``size`` bytes at a time, ``delay`` seconds apart (0: the transfer still succeeds)."""
+    return Slicer(after_bytes=after_bytes, size=size, delay=delay)
+
+
+def latency(seconds: float, jitter: float = 0.0, seed: int | None = None) -> Latency:
+    """Wait ``seconds`` (+ seeded jitter) before every piece sent."""
+    return Latency(seconds=seconds, jitter=jitter, seed=seed)
+
+
+def slow_close(seconds: float) -> SlowClose:
+    """FIN ``seconds`` after the whole response was sent."""
+    return SlowClose(seconds=seconds)
+
+
+def bad_content_length(value: str = "abc") -> BadContentLength:
+    """A Content-Length that is not a number (CURLcode 8)."""
+    return BadContentLength(value=value)
+
+
+def conflicting_content_length() -> ConflictingContentLength:
+    """Two Content-Length headers that disagree (CURLcode 8)."""
+    return ConflictingContentLength()
+
+
+def body_length(delta: int) -> BodyLength:
+    """The body is ``delta`` bytes shorter (>0, CURLcode 18) or longer (<0, 0) than declared."""
+    return BodyLength(delta=delta)
+
+
+def bad_chunk_size(size_line: bytes = b"zz") -> BadChunkSize:
+    """A chunk-size line that is not hex (CURLcode 56)."""
+    return BadChunkSize(size_line=size_line)
+
+
+def wrong_encoding(encoding: str = "gzip") -> WrongEncoding:
+    """A Content-Encoding the body does not have (61 when the client decodes)."""
+    return WrongEncoding(encoding=encoding)
+
+
+def oversized_header(size: int = 200 * 1024) -> OversizedHeader:
+    """A response header of ``size`` bytes (CURLcode 100 past libcurl's limit)."""
+    return OversizedHeader(size=size)
+
+
+def stop_reading(after_bytes: int = 0) -> StopReading:
+    """Stop reading the request body after ``after_bytes`` and never answer (28)."""
+    return StopReading(after_bytes=after_bytes)
+
+
+def no_continue() -> NoContinue:
+    """Never answer Expect: 100-continue (0, after libcurl's expect timeout)."""
+    return NoContinue()
+
+
+def early_response() -> EarlyResponse:
+    """Answer before reading the request body, then close (0 with the route's status)."""
+    return EarlyResponse()

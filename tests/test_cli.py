@@ -75,6 +75,7 @@ def test_every_fault_class_has_a_matrix_row() -> None:
         if inspect.isclass(obj)
         and issubclass(obj, faults.Fault)
         and "curlcode" in vars(obj)  # concrete faults define their code
+        and obj.modelled  # declared but not produced yet: declaring it raises instead
     ]
     assert classes
     for cls in classes:

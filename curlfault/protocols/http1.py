@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import h11
 
-from .._errors import MalformedRequest, UsageError
+from .._errors import CurlFaultError, MalformedRequest, UsageError
 from .._http import Request, Response
-from ..faults import Close, Reset, StreamFault
+from .._plan import Plan, build_ops, flatten, rewrite
+from ..faults import (
+    EarlyResponse,
+    NoContinue,
+    Reset,
+    StopReading,
+    StreamFault,
+    UploadFault,
+)
 
 if TYPE_CHECKING:
     from .._network import Connection, HttpEndpoint
@@ -28,6 +36,8 @@ MAX_HEADER_BYTES = 64 * 1024
 class ByteTransport(Protocol):
     """What a protocol writes to: the channel itself, or a TLS layer over it."""
 
+    @property
+    def closed(self) -> bool: ...
     def write(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
@@ -43,12 +53,16 @@ class Http1Server:
         self._request: Request | None = None
         self._body: list[bytes] = []
         self._dead = False
+        self._plan: Plan | None = None  # a faulted response still being played
+        self._upload: UploadFault | None = None
+        self._body_seen = 0
 
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
         self.h11.receive_data(data)
-        self._process()
+        if self._plan is None:  # pipelined requests wait for the faulted response
+            self._process()
 
     def eof_received(self) -> None:
         if self._dead:
@@ -68,16 +82,24 @@ class Http1Server:
                 return
             if isinstance(event, h11.Request):
                 self._start(event)
-                if h.they_are_waiting_for_100_continue:
+                if self._upload_fault_at_head():
+                    return
+                if h.they_are_waiting_for_100_continue and not isinstance(self._upload, NoContinue):
                     self.transport.write(
                         h.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
                     )
                     self.conn.event("sent 100 Continue")
             elif isinstance(event, h11.Data):
                 self._body.append(bytes(event.data))
+                self._body_seen += len(event.data)
+                if isinstance(self._upload, StopReading) and self._body_seen >= (
+                    self._upload.after_bytes
+                ):
+                    self._stop_reading()
+                    return
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
-                if self._dead:
+                if self._dead or self._plan is not None:
                     return
                 if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
                     self._dead = True
@@ -112,47 +134,117 @@ class Http1Server:
         response = self.endpoint.dispatch(request, self.conn)
         self._send(request, response)
 
-    def _send(self, request: Request, response: Response) -> None:
+    def _upload_fault_at_head(self) -> bool:
+        """Look ahead at the step that will answer this request: an upload fault acts now."""
+        request = self._request
+        assert request is not None
+        route = self.endpoint.match(request)
+        fault = route.peek_fault() if route is not None else None
+        self._upload = None
+        self._body_seen = 0
+        for f in flatten(fault):
+            if isinstance(f, UploadFault):
+                self._upload = f
+        if isinstance(self._upload, EarlyResponse):
+            self.conn.event("early response: answering before the request body")
+            response = self.endpoint.dispatch(request, self.conn)
+            self._send(request, response, close=True)
+            return True
+        if isinstance(self._upload, StopReading) and self._upload.after_bytes == 0:
+            self._stop_reading()
+            return True
+        return False
+
+    def _stop_reading(self) -> None:
+        request = self._request
+        assert request is not None
+        request.body = b"".join(self._body)
+        self.conn.event(f"stopped reading the request after {len(request.body)} body bytes")
+        self._dead = True
+        self.endpoint.dispatch(request, self.conn)  # recorded; never answered
+        stop = getattr(self.transport, "stop_reading", None)
+        if stop is not None:
+            stop()
+
+    def _send(self, request: Request, response: Response, close: bool = False) -> None:
         h = self.h11
         headers = list(response.headers)
         names = {k.lower() for k, _ in headers}
         if "content-length" not in names and "transfer-encoding" not in names:
             headers.append(("Content-Length", str(len(response.body))))
+        if close and "connection" not in names:
+            headers.append(("Connection", "close"))
         out = [h.send(h11.Response(status_code=response.status, headers=headers)) or b""]
         if response.body and request.method != "HEAD":
             out.append(h.send(h11.Data(data=response.body)) or b"")
         out.append(h.send(h11.EndOfMessage()) or b"")
         data = b"".join(out)
         self.conn.event(f"response {response.status}, {len(data)} bytes")
-        if response.fault is None:
+        faults = [f for f in flatten(response.fault) if not isinstance(f, UploadFault)]
+        if not faults:
             self.transport.write(data)
-        else:
-            self._apply_fault(response.fault, data)
+            if close:
+                self._dead = True
+                self.transport.finish()
+            return
+        self._play(data, response.body, faults, close)
 
-    def _apply_fault(self, fault: StreamFault, data: bytes) -> None:
-        self._dead = True
-        self.conn.fault = fault
-        if isinstance(fault, Close):
-            self.transport.write(data[: fault.after_bytes])
-            self.conn.event(f"fault {fault!r}: FIN after {min(fault.after_bytes, len(data))} bytes")
-            self.transport.finish()
-        elif isinstance(fault, Reset):
-            if self.conn.transport != "tcp":
+    def _play(self, data: bytes, body: bytes, faults: list[StreamFault], close: bool) -> None:
+        self.conn.fault = faults[0] if len(faults) == 1 else None
+        for f in faults:
+            if isinstance(f, Reset) and self.conn.transport not in ("tcp", "listener"):
                 # Only TCP has RST. An endpoint that declares reset() up front serves over
                 # TCP; one a handler returned later may meet a socketpair made earlier.
                 self.endpoint.network._record(
                     UsageError(
-                        f"{fault!r} on connection #{self.conn.id} to {self.endpoint.url}, "
+                        f"{f!r} on connection #{self.conn.id} to {self.endpoint.url}, "
                         f"which is a {self.conn.transport}: there is no RST to send, so the "
                         "client saw an abrupt close instead; declare the endpoint with "
                         "transport='tcp' or the fault with respond(..., fault=reset(...))"
                     )
                 )
-            self.transport.write(data[: fault.after_bytes])
-            self.conn.event(f"fault {fault!r}: RST after {min(fault.after_bytes, len(data))} bytes")
-            self.transport.when_flushed(self.transport.abort)
-        else:  # pragma: no cover - every StreamFault subclass is handled above
-            raise NotImplementedError(f"stream fault {fault!r} is not modelled by HTTP/1.1 yet")
+        try:
+            data, close_after = rewrite(data, body, faults)
+            ops = build_ops(data, faults, self.conn.event)
+        except CurlFaultError as exc:
+            self.endpoint.network._record(exc)
+            self.conn.event(f"fault not applied: {exc}")
+            self.transport.write(data)
+            return
+        self.conn.event(f"fault {' + '.join(repr(f) for f in faults)}")
+        close = close or close_after
+
+        def done() -> None:
+            self._plan = None
+            if close:
+                self._dead = True
+                self.transport.finish()
+            else:
+                self._after_response()
+
+        plan = Plan(
+            self.transport,
+            self.endpoint.network.loop,
+            ops,
+            self.conn.event,
+            done,
+            self.conn.server_failed,
+        )
+        self._plan = plan
+        plan.start()
+        if plan.ended:
+            self._dead = True
+
+    def _after_response(self) -> None:
+        """A faulted response ended normally: go on with the connection as h11 says."""
+        h = self.h11
+        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+            self._dead = True
+            self.transport.finish()
+            return
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            self._process()
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         self._dead = True

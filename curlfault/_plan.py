@@ -1,0 +1,281 @@
+"""How a faulted response is sent: rewrite the bytes, then play a schedule of operations.
+
+A response with stream faults is serialized whole first (by h11), rewritten by the protocol
+faults (bad Content-Length, chunking, extra headers), then turned into a list of operations
+over its bytes: ``write``, ``sleep``, ``fin``, ``rst``, ``stall``. Point faults act at the
+exact byte their point resolves to; pacing faults split the bytes after their start into
+pieces; latency waits before every write. ``Plan`` plays the list on the connection's byte
+transport, waiting on the loop's timers; the first write happens at once, in the thread
+that pumped the request.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from ._errors import UsageError
+from ._loop import Loop
+from .faults import (
+    BadChunkSize,
+    BadContentLength,
+    BodyLength,
+    Close,
+    Compose,
+    ConflictingContentLength,
+    Delay,
+    Drip,
+    Garbage,
+    Latency,
+    OversizedHeader,
+    Pacing,
+    PointFault,
+    Reset,
+    Slicer,
+    SlowClose,
+    Stall,
+    StreamFault,
+    WrongEncoding,
+)
+
+__all__ = ["Layout", "Plan", "build_ops", "flatten", "rewrite"]
+
+Op = tuple[str, object]
+
+
+class ByteTransport(Protocol):
+    @property
+    def closed(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def abort(self) -> None: ...
+    def when_flushed(self, callback: Callable[[], None]) -> None: ...
+
+
+def flatten(fault: StreamFault | None) -> list[StreamFault]:
+    if fault is None:
+        return []
+    if isinstance(fault, Compose):
+        return list(fault.faults)
+    return [fault]
+
+
+class Layout:
+    """Where the parts of one serialized HTTP/1.1 response are (our own bytes)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.total = len(data)
+        self.status_end = data.find(b"\r\n")
+        head = data.find(b"\r\n\r\n")
+        self.head_end = head + 4 if head >= 0 else len(data)
+        head_bytes = data[: self.head_end].lower()
+        self.chunked = b"\r\ntransfer-encoding: chunked" in head_bytes
+        self.first_size_end = -1
+        if self.chunked:
+            self.first_size_end = data.find(b"\r\n", self.head_end)
+
+    def resolve(self, fault: PointFault) -> int:
+        if fault.at is None:
+            return fault.after_bytes
+        at = fault.at
+        if at == "status_line":
+            return max(1, self.status_end // 2)
+        if at == "headers":
+            return (self.status_end + 2 + self.head_end - 2) // 2
+        if at == "body_start":
+            return self.head_end
+        if at in ("body", "chunk_size", "last_chunk") and self.total == self.head_end:
+            raise UsageError(f"{fault!r}: this response has no body to cut")
+        if at == "body":
+            if self.chunked:
+                data_start = self.first_size_end + 2
+                return data_start + max(1, (self.total - 7 - data_start) // 2)
+            return self.head_end + max(1, (self.total - self.head_end) // 2)
+        if not self.chunked:
+            raise UsageError(
+                f"{fault!r} needs a chunked response; add headers={{'Transfer-Encoding': "
+                "'chunked'}}"
+            )
+        if at == "chunk_size":
+            return self.head_end + 1
+        return self.total - 5  # last_chunk: before b"0\r\n\r\n"
+
+
+def _replace_header(head: bytes, name: bytes, value: bytes | None, extra: bytes = b"") -> bytes:
+    """Drop header ``name`` from ``head`` and add ``name: value`` (and ``extra`` lines)."""
+    lines = head[:-4].split(b"\r\n")
+    kept = [lines[0]] + [ln for ln in lines[1:] if not ln.lower().startswith(name + b":")]
+    if value is not None:
+        kept.append(name + b": " + value)
+    out = b"\r\n".join(kept) + b"\r\n"
+    return out + extra + b"\r\n"
+
+
+def _chunk(body: bytes) -> bytes:
+    return (b"%x\r\n" % len(body) + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+
+
+def rewrite(data: bytes, body: bytes, faults: list[StreamFault]) -> tuple[bytes, bool]:
+    """Apply the protocol-breakage faults; returns (bytes, close_after)."""
+    close_after = False
+    head_end = data.find(b"\r\n\r\n") + 4
+    head, rest = data[:head_end], data[head_end:]
+    for f in faults:
+        if isinstance(f, BadContentLength):
+            head = _replace_header(head, b"content-length", f.value.encode("latin-1"))
+        elif isinstance(f, ConflictingContentLength):
+            head = _replace_header(
+                head,
+                b"content-length",
+                b"%d" % len(body),
+                b"Content-Length: %d\r\n" % (len(body) + 7),
+            )
+        elif isinstance(f, BodyLength):
+            head = _replace_header(head, b"content-length", b"%d" % len(body))
+            rest = body[: len(body) - f.delta] if f.delta > 0 else body + b"x" * -f.delta
+            close_after = True
+        elif isinstance(f, BadChunkSize):
+            head = _replace_header(head, b"content-length", None)
+            head = _replace_header(head, b"transfer-encoding", b"chunked")
+            chunked = _chunk(body or b"x")
+            rest = f.size_line + chunked[chunked.find(b"\r\n") :]
+        elif isinstance(f, WrongEncoding):
+            head = _replace_header(head, b"content-encoding", f.encoding.encode("latin-1"))
+        elif isinstance(f, OversizedHeader):
+            head = _replace_header(head, b"x-oversized", b"a" * f.size)
+    return head + rest, close_after
+
+
+def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], None]) -> list[Op]:
+    """The schedule that sends ``data`` with ``faults`` applied."""
+    layout = Layout(data)
+    points = sorted(
+        (
+            (min(layout.resolve(f), len(data)), i, f)
+            for i, f in enumerate(faults)
+            if isinstance(f, PointFault)
+        ),
+        key=lambda t: (t[0], t[1]),
+    )
+    pacing = next((f for f in faults if isinstance(f, Pacing)), None)
+    latency = next((f for f in faults if isinstance(f, Latency)), None)
+    slow = next((f for f in faults if isinstance(f, SlowClose)), None)
+    rng: random.Random | None = None
+    if latency is not None and latency.jitter:
+        seed = latency.seed if latency.seed is not None else random.randrange(2**32)
+        trace(f"latency jitter seed={seed}")
+        rng = random.Random(seed)
+
+    ops: list[Op] = []
+
+    def write(piece: bytes) -> None:
+        if not piece:
+            return
+        if latency is not None:
+            wait = latency.seconds + (rng.uniform(0, latency.jitter) if rng is not None else 0.0)
+            if wait > 0:
+                ops.append(("sleep", wait))
+        ops.append(("write", piece))
+
+    def emit(start: int, end: int) -> None:
+        if pacing is None or end <= pacing.after_bytes:
+            write(data[start:end])
+            return
+        split = max(start, pacing.after_bytes)
+        write(data[start:split])
+        if isinstance(pacing, Drip):
+            size, gap = pacing.chunk, pacing.chunk / pacing.bytes_per_second
+        else:
+            assert isinstance(pacing, Slicer)
+            size, gap = pacing.size, pacing.delay
+        first = True
+        for i in range(split, end, size):
+            if not first and gap > 0:
+                ops.append(("sleep", gap))
+            first = False
+            write(data[i : min(i + size, end)])
+
+    pos = 0
+    for at, _, f in points:
+        emit(pos, at)
+        pos = at
+        if isinstance(f, Delay):
+            if f.seconds > 0:
+                ops.append(("sleep", f.seconds))
+        elif isinstance(f, Stall):
+            ops.append(("stall", at))
+            return ops
+        elif isinstance(f, Close):
+            ops.append(("fin", at))
+            return ops
+        elif isinstance(f, Reset):
+            ops.append(("rst", at))
+            return ops
+        elif isinstance(f, Garbage):
+            ops.append(("write", f.data))
+            ops.append(("fin", at))
+            return ops
+    emit(pos, len(data))
+    if slow is not None:
+        if slow.seconds > 0:
+            ops.append(("sleep", slow.seconds))
+        ops.append(("fin", len(data)))
+    return ops
+
+
+class Plan:
+    """Plays a schedule on one connection; ``on_done`` runs if it ends without closing."""
+
+    def __init__(
+        self,
+        transport: ByteTransport,
+        loop: Loop,
+        ops: list[Op],
+        trace: Callable[[str], None],
+        on_done: Callable[[], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.ops: deque[Op] = deque(ops)
+        self.trace = trace
+        self.on_done = on_done
+        self._on_error = on_error
+        self.ended = False  # the plan closed, reset or stalled the connection
+
+    def start(self) -> None:
+        self._step()
+
+    def on_error(self, exc: BaseException) -> None:
+        self._on_error(exc)
+
+    def _step(self) -> None:
+        t = self.transport
+        while self.ops:
+            if t.closed:
+                self.trace("plan stopped: the connection is closed")
+                return
+            kind, arg = self.ops.popleft()
+            if kind == "write":
+                assert isinstance(arg, bytes)
+                t.write(arg)
+            elif kind == "sleep":
+                self.loop.call_later(float(arg), self._step)  # type: ignore[arg-type]
+                return
+            elif kind == "fin":
+                self.ended = True
+                self.trace(f"FIN after {arg} bytes")
+                t.finish()
+                return
+            elif kind == "rst":
+                self.ended = True
+                self.trace(f"RST after {arg} bytes")
+                t.when_flushed(t.abort)
+                return
+            elif kind == "stall":
+                self.ended = True
+                self.trace(f"stalled after {arg} bytes")
+                return
+        self.on_done()

@@ -1,0 +1,274 @@
+"""Stream faults on real pycurl: CURLcodes, bytes, timing bounds and a balanced ledger,
+over both transports and over whole versus byte-by-byte delivery."""
+
+from __future__ import annotations
+
+import time
+
+import pycurl
+import pytest
+from cfhelpers import transfer
+
+from curlfault import Response, UsageError, faults
+from curlfault._plan import Layout
+
+BODY = bytes(range(256)) * 20  # 5120 bytes
+CHUNKED = {"Transfer-Encoding": "chunked"}
+
+
+def serve(curlfault, fault, transport="socketpair", headers=None, method="GET", status=200):
+    api = curlfault.http("api.test", transport=transport)
+    api.route(method, "/").respond(status, body=BODY, headers=headers, fault=fault)
+    return api
+
+
+CASES = [
+    (faults.close(at="status_line"), None, 52),
+    (faults.close(at="headers"), None, 0),
+    (faults.close(at="body_start"), None, 18),
+    (faults.close(at="body"), None, 18),
+    (faults.close(at="chunk_size"), CHUNKED, 18),
+    (faults.close(at="last_chunk"), CHUNKED, 18),
+    (faults.reset(at="body"), None, 56),
+    (faults.garbage(b"NOT HTTP\r\n\r\n"), None, 1),
+    (faults.bad_content_length(), None, 8),
+    (faults.conflicting_content_length(), None, 8),
+    (faults.body_length(10), None, 18),
+    (faults.body_length(-10), None, 0),
+    (faults.bad_chunk_size(), None, 56),
+    (faults.oversized_header(), None, 100),
+]
+
+
+@pytest.mark.parametrize("delivery", ["whole", "bytewise"])
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+@pytest.mark.parametrize(("fault", "headers", "code"), CASES, ids=[repr(c[0]) for c in CASES])
+def test_fault_codes(curlfault, fault, headers, code, transport, delivery) -> None:
+    if delivery == "bytewise":
+        fault = fault + faults.slicer(1)  # the same bytes, one send() each
+    serve(curlfault, fault, transport, headers)
+    r = transfer("http://api.test/")
+    assert r.code == code
+    assert curlfault.ledger.audit().ok
+
+
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_bytewise_delivery_of_a_healthy_response_is_identical(curlfault, transport) -> None:
+    serve(curlfault, faults.slicer(1), transport, CHUNKED)
+    r = transfer("http://api.test/")
+    assert (r.code, r.body) == (0, BODY)
+
+
+def test_cut_in_body_delivers_exactly_the_bytes_before_the_cut(curlfault) -> None:
+    serve(curlfault, faults.close(after_bytes=1000))
+    r = transfer("http://api.test/")
+    head = r.headers.replace(b"\r\n\r\n", b"")  # header callback saw the head
+    assert r.code == 18
+    assert len(r.body) == 1000 - (len(head) + 4)
+    assert BODY.startswith(r.body)
+
+
+def test_layout_points_of_a_chunked_response() -> None:
+    data = b"HTTP/1.1 200 \r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    layout = Layout(data)
+    assert layout.chunked
+    assert data[: layout.resolve(faults.close(at="body_start"))].endswith(b"\r\n\r\n")
+    assert data[layout.resolve(faults.close(at="last_chunk")) :] == b"0\r\n\r\n"
+    at = layout.resolve(faults.close(at="chunk_size"))
+    assert data[at - 1 : at + 2] == b"5\r\n"[:1] + b"\r\n"
+    assert 0 < layout.resolve(faults.close(at="status_line")) < data.index(b"\r\n")
+
+
+def test_chunk_point_on_a_content_length_response_is_a_usage_error(curlfault) -> None:
+    serve(curlfault, faults.close(at="chunk_size"))
+    r = transfer("http://api.test/")
+    assert (r.code, r.body) == (0, BODY)  # sent whole
+    with pytest.raises(UsageError, match="needs a chunked response"):
+        curlfault.check()
+
+
+def test_stall_ends_at_the_clients_timeout(curlfault) -> None:
+    serve(curlfault, faults.stall(at="body"))
+    start = time.monotonic()
+    r = transfer("http://api.test/", TIMEOUT_MS=300)
+    assert r.code == 28
+    assert 0.25 < time.monotonic() - start < 5
+    assert 0 < len(r.body) < len(BODY)
+
+
+def test_delay_within_and_past_the_timeout(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/short").respond(body=b"late", fault=faults.delay(0.1))
+    api.get("/long").respond(body=b"never", fault=faults.delay(2.0))
+    start = time.monotonic()
+    assert transfer("http://api.test/short").body == b"late"
+    assert time.monotonic() - start >= 0.1
+    assert transfer("http://api.test/long", TIMEOUT_MS=300).code == 28
+
+
+def test_delay_at_a_point_splits_the_response(curlfault) -> None:
+    serve(curlfault, faults.delay(2.0, at="body"))
+    r = transfer("http://api.test/", TIMEOUT_MS=300)
+    assert r.code == 28
+    assert r.body == BODY[: len(r.body)]
+    assert 0 < len(r.body) < len(BODY)
+
+
+def test_drip_under_low_speed_limit(curlfault) -> None:
+    serve(curlfault, faults.drip(500, chunk=50))
+    r = transfer("http://api.test/", LOW_SPEED_LIMIT=100_000, LOW_SPEED_TIME=1)
+    assert r.code == 28
+
+
+def test_drip_fast_enough_completes(curlfault) -> None:
+    serve(curlfault, faults.drip(1_000_000, chunk=512))
+    assert transfer("http://api.test/").body == BODY
+
+
+def test_latency_jitter_seed_is_recorded_and_repeatable(curlfault) -> None:
+    api = serve(curlfault, faults.latency(0.001, jitter=0.002) + faults.slicer(1000))
+    assert transfer("http://api.test/").body == BODY
+    (seed_event,) = [t for _, t in api.connections[0].events if t.startswith("latency jitter")]
+    seed = int(seed_event.rsplit("=", 1)[1])
+    from curlfault._plan import build_ops
+
+    ops_a = build_ops(b"x" * 3000, [faults.latency(0.001, 0.002, seed), faults.slicer(1000)], print)
+    ops_b = build_ops(b"x" * 3000, [faults.latency(0.001, 0.002, seed), faults.slicer(1000)], print)
+    assert ops_a == ops_b
+    assert [k for k, _ in ops_a] == ["sleep", "write"] * 3
+
+
+def test_slow_close_does_not_reuse_the_connection(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond(body=b"bye", fault=faults.slow_close(0.05))
+    c = pycurl.Curl()
+    try:
+        assert transfer("http://api.test/", curl=c).body == b"bye"
+        time.sleep(0.3)  # the fake sends its FIN 50 ms after the response
+        assert transfer("http://api.test/", curl=c).body == b"bye"
+    finally:
+        c.close()
+    assert len(api.connections) == 2
+    assert any("FIN" in t for _, t in api.connections[0].events)
+
+
+def test_wrong_encoding_with_and_without_decoding(curlfault) -> None:
+    serve(curlfault, faults.wrong_encoding("gzip"))
+    assert transfer("http://api.test/", ACCEPT_ENCODING="").code == 61
+    r = transfer("http://api.test/")
+    assert (r.code, r.body) == (0, BODY)
+    assert b"content-encoding: gzip" in r.headers.lower()
+
+
+def test_composed_delay_then_reset(curlfault) -> None:
+    serve(curlfault, faults.delay(0.05) + faults.reset(after_bytes=200))
+    start = time.monotonic()
+    assert transfer("http://api.test/").code == 56
+    assert time.monotonic() - start >= 0.05
+
+
+def test_first_ending_fault_wins(curlfault) -> None:
+    serve(curlfault, faults.close(at="status_line") + faults.reset(at="body"))
+    assert transfer("http://api.test/").code == 52
+
+
+def test_fault_then_recovery_on_one_keep_alive_handle(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").respond(body=BODY, fault=faults.slicer(700)).respond(body=b"ok")
+    c = pycurl.Curl()
+    try:
+        assert transfer("http://api.test/", curl=c).body == BODY
+        assert transfer("http://api.test/", curl=c).body == b"ok"
+    finally:
+        c.close()
+    assert len(api.connections) == 1  # a paced response keeps the connection
+
+
+def test_handler_returned_fault_applies(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/").handle(lambda req: Response.make(200, body=BODY, fault=faults.close(at="body")))
+    assert transfer("http://api.test/").code == 18
+
+
+# the upload side ---------------------------------------------------------------------
+
+
+def test_stop_reading_blocks_a_large_upload(curlfault) -> None:
+    api = serve(curlfault, faults.stop_reading(after_bytes=1000), method="POST")
+    r = transfer("http://api.test/", POSTFIELDS=b"u" * 3_000_000, TIMEOUT_MS=400)
+    assert r.code == 28
+    (req,) = api.requests
+    assert 1000 <= len(req.body) < 3_000_000
+    assert any("stopped reading" in t for _, t in api.connections[0].events)
+
+
+def test_no_continue_makes_libcurl_wait_then_send(curlfault) -> None:
+    api = serve(curlfault, faults.no_continue(), method="POST")
+    start = time.monotonic()
+    r = transfer(
+        "http://api.test/",
+        POSTFIELDS=b"y" * 100,
+        HTTPHEADER=["Expect: 100-continue"],
+        EXPECT_100_TIMEOUT_MS=200,
+    )
+    assert (r.code, r.status) == (0, 200)
+    assert time.monotonic() - start >= 0.2
+    assert api.requests[0].body == b"y" * 100
+    assert not any("100 Continue" in t for _, t in api.connections[0].events)
+
+
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_early_413_during_upload(curlfault, transport) -> None:
+    api = serve(curlfault, faults.early_response(), method="POST", status=413, transport=transport)
+    r = transfer("http://api.test/", POSTFIELDS=b"u" * 3_000_000)
+    assert (r.code, r.status) == (0, 413)
+    assert len(api.requests) == 1
+    assert api.requests[0].body == b""  # answered before the body
+
+
+# validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: faults.close(at="nowhere"), "not a byte point"),
+        (lambda: faults.close(5, at="body"), "not both"),
+        (lambda: faults.delay(-1), "seconds"),
+        (lambda: faults.delay("1"), "number of seconds"),
+        (lambda: faults.drip(0), "> 0"),
+        (lambda: faults.drip(10, chunk=0), ">= 1"),
+        (lambda: faults.slicer(0), ">= 1"),
+        (lambda: faults.latency(0.1, seed="x"), "seed"),
+        (lambda: faults.garbage(b""), "non-empty bytes"),
+        (lambda: faults.body_length(0), "non-zero"),
+        (lambda: faults.oversized_header(0), ">= 1"),
+        (lambda: faults.drip(10) + faults.slicer(5), "one pacing fault"),
+        (lambda: faults.latency(0.1) + faults.latency(0.2), "one latency"),
+    ],
+)
+def test_bad_fault_specs_fail_at_declaration(make, message) -> None:
+    with pytest.raises(UsageError, match=message):
+        make()
+
+
+def test_composition_is_flat_and_reprs_read_like_calls() -> None:
+    f = faults.delay(0.5) + (faults.slicer(10) + faults.reset(after_bytes=100))
+    assert isinstance(f, faults.Compose)
+    assert len(f.faults) == 3
+    assert repr(f) == (
+        "delay(seconds=0.5, after_bytes=0) + slicer(after_bytes=0, size=10, delay=0.0)"
+        " + reset(after_bytes=100)"
+    )
+
+
+def test_unmodelled_connection_fault_is_refused_at_declaration(curlfault) -> None:
+    api = curlfault.http("api.test")
+    unmodelled = [
+        f
+        for f in (faults.connection_refused(), faults.connect_timeout(), faults.slow_connect(1))
+        if not f.modelled
+    ]
+    for f in unmodelled:
+        with pytest.raises(NotImplementedError, match="not modelled yet"):
+            api.connection_faults(f)
