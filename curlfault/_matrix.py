@@ -340,6 +340,66 @@ STREAM_CASES: tuple[Case, ...] = (
     ),
 )
 
+
+def dual_stack_endpoint(ipv6_fault: faults.ConnectionFault) -> Setup:
+    """A setup whose host resolves to IPv6 and IPv4: ``ipv6_fault`` on IPv6, IPv4 served."""
+
+    def setup(net: FakeNetwork, transport: str) -> None:
+        endpoint = net.http(HOST, transport=transport)
+        endpoint.connection_faults(ipv6_fault, family="ipv6")
+        endpoint.get("/").respond(200, body=BODY)
+
+    return setup
+
+
+CONNECT_MS = 100  # CONNECTTIMEOUT_MS of the rows that a connect timeout ends
+OWN_CONNECT = "libcurl's own connect to a reserved loopback port"
+CONNECTION_CASES: tuple[Case, ...] = (
+    Case(
+        f"{faults.connection_refused()!r} via connection_faults",
+        http_endpoint(connection_faults=[faults.connection_refused()]),
+        URL,
+        faults.ConnectionRefused.curlcode,
+        note=f"{OWN_CONNECT}, closed: the kernel answers RST",
+    ),
+    Case(
+        f"{faults.connect_timeout()!r} with CONNECTTIMEOUT_MS={CONNECT_MS}",
+        http_endpoint(connection_faults=[faults.connect_timeout()]),
+        URL,
+        faults.ConnectTimeout.curlcode,
+        options=(("CONNECTTIMEOUT_MS", CONNECT_MS),),
+        note=f"{OWN_CONNECT} whose accept queue is full: the kernel drops the SYN",
+    ),
+    Case(
+        f"{faults.slow_connect(0.2)!r}",
+        http_endpoint(connection_faults=[faults.slow_connect(0.2)]),
+        URL,
+        faults.SlowConnect.curlcode,
+        note="connects on the first SYN retransmission at or after 0.2 s: 1 s on Linux",
+    ),
+    Case(
+        f"{faults.slow_connect(2.0)!r} past CONNECTTIMEOUT_MS={CONNECT_MS}",
+        http_endpoint(connection_faults=[faults.slow_connect(2.0)]),
+        URL,
+        28,
+        options=(("CONNECTTIMEOUT_MS", CONNECT_MS),),
+    ),
+    Case(
+        f"{faults.connection_refused()!r} on IPv6, IPv4 served",
+        dual_stack_endpoint(faults.connection_refused()),
+        URL,
+        0,
+        note="happy eyeballs: libcurl falls back to IPv4 at once",
+    ),
+    Case(
+        f"{faults.connect_timeout()!r} on IPv6, IPv4 served",
+        dual_stack_endpoint(faults.connect_timeout()),
+        URL,
+        0,
+        note="happy eyeballs: libcurl starts IPv4 ~200 ms after the pending IPv6 attempt",
+    ),
+)
+
 CASES: tuple[Case, ...] = (
     Case("no fault (control GET)", http_endpoint(), URL, 0),
     Case(
@@ -354,6 +414,7 @@ CASES: tuple[Case, ...] = (
         "http://down.matrix.test/",
         faults.Refuse.curlcode,
     ),
+    *CONNECTION_CASES,
     Case(
         "unknown host, strict",
         http_endpoint(),

@@ -9,13 +9,14 @@ the opensocket callback refuses and reports.
 
 from __future__ import annotations
 
+import errno
 import gc
 import ipaddress
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,22 @@ from ._errors import (
 )
 from ._http import Request, Response, Route
 from ._ledger import Ledger, Site, SocketRecord
+from ._listener import SYN_RETRIES, ConnectPoint, release_delay, reserve_port, syn_schedule
 from ._loop import Loop
 from ._tls import TlsLayer
-from ._transports import TRANSPORTS, Channel, make_pair
+from ._transports import ENDPOINT_TRANSPORTS, Channel, make_pair
 from ._wiring import PASSTHROUGH, SINK_IP, Wiring
-from .faults import Compose, ConnectionFault, Fault, Refuse, Reset, StreamFault
+from .faults import (
+    Compose,
+    ConnectionFault,
+    ConnectionRefused,
+    ConnectTimeout,
+    Fault,
+    Refuse,
+    Reset,
+    SlowConnect,
+    StreamFault,
+)
 from .protocols.http1 import Http1Server
 
 if TYPE_CHECKING:
@@ -47,6 +59,24 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Endpoint", "FakeNetwork", "HttpEndpoint"]
 
 _ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
+_ALIAS6_BASE = int(ipaddress.IPv6Address("fdcf::"))  # unique local: never routed anywhere
+FAMILIES = ("ipv6", "ipv4")  # happy eyeballs order: libcurl tries the first one first
+# Faults met by libcurl's own connect() to a reserved loopback port.
+_SELF_CONNECT = (ConnectionRefused, ConnectTimeout, SlowConnect)
+
+
+class _Sequence:
+    """One list of connection faults and how many connections have taken from it."""
+
+    __slots__ = ("faults", "taken")
+
+    def __init__(self, faults: tuple[ConnectionFault | None, ...]) -> None:
+        self.faults = faults
+        self.taken = 0
+
+    def take(self) -> ConnectionFault | None:
+        i, self.taken = self.taken, self.taken + 1
+        return self.faults[i] if i < len(self.faults) else None
 
 
 class Connection:
@@ -62,10 +92,15 @@ class Connection:
         self.peer = peer
         self.url = url
         self.transport = ""
+        self.family = ""  # "ipv4" or "ipv6": the family of the address libcurl asked for
         self.fault: Fault | None = None
         self.refused = False
         self.opened_at = time.monotonic()
+        # When the fake's end was connected: at once for a pair, when the listener
+        # accepted for libcurl's own connect (so a slow_connect's real delay shows here).
+        self.connected_at: float | None = None
         self.closed_at: float | None = None
+        self._point: ConnectPoint | None = None  # the port libcurl connected to itself
         self.events: list[tuple[float, str]] = []
         self.channel: Channel | None = None
         self.tls: dict[str, Any] = {}
@@ -106,21 +141,35 @@ class Endpoint:
         self.host = host
         self.port = port
         self.alias = alias
-        if transport not in TRANSPORTS:
+        if transport not in ENDPOINT_TRANSPORTS:
             raise UsageError(
-                f"transport={transport!r} is not known; use one of {', '.join(TRANSPORTS)}"
+                f"transport={transport!r} is not known; "
+                f"use one of {', '.join(map(repr, ENDPOINT_TRANSPORTS))}"
             )
         self.transport = transport
         self.connections: list[Connection] = []
-        self._conn_faults: list[ConnectionFault | None] = []
-        self._conn_fault_base = 0
+        # Fault sequences: None for every connection, "ipv4"/"ipv6" for one family only.
+        self._faults: dict[str | None, _Sequence] = {None: _Sequence(())}
+        self.dual_stack = False
+        self._points: dict[str, ConnectPoint] = {}  # family -> the port libcurl connects to
         self._needs_tcp = False
 
-    def connection_faults(self, *faults: ConnectionFault | None) -> Endpoint:
+    def connection_faults(
+        self, *faults: ConnectionFault | None, family: str | None = None
+    ) -> Endpoint:
         """The n-th connection from now gets the n-th fault (None: healthy).
 
-        Connections after the last fault are healthy. Returns the endpoint, to chain.
+        Connections after the last fault are healthy. With ``family="ipv6"`` or ``"ipv4"``
+        the faults apply to that address family's connections only, and the host resolves
+        to an IPv6 and an IPv4 address from then on, as a dual-stack server does, so
+        libcurl's happy eyeballs meets them. Calling it again replaces that family's list.
+        Returns the endpoint, to chain.
         """
+        if family is not None and family not in FAMILIES:
+            raise UsageError(
+                f"family={family!r} is not known; use one of "
+                f"{', '.join(map(repr, FAMILIES))}, or None for every connection"
+            )
         for f in faults:
             if isinstance(f, Fault) and not f.modelled:
                 raise NotImplementedError(
@@ -133,13 +182,77 @@ class Endpoint:
                     else ""
                 )
                 raise UsageError(f"{f!r} is not a connection fault{hint}")
-        self._conn_faults = list(faults)
-        self._conn_fault_base = len(self.connections)
+            if isinstance(f, SlowConnect):
+                release_delay(f.seconds, syn_schedule())  # beyond the kernel's retries: raises
+        before = self.pin_entries()
+        previous = (self._faults.get(family), self.dual_stack)
+        self._faults[family] = _Sequence(faults)
+        self.dual_stack = self.dual_stack or family is not None
+        try:
+            self._reserve_points()
+        except BaseException:
+            sequence, self.dual_stack = previous
+            if sequence is None:
+                del self._faults[family]
+            else:
+                self._faults[family] = sequence
+            raise
+        if self.pin_entries() != before:
+            self.network._repin()
         return self
 
-    def _next_connection_fault(self) -> ConnectionFault | None:
-        i = len(self.connections) - self._conn_fault_base
-        return self._conn_faults[i] if 0 <= i < len(self._conn_faults) else None
+    def _take_connection_fault(self, family: str) -> ConnectionFault | None:
+        """The fault of the connection being made now, in ``family`` ("ipv4" or "ipv6")."""
+        return self._faults.get(family, self._faults[None]).take()
+
+    def _reserve_points(self) -> None:
+        """Reserve the port libcurl connects to itself, in every family that needs it.
+
+        A family needs it when its connections are served by a listener, or one of its
+        faults is met by libcurl's own connect. Both families use one port number, since
+        CONNECT_TO names one target port; a point, once made, stays until the network closes.
+        """
+        wanted = [
+            family
+            for family in FAMILIES
+            if (family == "ipv4" or self.dual_stack)
+            and family not in self._points
+            and (
+                self.transport == "listener"
+                or any(
+                    isinstance(f, _SELF_CONNECT)
+                    for f in self._faults.get(family, self._faults[None]).faults
+                )
+            )
+        ]
+        if not wanted:
+            return
+        net = self.network
+        if net.closed:
+            raise UsageError("this FakeNetwork is closed; make a new one")
+        address = {"ipv4": self.alias, "ipv6": "::1"}
+        port = next(iter(self._points.values())).port if self._points else None
+        try:
+            try:
+                socks = reserve_port([address[f] for f in wanted], port)
+            except OSError as exc:
+                if port is None or exc.errno != errno.EADDRINUSE:
+                    raise
+                # Taken on the new address: every family moves to a fresh port together.
+                moved = [*self._points, *wanted]
+                socks = reserve_port([address[f] for f in moved])
+                net._retire(self._points.values())
+                self._points, wanted = {}, moved
+        except OSError as exc:
+            where = ", ".join(address[f] for f in wanted)
+            raise UsageError(
+                f"{self!r} needs a loopback port that libcurl connects to itself on {where}, "
+                f"and none could be reserved: {exc}"
+                + (" (IPv6 faults need the IPv6 loopback, ::1)" if "ipv6" in wanted else "")
+            ) from exc
+        for family, sock in zip(wanted, socks, strict=True):
+            self._points[family] = ConnectPoint(sock, lambda: net.loop, net._record)
+        net._by_point.update({(p.address, p.port): self for p in self._points.values()})
 
     def _note_fault(self, fault: StreamFault | None) -> None:
         faults = fault.faults if isinstance(fault, Compose) else (fault,)
@@ -153,12 +266,35 @@ class Endpoint:
     def requests(self) -> list[Request]:
         return []
 
-    def pin_entries(self) -> tuple[str | None, str]:
-        """(RESOLVE entry or None, CONNECT_TO entry) that route this host to its alias."""
+    @property
+    def alias6(self) -> str:
+        """The IPv6 address of a dual-stack endpoint that libcurl never connects to itself.
+
+        A unique local address (``fdcf::N``): libcurl only hands it to the opensocket
+        callback. When libcurl must connect over IPv6 itself, the address is ``::1``.
+        """
+        n = int(ipaddress.IPv4Address(self.alias)) - _ALIAS_BASE + 1
+        return str(ipaddress.IPv6Address(_ALIAS6_BASE + n))
+
+    def pin_entries(self) -> tuple[list[str], str]:
+        """(RESOLVE entries, CONNECT_TO entry) that route this host to its addresses.
+
+        One address: CONNECT_TO names the alias. Dual-stack: CONNECT_TO names a synthetic
+        host (``cf-N.curlfault.invalid``) that RESOLVE maps to an IPv6 and an IPv4 address,
+        IPv6 first, so no resolver is ever asked. With a reserved port, CONNECT_TO sends
+        libcurl to it instead of the declared port.
+        """
         host = f"[{self.host}]" if ":" in self.host else self.host
         if self.port is None:
-            return None, f"{host}::{self.alias}:"
-        return f"{host}:{self.port}:{self.alias}", f"{host}:{self.port}:{self.alias}:{self.port}"
+            return [], f"{host}::{self.alias}:"
+        resolve = [f"{host}:{self.port}:{self.alias}"]
+        target = next(iter(self._points.values())).port if self._points else self.port
+        if not self.dual_stack:
+            return resolve, f"{host}:{self.port}:{self.alias}:{target}"
+        name = f"cf-{self.alias6.rsplit(':', 1)[1]}.curlfault.invalid"
+        v6 = "::1" if "ipv6" in self._points else self.alias6
+        resolve.append(f"{name}:{target}:[{v6}],{self.alias}")
+        return resolve, f"{host}:{self.port}:{name}:{target}"
 
     def __repr__(self) -> str:
         port = "*" if self.port is None else self.port
@@ -168,7 +304,15 @@ class Endpoint:
 class RefusingEndpoint(Endpoint):
     """``net.refuse(host)``: every connection is refused (CURLcode 7)."""
 
-    def _next_connection_fault(self) -> ConnectionFault | None:
+    def connection_faults(
+        self, *faults: ConnectionFault | None, family: str | None = None
+    ) -> Endpoint:
+        raise UsageError(
+            f"{self!r} refuses every connection, so connection faults would never apply; "
+            f"declare the host with net.http({self.host!r}) and give it connection_faults()"
+        )
+
+    def _take_connection_fault(self, family: str) -> ConnectionFault | None:
         return Refuse()
 
 
@@ -316,6 +460,8 @@ class FakeNetwork:
         self.connections: list[Connection] = []
         self.endpoints: list[Endpoint] = []
         self._by_alias: dict[str, Endpoint] = {}
+        self._by_point: dict[tuple[str, int], Endpoint] = {}  # reserved (address, port)
+        self._retired: list[ConnectPoint] = []
         self._by_key: dict[tuple[str, int | None], Endpoint] = {}
         self._problems: list[CurlFaultError] = []
         self._reported = 0
@@ -378,12 +524,24 @@ class FakeNetwork:
             )
         self._by_key[key] = ep
         self._by_alias[ep.alias] = ep
+        self._by_alias[ep.alias6] = ep
         self.endpoints.append(ep)
+        ep._reserve_points()  # a listener endpoint's port, before its first pins
+        self._repin()
+        return ep
+
+    def _repin(self) -> None:
+        """The pins changed: routed handles take the new ones before their next perform."""
         self._pins = None
         self.generation += 1
         for wiring in list(self._wirings):
             wiring.refresh_attached()
-        return ep
+
+    def _retire(self, points: Iterable[ConnectPoint]) -> None:
+        """Points an endpoint moved away from: kept (a connection may use one) until close."""
+        for point in points:
+            self._by_point.pop((point.address, point.port), None)
+            self._retired.append(point)
 
     @property
     def ca(self) -> Any:
@@ -407,8 +565,7 @@ class FakeNetwork:
             # Exact ports before wildcard ports, in declaration order.
             for ep in sorted(self.endpoints, key=lambda e: e.port is None):
                 r, c = ep.pin_entries()
-                if r is not None:
-                    resolve.append(r)
+                resolve += r
                 connect_to.append(c)
             self._pins = (resolve, connect_to)
         return self._pins
@@ -452,8 +609,12 @@ class FakeNetwork:
 
     def open_socket(self, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
         """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""
-        ep = self._by_alias.get(ip)
-        peer = f"{ip}:{port}"
+        if family == socket.AF_INET6:
+            ip = str(ipaddress.IPv6Address(ip))  # the spelling our pins and points use
+            peer = f"[{ip}]:{port}"
+        else:
+            peer = f"{ip}:{port}"
+        ep = self._by_point.get((ip, port)) or self._by_alias.get(ip)
         with self._lock:
             conn = Connection(self, len(self.connections) + 1, ep, peer, wiring.url)
             self.connections.append(conn)
@@ -491,25 +652,29 @@ class FakeNetwork:
                     )
                 )
             return None
-        fault = ep._next_connection_fault()
+        conn.family = "ipv6" if family == socket.AF_INET6 else "ipv4"
+        fault = ep._take_connection_fault(conn.family)
         ep.connections.append(conn)
         conn.fault = fault
         if isinstance(fault, Refuse):
             conn.refused = True
             conn.event("refused by fault refuse()")
             return None
+        if isinstance(fault, _SELF_CONNECT) or ep.transport == "listener":
+            return self._own_connect(ep, conn, ip, port, fault, wiring)
         if fault is not None:  # pragma: no cover - every connection fault is handled above
             raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
         kind = "tcp" if ep._needs_tcp else ep.transport
         client, server = make_pair(kind)
         conn.transport = kind
+        conn.connected_at = time.monotonic()
         try:
             inode = _inode(client)
             self.ledger.opened(
                 SocketRecord(
                     inode=inode,
                     fd=client.fileno(),
-                    family=kind,
+                    family=conn.family,
                     peer=peer,
                     host=ep.host,
                     url=wiring.url,
@@ -529,6 +694,73 @@ class FakeNetwork:
             raise
         return client.detach()
 
+    def _own_connect(
+        self,
+        ep: Endpoint,
+        conn: Connection,
+        ip: str,
+        port: int,
+        fault: ConnectionFault | None,
+        wiring: Wiring,
+    ) -> int | None:
+        """A fresh socket that libcurl connects itself, to the endpoint's reserved port.
+
+        The port is programmed for this connection before libcurl's connect() reaches it:
+        closed (``connection_refused``), a full accept queue (``connect_timeout``), full
+        until later (``slow_connect``) or listening (the ``"listener"`` transport).
+        """
+        point = ep._points.get(conn.family)
+        if point is None or (point.address, point.port) != (ip, port):
+            conn.refused = True
+            conn.event("refused: the handle's pins predate the endpoint's reserved port")
+            what = f"{fault!r}" if fault is not None else "the listener transport"
+            self._record(
+                UsageError(
+                    f"connection #{conn.id} to {ep.host} needs libcurl's own connect to the "
+                    f"endpoint's reserved port for {what}, but its handle was pinned before "
+                    f"that was declared and connected to {conn.peer}; declare connection "
+                    "faults before the handle's URL is set or its perform() starts"
+                )
+            )
+            return None
+        sock = socket.socket(point.family, socket.SOCK_STREAM)
+        try:
+            if isinstance(fault, (ConnectTimeout, SlowConnect)):
+                # The kernel gives up on a SYN after tcp_syn_retries (11 s by default, then
+                # ETIMEDOUT, code 7): keep it trying until libcurl's own timeout decides.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYN_RETRIES)
+            rec = self.ledger.opened(
+                SocketRecord(
+                    inode=_inode(sock),
+                    fd=sock.fileno(),
+                    family=conn.family,
+                    peer=conn.peer,
+                    host=ep.host,
+                    url=wiring.url,
+                    kind="listener",
+                    opened_in=self.label,
+                    handle_site=wiring.site,
+                    owner=conn,
+                    connected=False,  # sockopt answers SOCKOPT_OK: libcurl connects it
+                )
+            )
+            conn.transport = "listener"
+            conn._point = point
+            with self.loop.lock:
+                if isinstance(fault, ConnectionRefused):
+                    conn.refused = True  # by the kernel, to libcurl's own connect
+                    point.refuse(conn)
+                elif isinstance(fault, ConnectTimeout):
+                    point.hold(conn)
+                elif isinstance(fault, SlowConnect):
+                    point.hold_then_serve(conn, rec, ep._serve, fault.seconds)
+                else:
+                    point.serve(conn, rec, ep._serve)
+        except BaseException:
+            sock.close()
+            raise
+        return sock.detach()
+
     # records and problems --------------------------------------------------------------
     def _record(self, problem: CurlFaultError) -> None:
         with self._lock:
@@ -537,10 +769,19 @@ class FakeNetwork:
     def socket_closed(self, rec: SocketRecord | None) -> None:
         """libcurl closed a descriptor we handed out: close the server end too."""
         conn = rec.owner if rec is not None else None
-        channel = getattr(conn, "channel", None)
+        if not isinstance(conn, Connection):
+            return
+        channel = conn.channel
         if channel is not None and not channel.closed:
             with channel.loop.lock:
                 channel.client_closed()
+        point = conn._point
+        if point is not None and self._loop is not None:
+            with self._loop.lock:
+                point.forget(conn)  # a held or waiting connect is over
+            if channel is None:
+                conn.closed_at = time.monotonic()
+                conn.event("client closed its end (closesocket) before it was accepted")
 
     def _callback_error(self, err: CallbackError) -> None:
         self._record(err)
@@ -646,10 +887,15 @@ class FakeNetwork:
             return
         self.closed = True
         _intercept.uninstall_network(self)
+        points = [p for ep in self.endpoints for p in ep._points.values()] + self._retired
         loop = self._loop
         if loop is None:
+            for point in points:
+                point.close()  # reserved, never used
             return
         with loop.lock:
+            for point in points:
+                point.close()
             for conn in self.connections:
                 ch = conn.channel
                 if ch is not None and not ch.closed:

@@ -1,7 +1,9 @@
 """How one fake connection is made, and the server end that the loop serves.
 
 ``make_pair`` gives a connected (client, server) pair: an AF_UNIX socketpair (the default, no
-port at all) or a loopback TCP pair (needed for a real RST). ``Channel`` is the server end: a
+port at all) or a loopback TCP pair (needed for a real RST). The third transport,
+``"listener"``, is no pair: libcurl connects by itself to a loopback listener that the loop
+accepts from (``_listener.py``). ``Channel`` is the server end, whichever way it was made: a
 non-blocking socket with an output buffer, a half-close (``shutdown(SHUT_WR)``, drain with a
 deadline, close) so that a FIN reaches libcurl as one deterministic event on every transport,
 and an abortive close (``SO_LINGER(1, 0)``) that sends RST on TCP.
@@ -20,9 +22,12 @@ from ._loop import READ, WRITE, Loop, Timer
 if TYPE_CHECKING:
     from ._network import Connection
 
-__all__ = ["TRANSPORTS", "Channel", "StreamProtocol", "make_pair"]
+__all__ = ["ENDPOINT_TRANSPORTS", "TRANSPORTS", "Channel", "StreamProtocol", "make_pair"]
 
+# The pair transports: what ``make_pair`` makes, and what ``curlfault matrix`` runs over.
 TRANSPORTS = ("socketpair", "tcp")
+# Every transport an endpoint can be given.
+ENDPOINT_TRANSPORTS = (*TRANSPORTS, "listener")
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 

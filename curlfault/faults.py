@@ -134,7 +134,6 @@ class ConnectionRefused(ConnectionFault):
     descriptor exists and goes through the ledger.
     """
 
-    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 7
     name: ClassVar[str] = "connection_refused"
 
@@ -147,7 +146,6 @@ class ConnectTimeout(ConnectionFault):
     (``OPERATION_TIMEDOUT``) when ``CONNECTTIMEOUT`` (or ``TIMEOUT``) runs out.
     """
 
-    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 28
     name: ClassVar[str] = "connect_timeout"
 
@@ -164,7 +162,6 @@ class SlowConnect(ConnectionFault):
     """
 
     seconds: float = 1.0
-    modelled: ClassVar[bool] = False
     curlcode: ClassVar[int] = 0
     name: ClassVar[str] = "slow_connect"
 
