@@ -22,7 +22,7 @@ from . import __version__
 from ._errors import CurlFaultError
 from ._matrix import CASES, DEFAULT_TIMEOUT, FORMATS, Case, docs_table, render, run_matrix
 from ._network import FakeNetwork
-from ._transports import TRANSPORTS
+from ._transports import ENDPOINT_TRANSPORTS as TRANSPORTS
 
 __all__ = ["build_parser", "main"]
 

@@ -27,7 +27,7 @@ import pycurl
 from . import faults
 from ._errors import CurlFaultError, UnexpectedConnection, UsageError
 from ._network import FakeNetwork
-from ._transports import TRANSPORTS
+from ._transports import ENDPOINT_TRANSPORTS as TRANSPORTS
 
 # The network imports its protocol modules on the first connection; import HTTP/1.1 (and
 # h11) now so that the first row's time does not include it.
@@ -555,7 +555,7 @@ def run_matrix(
 ) -> list[Row]:
     """Run every case over every transport; one ``Row`` each, cases in order, then transports.
 
-    ``transports`` is any of "socketpair" and "tcp". ``cases`` defaults to every documented
+    ``transports`` is any of "socketpair", "tcp" and "listener". ``cases`` defaults to every documented
     fault; pass your own ``Case`` list to prove a fault of your own.
     """
     chosen = list(transports)

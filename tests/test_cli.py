@@ -43,10 +43,10 @@ def test_matrix_json_every_fault_as_documented(capsys: pytest.CaptureFixture[str
     assert doc["ok"] is True
     assert doc["pycurl"] == pycurl.version
     _assert_all_as_documented(doc)
-    # Every case over both transports, in case order.
-    assert len(doc["rows"]) == 2 * len(CASES)
+    # Every case over every transport, in case order.
+    assert len(doc["rows"]) == 3 * len(CASES)
     assert {(r["fault"], r["transport"]) for r in doc["rows"]} == {
-        (c.label, t) for c in CASES for t in ("socketpair", "tcp")
+        (c.label, t) for c in CASES for t in ("socketpair", "tcp", "listener")
     }
 
 
@@ -112,7 +112,7 @@ def test_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[2].split()[:4] == ["fault", "transport", "expected", "observed"]
     assert "MISMATCH" not in out.replace("0 MISMATCH", "")
     assert "LEAK" not in out
-    assert lines[-1] == f"{2 * len(CASES)} rows: {2 * len(CASES)} OK, 0 MISMATCH"
+    assert lines[-1] == f"{3 * len(CASES)} rows: {3 * len(CASES)} OK, 0 MISMATCH"
     assert "52 GOT_NOTHING" in out
     assert "socketpair->tcp" in out  # the reset rows say which transport they really used
 
@@ -176,7 +176,7 @@ def test_unbalanced_ledger_fails_the_row() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"transports": ["listener"]}, "transport 'listener' is not known"),
+        ({"transports": ["carrier-pigeon"]}, "transport 'carrier-pigeon' is not known"),
         ({"transports": ["tcp"], "timeout": 0}, "timeout must be a positive number"),
     ],
 )
@@ -210,7 +210,7 @@ def test_render_rejects_unknown_format() -> None:
         ([], "the following arguments are required: command"),
         (["bogus"], "invalid choice: 'bogus'"),
         (["matrix", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
-        (["matrix", "--transport", "listener"], "argument --transport: invalid choice"),
+        (["matrix", "--transport", "carrier-pigeon"], "argument --transport: invalid choice"),
         (["matrix", "--timeout", "0"], "must be a positive number of seconds"),
         (["matrix", "--timeout", "soon"], "expected a number of seconds"),
         (["selfcheck", "--extra"], "unrecognized arguments: --extra"),
@@ -243,7 +243,7 @@ def test_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     out = capsys.readouterr().out
     assert "exit status: 0" in out
     if argv[0] == "matrix":
-        assert "--transport {socketpair,tcp,all}" in out
+        assert "--transport {socketpair,tcp,listener,all}" in out
 
 
 # selfcheck -----------------------------------------------------------------------------------
