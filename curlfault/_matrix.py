@@ -555,8 +555,8 @@ def run_matrix(
 ) -> list[Row]:
     """Run every case over every transport; one ``Row`` each, cases in order, then transports.
 
-    ``transports`` is any of "socketpair", "tcp" and "listener". ``cases`` defaults to every documented
-    fault; pass your own ``Case`` list to prove a fault of your own.
+    ``transports`` is any of "socketpair", "tcp" and "listener". ``cases`` defaults to every
+    documented fault; pass your own ``Case`` list to prove a fault of your own.
     """
     chosen = list(transports)
     for transport in chosen:

@@ -439,7 +439,7 @@ def test_no_port_for_a_family_is_a_usage_error_and_changes_nothing(
 ) -> None:
     import errno
 
-    import curlfault._network as network
+    import curlfault._endpoints as network
 
     def unavailable(addresses: Any, port: Any = None) -> Any:
         raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")

@@ -1,0 +1,432 @@
+"""Fake endpoints: what answers one host (and port), and the record of each connection.
+
+An endpoint owns its alias address, its connection-fault sequences (per address family when
+asked), the reserved loopback port libcurl connects to by itself for connect faults and the
+``listener`` transport, and, for HTTP, its routes and request records. ``FakeNetwork``
+decides per connection; the endpoint says what the n-th connection meets.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    ServerError,
+    UnmatchedRequest,
+    UsageError,
+)
+from ._http import Request, Response, Route
+from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
+from ._tls import TlsLayer
+from ._transports import ENDPOINT_TRANSPORTS, Channel
+from .faults import (
+    Compose,
+    ConnectionFault,
+    ConnectionRefused,
+    ConnectTimeout,
+    Fault,
+    Refuse,
+    Reset,
+    SlowConnect,
+    StreamFault,
+)
+from .protocols.http1 import Http1Server
+
+if TYPE_CHECKING:
+    from ._network import FakeNetwork
+    from ._tls import TlsServerConfig
+
+__all__ = ["Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
+
+_ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
+_ALIAS6_BASE = int(ipaddress.IPv6Address("fdcf::"))  # unique local: never routed anywhere
+FAMILIES = ("ipv6", "ipv4")  # happy eyeballs order: libcurl tries the first one first
+# Faults met by libcurl's own connect() to a reserved loopback port.
+_SELF_CONNECT = (ConnectionRefused, ConnectTimeout, SlowConnect)
+
+
+class _Sequence:
+    """One list of connection faults and how many connections have taken from it."""
+
+    __slots__ = ("faults", "taken")
+
+    def __init__(self, faults: tuple[ConnectionFault | None, ...]) -> None:
+        self.faults = faults
+        self.taken = 0
+
+    def take(self) -> ConnectionFault | None:
+        i, self.taken = self.taken, self.taken + 1
+        return self.faults[i] if i < len(self.faults) else None
+
+
+class Connection:
+    """One connection attempt libcurl made, as the fake network saw it."""
+
+    def __init__(
+        self, network: FakeNetwork, seq: int, endpoint: Endpoint | None, peer: str, url: str
+    ) -> None:
+        self.network = network
+        self.id = seq
+        self.endpoint = endpoint
+        self.host = endpoint.host if endpoint is not None else ""
+        self.peer = peer
+        self.url = url
+        self.transport = ""
+        self.family = ""  # "ipv4" or "ipv6": the family of the address libcurl asked for
+        self.fault: Fault | None = None
+        self.refused = False
+        self.opened_at = time.monotonic()
+        # When the fake's end was connected: at once for a pair, when the listener
+        # accepted for libcurl's own connect (so a slow_connect's real delay shows here).
+        self.connected_at: float | None = None
+        self.closed_at: float | None = None
+        self._point: ConnectPoint | None = None  # the port libcurl connected to itself
+        self.events: list[tuple[float, str]] = []
+        self.channel: Channel | None = None
+        self.tls: dict[str, Any] = {}
+
+    def event(self, text: str) -> None:
+        self.events.append((time.monotonic(), text))
+
+    def server_failed(self, exc: BaseException) -> None:
+        err = ServerError(f"connection #{self.id} to {self.host or self.peer}: {exc!r}")
+        err.__cause__ = exc
+        self.event(f"server error: {exc!r}")
+        self.network._record(err)
+
+    def describe(self) -> str:
+        start = self.opened_at
+        lines = [
+            f"#{self.id} {self.host or '?'} via {self.peer} [{self.transport or 'none'}]"
+            + (f" fault={self.fault!r}" if self.fault is not None else "")
+            + (f" url={self.url}" if self.url else "")
+        ]
+        for t, text in self.events:
+            lines.append(f"    +{(t - start) * 1000:8.3f} ms  {text}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} {self.host or self.peer} {self.transport}>"
+
+
+class Endpoint:
+    """A host (and port) that the fake network answers for."""
+
+    scheme = "tcp"
+
+    def __init__(
+        self, network: FakeNetwork, host: str, port: int | None, alias: str, transport: str
+    ) -> None:
+        self.network = network
+        self.host = host
+        self.port = port
+        self.alias = alias
+        if transport not in ENDPOINT_TRANSPORTS:
+            raise UsageError(
+                f"transport={transport!r} is not known; "
+                f"use one of {', '.join(map(repr, ENDPOINT_TRANSPORTS))}"
+            )
+        self.transport = transport
+        self.connections: list[Connection] = []
+        # Fault sequences: None for every connection, "ipv4"/"ipv6" for one family only.
+        self._faults: dict[str | None, _Sequence] = {None: _Sequence(())}
+        self.dual_stack = False
+        self._points: dict[str, ConnectPoint] = {}  # family -> the port libcurl connects to
+        self._needs_tcp = False
+
+    def connection_faults(
+        self, *faults: ConnectionFault | None, family: str | None = None
+    ) -> Endpoint:
+        """The n-th connection from now gets the n-th fault (None: healthy).
+
+        Connections after the last fault are healthy. With ``family="ipv6"`` or ``"ipv4"``
+        the faults apply to that address family's connections only, and the host resolves
+        to an IPv6 and an IPv4 address from then on, as a dual-stack server does, so
+        libcurl's happy eyeballs meets them. Calling it again replaces that family's list.
+        Returns the endpoint, to chain.
+        """
+        if family is not None and family not in FAMILIES:
+            raise UsageError(
+                f"family={family!r} is not known; use one of "
+                f"{', '.join(map(repr, FAMILIES))}, or None for every connection"
+            )
+        for f in faults:
+            if isinstance(f, Fault) and not f.modelled:
+                raise NotImplementedError(
+                    f"{f!r} is not modelled yet: curlfault cannot produce it faithfully"
+                )
+            if f is not None and not isinstance(f, ConnectionFault):
+                hint = (
+                    " (a stream fault goes to respond(..., fault=...))"
+                    if isinstance(f, StreamFault)
+                    else ""
+                )
+                raise UsageError(f"{f!r} is not a connection fault{hint}")
+            if isinstance(f, SlowConnect):
+                release_delay(f.seconds, syn_schedule())  # beyond the kernel's retries: raises
+        before = self.pin_entries()
+        previous = (self._faults.get(family), self.dual_stack)
+        self._faults[family] = _Sequence(faults)
+        self.dual_stack = self.dual_stack or family is not None
+        try:
+            self._reserve_points()
+        except BaseException:
+            sequence, self.dual_stack = previous
+            if sequence is None:
+                del self._faults[family]
+            else:
+                self._faults[family] = sequence
+            raise
+        if self.pin_entries() != before:
+            self.network._repin()
+        return self
+
+    def _take_connection_fault(self, family: str) -> ConnectionFault | None:
+        """The fault of the connection being made now, in ``family`` ("ipv4" or "ipv6")."""
+        return self._faults.get(family, self._faults[None]).take()
+
+    def _reserve_points(self) -> None:
+        """Reserve the port libcurl connects to itself, in every family that needs it.
+
+        A family needs it when its connections are served by a listener, or one of its
+        faults is met by libcurl's own connect. Both families use one port number, since
+        CONNECT_TO names one target port; a point, once made, stays until the network closes.
+        """
+        wanted = [
+            family
+            for family in FAMILIES
+            if (family == "ipv4" or self.dual_stack)
+            and family not in self._points
+            and (
+                self.transport == "listener"
+                or any(
+                    isinstance(f, _SELF_CONNECT)
+                    for f in self._faults.get(family, self._faults[None]).faults
+                )
+            )
+        ]
+        if not wanted:
+            return
+        net = self.network
+        if net.closed:
+            raise UsageError("this FakeNetwork is closed; make a new one")
+        address = {"ipv4": self.alias, "ipv6": "::1"}
+        port = next(iter(self._points.values())).port if self._points else None
+        try:
+            try:
+                socks = reserve_port([address[f] for f in wanted], port)
+            except OSError as exc:
+                if port is None or exc.errno != errno.EADDRINUSE:
+                    raise
+                # Taken on the new address: every family moves to a fresh port together.
+                moved = [*self._points, *wanted]
+                socks = reserve_port([address[f] for f in moved])
+                net._retire(self._points.values())
+                self._points, wanted = {}, moved
+        except OSError as exc:
+            where = ", ".join(address[f] for f in wanted)
+            raise UsageError(
+                f"{self!r} needs a loopback port that libcurl connects to itself on {where}, "
+                f"and none could be reserved: {exc}"
+                + (" (IPv6 faults need the IPv6 loopback, ::1)" if "ipv6" in wanted else "")
+            ) from exc
+        for family, sock in zip(wanted, socks, strict=True):
+            self._points[family] = ConnectPoint(sock, lambda: net.loop, net._record)
+        net._by_point.update({(p.address, p.port): self for p in self._points.values()})
+
+    def _note_fault(self, fault: StreamFault | None) -> None:
+        faults = fault.faults if isinstance(fault, Compose) else (fault,)
+        if any(isinstance(f, Reset) for f in faults) and self.transport == "socketpair":
+            self._needs_tcp = True  # RST needs TCP whatever the configured transport
+
+    def _serve(self, channel: Channel, conn: Connection) -> None:
+        raise NotImplementedError  # pragma: no cover - every concrete endpoint serves
+
+    @property
+    def requests(self) -> list[Request]:
+        return []
+
+    @property
+    def alias6(self) -> str:
+        """The IPv6 address of a dual-stack endpoint that libcurl never connects to itself.
+
+        A unique local address (``fdcf::N``): libcurl only hands it to the opensocket
+        callback. When libcurl must connect over IPv6 itself, the address is ``::1``.
+        """
+        n = int(ipaddress.IPv4Address(self.alias)) - _ALIAS_BASE + 1
+        return str(ipaddress.IPv6Address(_ALIAS6_BASE + n))
+
+    def pin_entries(self) -> tuple[list[str], str]:
+        """(RESOLVE entries, CONNECT_TO entry) that route this host to its addresses.
+
+        One address: CONNECT_TO names the alias. Dual-stack: CONNECT_TO names a synthetic
+        host (``cf-N.curlfault.invalid``) that RESOLVE maps to an IPv6 and an IPv4 address,
+        IPv6 first, so no resolver is ever asked. With a reserved port, CONNECT_TO sends
+        libcurl to it instead of the declared port.
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is None:
+            return [], f"{host}::{self.alias}:"
+        resolve = [f"{host}:{self.port}:{self.alias}"]
+        target = next(iter(self._points.values())).port if self._points else self.port
+        if not self.dual_stack:
+            return resolve, f"{host}:{self.port}:{self.alias}:{target}"
+        name = f"cf-{self.alias6.rsplit(':', 1)[1]}.curlfault.invalid"
+        v6 = "::1" if "ipv6" in self._points else self.alias6
+        resolve.append(f"{name}:{target}:[{v6}],{self.alias}")
+        return resolve, f"{host}:{self.port}:{name}:{target}"
+
+    def __repr__(self) -> str:
+        port = "*" if self.port is None else self.port
+        return f"<{type(self).__name__} {self.host}:{port}>"
+
+
+class RefusingEndpoint(Endpoint):
+    """``net.refuse(host)``: every connection is refused (CURLcode 7)."""
+
+    def connection_faults(
+        self, *faults: ConnectionFault | None, family: str | None = None
+    ) -> Endpoint:
+        raise UsageError(
+            f"{self!r} refuses every connection, so connection faults would never apply; "
+            f"declare the host with net.http({self.host!r}) and give it connection_faults()"
+        )
+
+    def _take_connection_fault(self, family: str) -> ConnectionFault | None:
+        return Refuse()
+
+
+class HttpEndpoint(Endpoint):
+    """An HTTP/1.1 server (``net.http``) or HTTPS server (``net.https``)."""
+
+    def __init__(
+        self,
+        network: FakeNetwork,
+        host: str,
+        port: int,
+        alias: str,
+        transport: str,
+        tls: TlsServerConfig | None = None,
+    ) -> None:
+        super().__init__(network, host, port, alias, transport)
+        self.scheme = "https" if tls is not None else "http"
+        self.tls = tls
+        self.routes: list[Route] = []
+        self._requests: list[Request] = []
+
+    @property
+    def url(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request this endpoint received, in order (matched or not)."""
+        return self._requests
+
+    def route(self, method: str, path: str) -> Route:
+        """The route for ``method`` (or ``"*"``) and ``path``; made on first use."""
+        if not isinstance(method, str) or not method:
+            raise UsageError(f"method must be a non-empty str, got {method!r}")
+        if not isinstance(path, str) or not path.startswith(("/", "*")):
+            raise UsageError(f"path must start with '/', got {path!r}")
+        method = method.upper()
+        for r in self.routes:
+            if r.method == method and r.path == path:
+                return r
+        r = Route(self, method, path)
+        self.routes.append(r)
+        return r
+
+    def get(self, path: str) -> Route:
+        return self.route("GET", path)
+
+    def post(self, path: str) -> Route:
+        return self.route("POST", path)
+
+    def put(self, path: str) -> Route:
+        return self.route("PUT", path)
+
+    def patch(self, path: str) -> Route:
+        return self.route("PATCH", path)
+
+    def delete(self, path: str) -> Route:
+        return self.route("DELETE", path)
+
+    def head(self, path: str) -> Route:
+        return self.route("HEAD", path)
+
+    def options(self, path: str) -> Route:
+        return self.route("OPTIONS", path)
+
+    def _serve(self, channel: Channel, conn: Connection) -> None:
+        if self.tls is not None:
+            layer = TlsLayer(channel, self.tls, conn)
+            layer.start(Http1Server(self, layer, conn))
+        else:
+            channel.start(Http1Server(self, channel, conn))
+
+    def match(self, request: Request) -> Route | None:
+        """The route that answers ``request``: the most specific one.
+
+        A path with its query beats the bare path, an exact method beats ``"*"`` (a GET
+        route also answers HEAD); ties go to the route declared first.
+        """
+        best: Route | None = None
+        best_rank = -1
+        for r in self.routes:
+            if r.matches(request):
+                rank = 2 * ("?" in r.path) + (r.method == request.method)
+                if rank > best_rank:
+                    best, best_rank = r, rank
+        return best
+
+    def dispatch(self, request: Request, conn: Connection) -> Response:
+        """Record ``request`` and take the next step of its route (loop or pump thread)."""
+        self._requests.append(request)
+        self.network.requests.append(request)
+        best = self.match(request)
+        if best is None:
+            known = ", ".join(f"{r.method} {r.path}" for r in self.routes) or "none"
+            self.network._record(
+                UnmatchedRequest(
+                    f"{request.method} {request.target} to {self.url} matched no route "
+                    f"(known routes: {known}); add {self._hint(request)}"
+                )
+            )
+            body = (
+                f"curlfault: no route for {request.method} {request.path}\nknown routes: {known}\n"
+            )
+            return Response.make(404, body=body, headers={"Content-Type": "text/plain"})
+        request.matched = True
+        return best.next_response(request, conn)
+
+    def _hint(self, request: Request) -> str:
+        m = request.method.lower()
+        call = (
+            f"{m}({request.path!r})"
+            if m in ("get", "post", "put", "patch", "delete", "head", "options")
+            else f"route({request.method!r}, {request.path!r})"
+        )
+        return f"`{self.host}` endpoint.{call}.respond(...)"
+
+
+def _host(host: object) -> str:
+    if not isinstance(host, str) or not host or any(c in host for c in "/ \t\r\n"):
+        raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
+    host = host.strip("[]").lower()
+    return host
+
+
+def _port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError(f"port must be an int from 1 to 65535, got {port!r}")
+    return port
+
+
+Endpoint.__module__ = "curlfault"
+HttpEndpoint.__module__ = "curlfault"
