@@ -26,6 +26,7 @@ from ._intercept import InterceptedCurl
 from ._ledger import Ledger, LedgerReport, SocketRecord
 from ._loop import Loop
 from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
+from ._tracking import Tracker
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "Route",
     "ServerError",
     "SocketRecord",
+    "Tracker",
     "UnexpectedConnection",
     "UnmatchedRequest",
     "UsageError",

@@ -18,19 +18,18 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pycurl
 
 from ._errors import UsageError
 from ._ledger import Site
-from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS, Wiring
-
-if TYPE_CHECKING:
-    from ._network import FakeNetwork
+from ._wiring import TRUST_OPTIONS
 
 __all__ = [
+    "HandleWiring",
     "InterceptedCurl",
+    "Router",
     "caller_site",
     "install",
     "real_curl",
@@ -38,9 +37,35 @@ __all__ = [
     "uninstall_network",
 ]
 
+
+class HandleWiring(Protocol):
+    """What an intercepted handle asks of its wiring (``Wiring``, the tracker's wiring)."""
+
+    url: str
+    user_trust: bool
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """Options the wiring keeps for itself; the user's value goes to ``user_setopt``."""
+
+    def user_setopt(self, curl: Any, option: int, value: Any) -> None: ...
+    def refresh(self, curl: Any) -> None: ...
+    def raise_pending(self) -> None: ...
+    def after_reset(self, curl: Any) -> None: ...
+    def duplicate(self, dup: Any, site: Site) -> HandleWiring: ...
+
+
+class Router(Protocol):
+    """What ``install()`` stacks: a ``FakeNetwork`` or a ``Tracker``."""
+
+    @property
+    def closed(self) -> bool: ...
+    def _wire(self, curl: Any, site: Site) -> HandleWiring: ...
+
+
 _REAL_CURL: type[pycurl.Curl] = pycurl.Curl
 _lock = threading.Lock()
-_stack: list[tuple[int, FakeNetwork]] = []
+_stack: list[tuple[int, Router]] = []
 _next_token = 0
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,23 +91,23 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     """A ``pycurl.Curl`` that routes itself through the network active when it was made."""
 
-    _cf_network: ClassVar[FakeNetwork | None] = None
+    _cf_network: ClassVar[Router | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         net = InterceptedCurl._cf_network
-        self._cf_wiring: Wiring | None = (
+        self._cf_wiring: HandleWiring | None = (
             net._wire(self, caller_site()) if net is not None and not net.closed else None
         )
 
-    def _cf(self) -> Wiring | None:
+    def _cf(self) -> HandleWiring | None:
         # pycurl keeps instance attributes in a dict of its own, not in __dict__; a
         # duphandle() copy has none until duphandle() below sets it.
         return getattr(self, "_cf_wiring", None)
 
     def setopt(self, option: int, value: Any) -> None:
         w = self._cf()
-        if w is not None and option in OWNED_OPTIONS:
+        if w is not None and option in w.owned:
             w.user_setopt(self, option, value)
             return
         super().setopt(option, value)
@@ -99,7 +124,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
 
     def unsetopt(self, option: int) -> None:
         w = self._cf()
-        if w is not None and option in OWNED_OPTIONS:
+        if w is not None and option in w.owned:
             w.user_setopt(self, option, None)
             return
         super().unsetopt(option)
@@ -108,30 +133,16 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         super().reset()
         w = self._cf()
         if w is not None:
-            w.user_open = w.user_sockopt = w.user_close = w.user_debug = None
-            w.user_verbose = False
-            w.user_connect_to, w.user_resolve, w.url, w.user_trust = [], [], "", False
-            w.install(self, attached=False)
+            w.after_reset(self)
 
     def duphandle(self) -> InterceptedCurl:
         dup: InterceptedCurl = super().duphandle()
         w = self._cf()
-        if w is not None:
-            new = Wiring(w.network, caller_site(), trust=w.trust)
-            new.url, new.user_trust = w.url, w.user_trust
-            new.user_open, new.user_sockopt, new.user_close = (
-                w.user_open,
-                w.user_sockopt,
-                w.user_close,
-            )
-            new.user_connect_to, new.user_resolve = list(w.user_connect_to), list(w.user_resolve)
-            dup._cf_wiring = new
-            new.install(dup, attached=False)
-        else:
-            dup._cf_wiring = None
+        dup._cf_wiring = w.duplicate(dup, caller_site()) if w is not None else None
         return dup
 
     def perform(self) -> None:
+        __tracebackhide__ = True  # pytest shows the caller's frame, not ours
         w = self._cf()
         if w is None:
             super().perform()
@@ -143,6 +154,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.raise_pending()
 
     def perform_rb(self) -> bytes:
+        __tracebackhide__ = True  # pytest shows the caller's frame, not ours
         w = self._cf()
         if w is not None:
             w.refresh(self)
@@ -153,6 +165,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                 w.raise_pending()
 
     def perform_rs(self) -> str:
+        __tracebackhide__ = True  # pytest shows the caller's frame, not ours
         w = self._cf()
         if w is not None:
             w.refresh(self)
@@ -166,7 +179,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
 InterceptedCurl.__module__ = "curlfault"
 
 
-def install(network: FakeNetwork) -> int:
+def install(network: Router) -> int:
     """Make ``pycurl.Curl()`` route through ``network`` until ``uninstall(token)``."""
     global _next_token
     if network.closed:
@@ -185,7 +198,7 @@ def uninstall(token: int) -> None:
         _apply()
 
 
-def uninstall_network(network: FakeNetwork) -> None:
+def uninstall_network(network: Router) -> None:
     with _lock:
         _stack[:] = [(t, n) for t, n in _stack if n is not network]
         _apply()

@@ -14,7 +14,7 @@ import socket
 import sys
 import traceback
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pycurl
 
@@ -66,6 +66,8 @@ TRUST_OPTIONS = frozenset(
 
 class Wiring:
     """The callbacks of one routed handle and what it remembers about that handle."""
+
+    owned: ClassVar[frozenset[int]] = OWNED_OPTIONS
 
     __slots__ = (
         "__weakref__",
@@ -121,6 +123,26 @@ class Wiring:
             # when an endpoint is added.
             self._handle = weakref.ref(curl)
         self.network._register(self)
+
+    def after_reset(self, curl: Any) -> None:
+        """``curl.reset()`` cleared every option in C: forget the user's, wire it again."""
+        self.user_open = self.user_sockopt = self.user_close = self.user_debug = None
+        self.user_verbose = False
+        self.user_connect_to, self.user_resolve, self.url, self.user_trust = [], [], "", False
+        self.install(curl, attached=False)
+
+    def duplicate(self, dup: Any, site: Site) -> Wiring:
+        """Wiring for ``dup``, a ``duphandle()`` copy of this wiring's handle."""
+        new = Wiring(self.network, site, trust=self.trust)
+        new.url, new.user_trust = self.url, self.user_trust
+        new.user_open, new.user_sockopt, new.user_close = (
+            self.user_open,
+            self.user_sockopt,
+            self.user_close,
+        )
+        new.user_connect_to, new.user_resolve = list(self.user_connect_to), list(self.user_resolve)
+        new.install(dup, attached=False)
+        return new
 
     def refresh(self, curl: Any) -> None:
         """Re-apply the pins if endpoints were added since the last time."""

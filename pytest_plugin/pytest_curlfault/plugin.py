@@ -12,6 +12,8 @@ import pytest
 
 from curlfault import CurlFaultError, FakeNetwork, Loop, ServerError
 
+from . import _leaks
+
 __all__ = ["curlfault", "curlfault_ca", "curlfault_loop"]
 
 _MARKER_KEYS = {"strict", "intercept", "trust", "check"}
@@ -43,6 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="failed",
         help="default for --curlfault-trace: failed, all or none.",
     )
+    _leaks.addoption(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,21 +65,24 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"curlfault_trace = {trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
         )
+    _leaks.configure(config)
 
 
 # pycurl closes connections pooled in a CurlMulti/CurlShare in C when that handle is closed
 # and says so with this RuntimeWarning, because it cannot call the closesocket callback
 # then. Nothing is lost: the ledger checks /proc/self/fd, not the callback count. Under
 # filterwarnings=error the warning would fail an innocent test (tornado's client.close()
-# raises it), so tests that use the curlfault fixture ignore exactly this message.
+# raises it), so tests that use the curlfault fixture, and every test of a run with
+# --curlfault-leaks or --curlfault-strict, ignore exactly this message.
 POOLED_CLOSE_WARNING = "ignore:closesocket_callback failed to acquire thread:RuntimeWarning"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tracked = _leaks.is_tracking(config)
     for item in items:
         if item.get_closest_marker("curlfault") is not None:
             marker_options(item, True)  # a misused marker fails the run at collection
-        if "curlfault" in getattr(item, "fixturenames", ()):
+        if tracked or "curlfault" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.filterwarnings(POOLED_CLOSE_WARNING))
 
 

@@ -1,0 +1,749 @@
+"""``pytest --curlfault-leaks``, driven through ``pytester`` against a real loopback server.
+
+Every inner test directory gets ``loopback.py`` (tests/loopback_server.py), a session
+``server`` fixture and a ``get()`` helper. Inner tests that keep a handle on purpose close it
+in a last test, so the inner session leaves no descriptor behind for our own leak check.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Imported once, outside every inner run (see test_plugin.py: cryptography cannot be
+# imported twice in one process, and pytester drops what an inner run imported).
+import trustme  # noqa: F401
+from pytest_curlfault._leaks import parse_handle_scope
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = (Path(__file__).with_name("loopback_server.py")).read_text(encoding="utf-8")
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:randomly")
+
+HELPER = '''
+import io
+import warnings
+
+import pycurl
+import pytest
+
+from curlfault import InterceptedCurl
+
+KEEP = []
+
+
+def get(url, curl=None, **opts):
+    """One transfer on a fresh (or the given) handle: (CURLcode, body)."""
+    own = curl is None
+    c = pycurl.Curl() if own else curl
+    buf = io.BytesIO()
+    c.setopt(pycurl.URL, url)
+    c.setopt(pycurl.WRITEDATA, buf)
+    c.setopt(pycurl.TIMEOUT, 10)
+    c.setopt(pycurl.CONNECTTIMEOUT, 5)
+    for name, value in opts.items():
+        c.setopt(getattr(pycurl, name), value)
+    code = 0
+    try:
+        c.perform()
+    except pycurl.error as exc:
+        code = exc.args[0]
+    if own:
+        c.close()
+    return code, buf.getvalue()
+
+
+def kept(url):
+    """A handle that outlives the test (closed by close_kept())."""
+    c = pycurl.Curl()
+    KEEP.append(c)
+    assert get(url, curl=c) == (0, b"hello")
+    return c
+
+
+def close_kept():
+    while KEEP:
+        KEEP.pop().close()
+'''
+
+CONFTEST = """
+import pytest
+from loopback import LoopbackServer
+
+
+@pytest.fixture(scope="session")
+def server():
+    with LoopbackServer() as srv:
+        yield srv
+"""
+
+
+def setup_dir(pytester: pytest.Pytester, conftest: str = "") -> None:
+    pytester.makepyfile(loopback=LOOPBACK)
+    pytester.makeconftest(CONFTEST + textwrap.dedent(conftest))
+
+
+def make_tests(
+    pytester: pytest.Pytester, source: str, name: str = "test_inner", conftest: str = ""
+) -> None:
+    setup_dir(pytester, conftest)
+    pytester.makepyfile(**{name: HELPER + textwrap.dedent(source)})
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*QUIET, "-W", "error", *args)
+
+
+def properties(result: pytest.RunResult, nodeid_part: str, when: str = "teardown") -> list:
+    reprec = result.reprec  # type: ignore[attr-defined]
+    (report,) = [
+        r
+        for r in reprec.getreports("pytest_runtest_logreport")
+        if r.when == when and nodeid_part in r.nodeid
+    ]
+    return [(k, v) for k, v in report.user_properties if k.startswith("curlfault_")]
+
+
+LEAKY = """
+def test_clean(server):
+    assert get(server.url) == (0, b"hello")
+
+def test_leaky(server):
+    kept(server.url)
+
+def test_zz_close():
+    close_kept()
+"""
+
+
+# the basic report -----------------------------------------------------------------------
+
+
+def test_leaky_test_errors_at_teardown_with_url_host_and_stack(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, LEAKY)
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_leaky _*",
+            "curlfault: test_inner.py::test_leaky: 1 descriptor left open",
+            "1. LeakError: descriptor never closed: fd * (inode *) tcp to 127.0.0.1:*, "
+            "url http://127.0.0.1:*/, opened in test_inner.py::test_leaky",
+            "  the handle was made at:",
+            "    test_inner.py:* in kept",
+            "    test_inner.py:* in test_leaky",
+            "Close each handle (curl.close()) before the test ends.*",
+        ]
+    )
+    # pytest's and pluggy's frames between the test and the handle are left out
+    result.stdout.no_fnmatch_line("*pluggy/_*")
+    result.stdout.no_fnmatch_line("*_pytest/*")
+    result.stdout.fnmatch_lines(
+        [
+            "*= curlfault (--curlfault-leaks): 1 problem(s) =*",
+            "test_inner.py::test_leaky",
+            "  LeakError: descriptor never closed: fd *url http://127.0.0.1:*",
+            "    handle made at test_inner.py:* in kept",
+        ]
+    )
+    ((name, text),) = properties(result, "test_leaky")
+    assert name == "curlfault_leak"
+    assert text.startswith("descriptor never closed: fd ")
+    assert properties(result, "test_clean") == []
+
+
+def test_problems_reach_a_junit_xml_report(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, LEAKY)
+    result = run(pytester, "--curlfault-leaks", "--junitxml=report.xml")
+    result.assert_outcomes(passed=3, errors=1)
+    xml = (pytester.path / "report.xml").read_text(encoding="utf-8")
+    assert '<property name="curlfault_leak" value="descriptor never closed: fd ' in xml
+
+
+def test_without_the_option_nothing_is_tracked(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        LEAKY
+        + """
+def test_not_replaced():
+    assert pycurl.Curl is not InterceptedCurl
+""",
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=4)
+    result.stdout.no_fnmatch_line("*curlfault (--*")
+
+
+def test_clean_run_says_so_in_one_line(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_clean(server):
+            assert get(server.url) == (0, b"hello")
+            assert pycurl.Curl is InterceptedCurl
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*- curlfault (--curlfault-leaks): no problems -*"])
+
+
+def test_failed_test_gets_a_note_not_a_second_error(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_fails(server):
+            c = kept(server.url)
+            assert False, "its own failure"
+
+        def test_zz_close():
+            close_kept()
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.no_fnmatch_line("*ERROR at teardown*")
+    result.stdout.fnmatch_lines(
+        [
+            "*its own failure*",
+            "*- curlfault problems at teardown (test had already failed) -*",
+            "LeakError: descriptor never closed: fd *",
+            "*= curlfault (--curlfault-leaks): 1 problem(s) =*",
+            "test_inner.py::test_fails (test had already failed)",
+        ]
+    )
+
+
+def test_handles_closed_by_gc_or_fixtures_are_not_leaks(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture
+        def handle():
+            c = pycurl.Curl()
+            yield c
+            c.close()  # fixture teardown runs before the check
+
+        def test_fixture_closes(server, handle):
+            assert get(server.url, curl=handle) == (0, b"hello")
+
+        def test_dropped(server):
+            c = pycurl.Curl()
+            get(server.url, curl=c)  # never closed: freed when the test returns
+
+        def test_cycle(server):
+            box = {"c": pycurl.Curl()}
+            box["box"] = box  # freed by the garbage collection the check runs
+            get(server.url, curl=box["c"])
+        """,
+    )
+    run(pytester, "--curlfault-leaks").assert_outcomes(passed=3)
+
+
+# waivers --------------------------------------------------------------------------------
+
+
+def test_marker_waives_one_test(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.curlfault_leaks_ok(reason="a pool on purpose")
+        def test_waived(server):
+            kept(server.url)
+
+        def test_leaky(server):
+            kept(server.url)
+
+        def test_zz_close():
+            close_kept()
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks", "--strict-markers")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaky*"])
+    result.stdout.no_fnmatch_line("*ERROR at teardown of test_waived*")
+    result.stdout.fnmatch_lines(
+        [
+            "1 descriptor(s) left open in 1 test(s) were waived by "
+            "@pytest.mark.curlfault_leaks_ok: test_inner.py::test_waived"
+        ]
+    )
+    ((name, text),) = properties(result, "test_waived")
+    assert name == "curlfault_leak_waived"
+    assert text.endswith("(a pool on purpose)")
+
+
+MODULE_SCOPED = """
+@pytest.mark.curlfault_leaks_ok(scope="module")
+def test_opens(server):
+    kept(server.url)
+
+def test_middle(server):
+    assert get(server.url)[0] == 0
+
+def test_last_of_module():
+    {close}
+"""
+
+NEXT_MODULE = """
+from test_a import close_kept
+
+def test_other_module():
+    close_kept()
+"""
+
+
+def test_module_scope_is_checked_at_the_end_of_the_module(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, MODULE_SCOPED.format(close="pass"), name="test_a")
+    pytester.makepyfile(test_b=NEXT_MODULE)
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_last_of_module _*",
+            "curlfault: test_a.py::test_last_of_module: 1 descriptor left open",
+            "1. LeakError: descriptor still open at the end of module test_a.py (module scope "
+            "from @pytest.mark.curlfault_leaks_ok): fd *opened in test_a.py::test_opens",
+        ]
+    )
+
+
+def test_module_scope_closed_within_the_module_is_fine(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, MODULE_SCOPED.format(close="close_kept()"), name="test_a")
+    pytester.makepyfile(test_b=NEXT_MODULE)
+    run(pytester, "--curlfault-leaks").assert_outcomes(passed=4)
+
+
+SESSION_CLIENT = """
+@pytest.fixture(scope="session")
+def client(server):
+    c = pycurl.Curl()
+    yield c
+    {close}
+"""
+
+USES_CLIENT = """
+def test_one(server, client):
+    assert get(server.url, curl=client) == (0, b"hello")
+
+def test_two(server, client):
+    assert get(server.url, curl=client) == (0, b"hello")
+
+def test_three():
+    pass
+"""
+
+
+def test_session_fixture_handle_blames_the_first_test_without_the_ini(
+    pytester: pytest.Pytester,
+) -> None:
+    make_tests(
+        pytester, USES_CLIENT, conftest="import pycurl\n" + SESSION_CLIENT.format(close="c.close()")
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_one*",
+            "*opened in test_inner.py::test_one",
+            "  the handle was made at:",
+            "    conftest.py:* in client",
+        ]
+    )
+
+
+def test_ini_handle_scopes_defer_a_session_fixtures_handle(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ncurlfault_handle_scopes =\n    session conftest.py::client\n")
+    make_tests(
+        pytester, USES_CLIENT, conftest="import pycurl\n" + SESSION_CLIENT.format(close="c.close()")
+    )
+    run(pytester, "--curlfault-leaks", "--strict-config").assert_outcomes(passed=3)
+
+
+def test_ini_handle_scopes_still_check_at_the_end_of_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ncurlfault_handle_scopes =\n    session conftest.py\n")
+    conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
+    make_tests(
+        pytester,
+        USES_CLIENT
+        + """
+def test_zz_last(request):
+    # after the session fixture's teardown (the last test's teardown), close what it left
+    import conftest
+    request.addfinalizer(lambda: [c.close() for c in conftest.LEFT])
+""",
+        conftest=conftest,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_zz_last*",
+            "1. LeakError: descriptor still open at the end of the session (session scope "
+            "from curlfault_handle_scopes: session conftest.py::*): fd *"
+            "opened in test_inner.py::test_one",
+        ]
+    )
+
+
+def test_parse_handle_scope() -> None:
+    assert parse_handle_scope("session tests/conftest.py::client") == (
+        "session",
+        "tests/conftest.py::client",
+    )
+    assert parse_handle_scope("  module   src/pool.py ") == ("module", "src/pool.py::*")
+    for bad in ("session", "function tests/x.py", "session a b", "Session x"):
+        with pytest.raises(pytest.UsageError, match="curlfault_handle_scopes line"):
+            parse_handle_scope(bad)
+
+
+@pytest.mark.parametrize(
+    ("ini", "marker", "message"),
+    [
+        (
+            "curlfault_handle_scopes = forever x.py",
+            "",
+            "*curlfault_handle_scopes line 'forever x.py'*",
+        ),
+        ("", "curlfault_leaks_ok('module')", "*takes keyword arguments only*"),
+        ("", "curlfault_leaks_ok(scope='class')", "*must be 'module' or 'session'*"),
+        ("", "curlfault_leaks_ok(scope='module', why='x')", "*unknown option(s) why*"),
+        ("", "curlfault_leaks_ok(reason=1)", "*reason=...) must be a str, got 1"),
+    ],
+)
+def test_misuse_is_a_usage_error(
+    pytester: pytest.Pytester, ini: str, marker: str, message: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    make_tests(pytester, f"@pytest.mark.{marker or 'skip'}\ndef test_x():\n    pass\n")
+    result = run(pytester)  # validated whether or not tracking is on
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+# pycurl's pooled-close warning under filterwarnings = error --------------------------------
+
+MULTI = """
+def run_multi(url, n=2):
+    m = pycurl.CurlMulti()
+    for _ in range(n):
+        c = pycurl.Curl()
+        c.setopt(pycurl.URL, url)
+        c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+        m.add_handle(c)
+        while m.perform()[1]:
+            m.select(0.05)
+        m.remove_handle(c)
+        c.close()
+    return m
+
+def test_multi_close_with_pooled_connections(server):
+    run_multi(server.url).close()
+
+def test_the_warning_is_pycurls_and_real(server):
+    m = run_multi(server.url)
+    with pytest.warns(RuntimeWarning, match="closesocket_callback failed to acquire thread"):
+        m.close()
+
+def test_share_close_with_pooled_connections(server):
+    share = pycurl.CurlShare()
+    share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+    for _ in range(2):
+        c = pycurl.Curl()
+        c.setopt(pycurl.SHARE, share)
+        assert get(server.url, curl=c) == (0, b"hello")
+        c.close()
+    share.close()
+
+def test_async_curl_multi(server):
+    import asyncio
+
+    async def main():
+        async with pycurl.AsyncCurlMulti() as multi:
+            for _ in range(2):
+                c = pycurl.Curl()
+                c.setopt(pycurl.URL, server.url)
+                c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+                await multi.perform(c)
+                c.close()
+
+    asyncio.run(main())
+
+def test_other_runtime_warnings_still_fail():
+    warnings.warn("something else", RuntimeWarning)
+"""
+
+
+@pytest.mark.parametrize("how", ["ini", "cmdline"])
+def test_pooled_close_warning_does_not_fail_innocent_tests(
+    pytester: pytest.Pytester, how: str
+) -> None:
+    if how == "ini":
+        pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    make_tests(pytester, MULTI)
+    args = ("-W", "error") if how == "cmdline" else ()
+    result = pytester.runpytest(*QUIET, *args, "--curlfault-leaks")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*RuntimeWarning: something else*"])
+
+
+def test_without_tracking_pycurl_does_not_warn(pytester: pytest.Pytester) -> None:
+    # The warning exists only because a closesocket callback is set: nothing to filter
+    # in a plain run.
+    make_tests(pytester, MULTI)
+    result = run(pytester)
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(["*DID NOT WARN*"])
+
+
+def test_tornado_client_under_filterwarnings_error(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("tornado")
+    make_tests(
+        pytester,
+        """
+        import asyncio
+        from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+        CLIENTS = []
+
+        async def fetch_three(url, close):
+            client = CurlAsyncHTTPClient(force_instance=True)
+            CLIENTS.append(client)
+            for _ in range(3):
+                assert (await client.fetch(url)).body == b"hello"
+            if close:
+                client.close()
+
+        def test_closed_client(server):
+            asyncio.run(fetch_three(server.url, close=True))
+
+        def test_client_left_open(server):
+            asyncio.run(fetch_three(server.url, close=False))
+
+        def test_zz_close():
+            CLIENTS[-1].close()
+        """,
+    )
+    result = pytester.runpytest(*QUIET, "-W", "error", "--curlfault-leaks")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_client_left_open*",
+            "*LeakError: descriptor never closed*opened in test_inner.py::test_client_left_open",
+            "*curl_httpclient.py:* in _curl_create",
+        ]
+    )
+
+
+# the curlfault fixture in a tracked run -----------------------------------------------------
+
+
+def test_fixture_tests_are_checked_by_the_fixture_once(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        from curlfault import InterceptedCurl, Tracker
+
+        def test_fake_clean(curlfault):
+            curlfault.http("api.test").get("/").respond(200, body="fake")
+            assert get("http://api.test/") == (0, b"fake")
+            assert not isinstance(InterceptedCurl._cf_network, Tracker)
+
+        def test_fake_leaky(curlfault):
+            curlfault.http("api.test").get("/").respond(200, body="fake")
+            c = pycurl.Curl()
+            KEEP.append(c)
+            assert get("http://api.test/", curl=c) == (0, b"fake")
+
+        def test_real_after_the_fixture(server):
+            assert isinstance(InterceptedCurl._cf_network, Tracker)
+            kept(server.url)
+
+        def test_zz_close():
+            close_kept()
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_fake_leaky*",
+            "*LeakError: descriptor never closed: *socketpair to api.test*",
+            "*ERROR at teardown of test_real_after_the_fixture*",
+            "curlfault: test_inner.py::test_real_after_the_fixture: 1 descriptor left open",
+        ]
+    )
+    # the fake's descriptor was never the tracker's: one report, from the fixture
+    assert properties(result, "test_fake_leaky") == []
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 1 problem(s) =*"])
+
+
+# xdist, stopped runs, options -------------------------------------------------------------
+
+
+def test_xdist_worker_reports_reach_the_controller(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(4))
+        def test_leaky(server, n):
+            c = pycurl.Curl()
+            KEEP.append(c)
+            assert get(server.url + str(n), curl=c) == (0, b"hello")
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_clean(server, n):
+            assert get(server.url)[0] == 0
+        """,
+    )
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-W", "error", "-n", "2", "--curlfault-leaks", timeout=120
+    )
+    result.assert_outcomes(passed=8, errors=4)
+    result.stdout.fnmatch_lines(
+        ["created: 2/2 workers", "*= curlfault (--curlfault-leaks): 4 problem(s) =*"]
+    )
+    text = result.stdout.str()
+    summary = text[text.index("curlfault (--curlfault-leaks): 4 problem(s)") :]
+    for n in range(4):
+        assert f"test_inner.py::test_leaky[{n}]\n" in summary
+        assert re.search(
+            rf"url http://127\.0\.0\.1:\d+/{n}, opened in test_inner.py::test_leaky\[{n}\]", summary
+        )
+        assert f"ERROR at teardown of test_leaky[{n}]" in text
+
+
+def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytester) -> None:
+    # pytest tears the session down in the teardown of the test that stops the run
+    conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
+    make_tests(
+        pytester,
+        """
+        def test_one(server, client):
+            assert get(server.url, curl=client)[0] == 0
+            assert False
+
+        def test_two():
+            pass
+        """,
+        conftest=conftest,
+    )
+    pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
+    result = pytester.runpytest_subprocess(*QUIET, "-x", "--curlfault-leaks", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- curlfault problems at teardown (test had already failed) -*",
+            "LeakError: descriptor still open at the end of the session (session scope from "
+            "curlfault_handle_scopes: session conftest.py::client): fd *",
+            "*= curlfault (--curlfault-leaks): 1 problem(s) =*",
+            "test_inner.py::test_one (test had already failed)",
+        ]
+    )
+
+
+def test_interrupted_run_lists_what_the_session_left_open(pytester: pytest.Pytester) -> None:
+    # No teardown of the interrupted test: session fixtures end in sessionfinish.
+    conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
+    make_tests(
+        pytester,
+        """
+        def test_one(server, client):
+            assert get(server.url, curl=client)[0] == 0
+            raise KeyboardInterrupt
+
+        def test_two():
+            pass
+        """,
+        conftest=conftest,
+    )
+    pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
+    result = pytester.runpytest_subprocess(*QUIET, "--curlfault-leaks", timeout=120)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "*= curlfault (--curlfault-leaks): 1 problem(s) =*",
+            "(after the last test)",
+            "  LeakError: descriptor still open at the end of the session: fd *",
+        ]
+    )
+
+
+def test_the_settings_snippet_is_valid_configuration(pytester: pytest.Pytester) -> None:
+    snippet = (ROOT / "docs" / "examples" / "curlfault-leaks-settings.toml").read_text("utf-8")
+    pytester.makepyprojecttoml(snippet)
+    make_tests(
+        pytester,
+        """
+        def test_settings(request):
+            hosts = request.config.getini("curlfault_allow_hosts")
+            assert hosts == ["localhost", "127.0.0.1", "::1"]
+            assert len(request.config.getini("curlfault_handle_scopes")) == 2
+        """,
+    )
+    run(pytester, "--strict-config", "--curlfault-leaks", "--curlfault-strict").assert_outcomes(
+        passed=1
+    )
+
+
+def test_options_and_marker_are_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(*QUIET, "--help")
+    result.stdout.fnmatch_lines(
+        [
+            "curlfault: fake servers for pycurl:",
+            "  --curlfault-leaks*",
+            "  --curlfault-strict*",
+            "  --curlfault-allow-hosts=HOSTS",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*curlfault_allow_hosts (args)*", "*curlfault_handle_scopes (linelist)*"]
+    )
+    result = pytester.runpytest(*QUIET, "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.curlfault_leaks_ok(scope=None, reason=''): *"])
+
+
+# the example downstream suite ------------------------------------------------------------
+
+
+def normalized(text: str) -> list[str]:
+    """Lines with the numbers that change from run to run replaced by placeholders."""
+    text = re.sub(r"fd \d+ \(inode \d+\)", "fd N (inode N)", text)
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+    text = re.sub(r"\.py:\d+", ".py:LINE", text)
+    text = re.sub(r" in \d+\.\d+s", " in N.NNs", text)
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_example_suite_produces_the_documented_report(pytester: pytest.Pytester) -> None:
+    example = ROOT / "examples" / "downstream_suite"
+    for name in ("client.py", "conftest.py", "test_client.py", "pytest.ini"):
+        shutil.copy(example / name, pytester.path / name)
+    result = pytester.runpytest_subprocess("--curlfault-leaks", timeout=120)
+    result.assert_outcomes(passed=2, errors=1)
+    report = (example / "report.txt").read_text(encoding="utf-8")
+    expected = normalized(report)
+    actual = normalized(result.stdout.str())
+    start = actual.index(expected[0])
+    assert actual[start : start + len(expected)] == expected
+    # the README shows the same report, and its fix works
+    readme = (example / "README.md").read_text(encoding="utf-8")
+    assert report in readme
+    ini_fix = readme.split("```ini\n", 1)[1].split("```", 1)[0]
+    with open(pytester.path / "pytest.ini", "a", encoding="utf-8") as ini:
+        ini.write(ini_fix)
+    # with the ini line alone the cache is reported at the end of the session ...
+    result = pytester.runpytest_subprocess("--curlfault-leaks", "--strict-config", timeout=120)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*descriptor still open at the end of the session*", "A handle given a longer scope*"]
+    )
+    # ... and with the fixture that closes it, the run is clean
+    fixture_fix = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    with open(pytester.path / "conftest.py", "a", encoding="utf-8") as conftest:
+        conftest.write("\nimport client\n\n\n" + fixture_fix)
+    result = pytester.runpytest_subprocess("--curlfault-leaks", "--strict-config", timeout=120)
+    result.assert_outcomes(passed=2)

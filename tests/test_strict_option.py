@@ -1,0 +1,211 @@
+"""``pytest --curlfault-strict`` and its allow-list, driven through ``pytester``."""
+
+from __future__ import annotations
+
+import pytest
+
+# Imported once, outside every inner run (see test_plugin.py).
+import trustme  # noqa: F401
+from pytest_curlfault._leaks import parse_allow_hosts
+from test_leaks import QUIET, make_tests, properties
+
+STRICT = """
+def test_swallows_the_error():
+    # the client under test retries, logs and goes on: only the teardown check notices
+    assert get("http://api.example.invalid:8443/items")[0] == pycurl.E_COULDNT_CONNECT
+
+def test_raises(server):
+    c = pycurl.Curl()
+    try:
+        c.setopt(pycurl.URL, "https://api.prod.example/v1/users")
+        c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+        c.perform()
+    finally:
+        c.close()
+
+def test_loopback(server):
+    assert get(server.url) == (0, b"hello")
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*QUIET, "-W", "error", *args)
+
+
+def test_refused_connection_fails_the_test_naming_host_and_url(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, STRICT)
+    result = run(pytester, "--curlfault-strict")
+    result.assert_outcomes(
+        passed=1, failed=2, errors=1
+    )  # test_swallows_the_error passed, then errored
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_swallows_the_error _*",
+            "curlfault: test_inner.py::test_swallows_the_error: "
+            "1 connection refused by --curlfault-strict",
+            "1. UnexpectedConnection: pycurl connected to api.example.invalid:8443 "
+            "(url http://api.example.invalid:8443/items), which is not an allowed host; "
+            "the connection was refused (CURLcode 7). Serve it with the curlfault fixture or "
+            "allow it with --curlfault-allow-hosts=api.example.invalid "
+            "(ini: curlfault_allow_hosts)",
+            "  the handle was made at:",
+            "    test_inner.py:* in get",
+            "    test_inner.py:* in test_swallows_the_error",
+        ]
+    )
+    # a test that already failed on pycurl's error 7 says why, once, in its own report
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_raises _*",
+            "E * pycurl.error: (7, *api.prod.example*",
+            "*- curlfault: refused by --curlfault-strict (call) -*",
+            "pycurl connected to api.prod.example:443 (url https://api.prod.example/v1/users)*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*ERROR at teardown of test_raises*")
+    result.stdout.no_fnmatch_line("*_intercept.py*")  # our frame is hidden from tracebacks
+    # the loopback server is not allowed either
+    result.stdout.fnmatch_lines(["*_ test_loopback _*"])
+    ((name, text),) = properties(result, "test_raises")
+    assert name == "curlfault_unexpected_connection"
+    assert "api.prod.example" in text
+    result.stdout.fnmatch_lines(
+        [
+            "*= curlfault (--curlfault-strict): 3 problem(s) =*",
+            "test_inner.py::test_raises (test had already failed)",
+            "  UnexpectedConnection: pycurl connected to api.prod.example:443*",
+        ]
+    )
+
+
+def test_allow_hosts_option_lets_loopback_through(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, STRICT)
+    result = run(pytester, "--curlfault-strict", "--curlfault-allow-hosts=localhost,127.0.0.1")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.no_fnmatch_line("*_ test_loopback _*")
+
+
+def test_allow_hosts_ini_and_the_option_wins(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ncurlfault_allow_hosts = localhost\n    127.0.0.1 ::1\n")
+    make_tests(
+        pytester,
+        """
+        def test_by_address(server):
+            assert get(server.url) == (0, b"hello")
+
+        def test_by_name(server):
+            assert get(f"http://localhost:{server.port}/") == (0, b"hello")
+        """,
+    )
+    run(pytester, "--curlfault-strict", "--strict-config").assert_outcomes(passed=2)
+    # the option replaces the ini list: now only the address is allowed, not the name (an
+    # allowed name allows the addresses it resolves to, an address allows only itself)
+    result = run(pytester, "--curlfault-strict", "--curlfault-allow-hosts=127.0.0.1")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*_ test_by_name _*", "*refused by --curlfault-strict (call)*"])
+
+
+def test_fakes_are_served_and_strict_false_fixtures_pass_through(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_fake(curlfault):
+            curlfault.http("api.test").get("/").respond(200, body="fake")
+            assert get("http://api.test/") == (0, b"fake")
+
+        @pytest.mark.curlfault(strict=False)
+        def test_fixture_says_real_network(curlfault, server):
+            # the marker of the test that asks for it wins over the suite-wide switch
+            assert get(server.url) == (0, b"hello")
+        """,
+    )
+    run(pytester, "--curlfault-strict").assert_outcomes(passed=2)
+
+
+def test_strict_alone_does_not_report_leaks(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_leaky(server):
+            kept(server.url)
+
+        def test_zz_close():
+            close_kept()
+        """,
+    )
+    result = run(pytester, "--curlfault-strict", "--curlfault-allow-hosts=127.0.0.1")
+    result.assert_outcomes(passed=2)
+    result = run(
+        pytester, "--curlfault-strict", "--curlfault-leaks", "--curlfault-allow-hosts=127.0.0.1"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks and --curlfault-strict): 1 *"])
+
+
+def test_xdist_strict_reports_reach_the_controller(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(4))
+        def test_refused(n):
+            assert get(f"http://host{n}.example.invalid/")[0] == pycurl.E_COULDNT_CONNECT
+        """,
+    )
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-W", "error", "-n", "2", "--curlfault-strict", timeout=120
+    )
+    result.assert_outcomes(passed=4, errors=4)
+    text = result.stdout.str()
+    summary = text[text.index("curlfault (--curlfault-strict): 4 problem(s)") :]
+    for n in range(4):
+        assert f"test_inner.py::test_refused[{n}]\n" in summary
+        assert f"host{n}.example.invalid:80 (url http://host{n}.example.invalid/)" in summary
+
+
+# configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("localhost", ("localhost",)),
+        ("localhost,127.0.0.1", ("localhost", "127.0.0.1")),
+        (" localhost , ::1,,", ("localhost", "::1")),
+        (["db.internal", "[::1]", "db.internal"], ("db.internal", "::1")),
+        ("", ()),
+    ],
+)
+def test_parse_allow_hosts_good(value: str | list[str], expected: tuple[str, ...]) -> None:
+    assert parse_allow_hosts(value) == expected
+
+
+@pytest.mark.parametrize("value", ["http://localhost", "localhost:8080", "a/b", ["x y"]])
+def test_parse_allow_hosts_bad(value: str | list[str]) -> None:
+    with pytest.raises(pytest.UsageError, match="not a host name or an IP address"):
+        parse_allow_hosts(value)
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "message"),
+    [
+        ("", ("--curlfault-allow-hosts=localhost",), "*only applies with --curlfault-strict*"),
+        (
+            "",
+            ("--curlfault-strict", "--curlfault-allow-hosts=localhost:8080"),
+            "*'localhost:8080' is not a host name or an IP address*",
+        ),
+        (
+            "curlfault_allow_hosts = http://api.test",
+            (),
+            "*'http://api.test' is not a host name or an IP address*",
+        ),
+    ],
+)
+def test_bad_allow_list_is_a_usage_error(
+    pytester: pytest.Pytester, ini: str, args: tuple[str, ...], message: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    make_tests(pytester, "def test_x():\n    pass\n")
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])

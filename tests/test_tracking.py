@@ -1,0 +1,668 @@
+"""``curlfault.Tracker`` on real pycurl against a real loopback server: descriptors, pools,
+user callbacks, strict refusal. The segfault traps run in child processes (see test_traps)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pycurl
+import pytest
+from cfhelpers import transfer
+from loopback_server import LoopbackServer
+
+from curlfault import (
+    CallbackError,
+    FakeNetwork,
+    InterceptedCurl,
+    LeakError,
+    Tracker,
+    UnexpectedConnection,
+)
+from curlfault import UsageError as CurlFaultUsageError
+from curlfault._tracking import DOUBLE_CLOSE, UNEXPECTED, UNKNOWN_CLOSE, parse_host
+
+POOLED_CLOSE = "closesocket_callback failed to acquire thread"
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def tracker() -> Iterator[Tracker]:
+    t = Tracker(label="t")
+    with t:
+        yield t
+
+
+def drive(multi: pycurl.CurlMulti) -> None:
+    for _ in range(2000):
+        _ret, active = multi.perform()
+        if not active:
+            return
+        multi.select(0.05)
+    raise AssertionError("the multi transfer did not finish")  # pragma: no cover
+
+
+def multi_handle(url: str) -> pycurl.Curl:
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, url)
+    c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+    c.setopt(pycurl.TIMEOUT, 10)
+    return c
+
+
+# descriptors -------------------------------------------------------------------------------
+
+
+def test_closed_handle_leaves_nothing_open(tracker: Tracker, server: LoopbackServer) -> None:
+    assert isinstance(pycurl.Curl(), InterceptedCurl)
+    assert transfer(server.url).body == b"hello"
+    report = tracker.audit("t")
+    assert report.ok
+    assert tracker.open_records() == []
+    tracker.check()
+
+
+def test_handle_kept_open_is_a_leak(tracker: Tracker, server: LoopbackServer) -> None:
+    c = pycurl.Curl()
+    try:
+        assert transfer(server.url, curl=c).code == 0
+        assert transfer(server.url, curl=c).code == 0  # the same pooled connection
+        (rec,) = tracker.audit("t").leaked
+        assert (rec.url, rec.opened_in, rec.kind, rec.peer) == (
+            server.url,
+            "t",
+            "tcp",
+            f"127.0.0.1:{server.port}",
+        )
+        assert rec.closes == 0
+        assert rec.handle_site.frames[0][2] == test_handle_kept_open_is_a_leak.__name__  # type: ignore[union-attr]
+        assert tracker.audit("other label").ok
+        with pytest.raises(
+            LeakError, match=r"descriptor never closed: fd \d+ .*tcp to 127\.0\.0\.1"
+        ):
+            tracker.check("t")
+        tracker.check("t")  # each leak is reported once
+    finally:
+        c.close()
+    assert server.accepted == 1
+    assert tracker.audit().ok
+
+
+def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    c = pycurl.Curl()
+    assert transfer(server.url, curl=c).code == 0
+    del c  # dealloc closes the connection through our closesocket callback
+    assert tracker.open_records() == []
+    assert tracker.audit().ok
+
+
+def test_handle_in_a_reference_cycle_is_collected_before_calling_it_a_leak(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    box: dict[str, Any] = {}
+    box["curl"] = pycurl.Curl()
+    box["self"] = box
+    assert transfer(server.url, curl=box["curl"]).code == 0
+    del box
+    assert tracker.audit("t").ok  # audit collects garbage before deciding
+
+
+def test_connect_failure_attempts_are_closed(tracker: Tracker) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert transfer(f"http://127.0.0.1:{port}/").code == pycurl.E_COULDNT_CONNECT
+    assert tracker.audit().ok
+
+
+# multi, share, asyncio, tornado --------------------------------------------------------------
+
+
+def test_multi_pool_closed_by_pycurl_is_not_a_leak(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    m = pycurl.CurlMulti()
+    for _ in range(3):
+        c = multi_handle(server.url)
+        m.add_handle(c)
+        drive(m)
+        m.remove_handle(c)
+        c.close()
+        del c  # freed while its connection sits in the multi's pool
+    gc.collect()
+    assert len(tracker.open_records()) == 1  # one pooled connection, reused three times
+    assert server.accepted == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.close()  # pycurl closes the pooled connection in C, without our callback
+    assert [str(w.message) for w in caught] == [POOLED_CLOSE]
+    report = tracker.audit()
+    assert report.ok
+
+
+def test_share_pool_closed_by_pycurl_is_not_a_leak(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    share = pycurl.CurlShare()
+    share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+    for _ in range(2):
+        c = pycurl.Curl()
+        c.setopt(pycurl.SHARE, share)
+        assert transfer(server.url, curl=c).code == 0
+        c.close()
+        del c
+    gc.collect()
+    assert server.accepted == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        share.close()
+    assert tracker.audit().ok
+
+
+def test_async_curl_multi(tracker: Tracker, server: LoopbackServer) -> None:
+    async def main() -> list[int]:
+        async with pycurl.AsyncCurlMulti() as multi:
+            codes = []
+            for _ in range(3):
+                c = multi_handle(server.url)
+                await multi.perform(c)
+                codes.append(c.getinfo(pycurl.RESPONSE_CODE))
+                c.close()
+            return codes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert asyncio.run(main()) == [200, 200, 200]
+    assert tracker.audit().ok
+
+
+def test_tornado_curl_client_with_reset_after_each_request(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    pytest.importorskip("tornado")
+    from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+    async def main() -> None:
+        client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            for _ in range(3):
+                response = await client.fetch(server.url)
+                assert response.body == b"hello"
+            assert len(tracker.open_records()) == 1  # pooled in tornado's CurlMulti
+        finally:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                client.close()
+
+    asyncio.run(main())
+    assert server.accepted == 1
+    assert tracker.audit().ok
+
+
+def test_tornado_client_left_open_is_a_leak(tracker: Tracker, server: LoopbackServer) -> None:
+    pytest.importorskip("tornado")
+    from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+    async def main() -> None:
+        client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(server.url)
+            assert response.code == 200
+            (rec,) = tracker.audit("t").leaked
+            assert rec.url == server.url
+            functions = [fn for _f, _n, fn in rec.handle_site.frames]  # type: ignore[union-attr]
+            assert "_curl_create" in functions
+            assert "main" in functions
+        finally:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                client.close()
+
+    asyncio.run(main())
+    assert tracker.audit().ok
+
+
+# duphandle, reset, user callbacks ------------------------------------------------------------
+
+
+def test_duphandle_copy_has_its_own_wiring(tracker: Tracker, server: LoopbackServer) -> None:
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, server.url)
+    c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+    d = c.duphandle()
+    try:
+        assert isinstance(d, InterceptedCurl)
+        assert d._cf_wiring is not c._cf_wiring
+        assert d._cf_wiring.url == server.url
+        d.perform()
+        c.perform()
+        assert len(tracker.open_records()) == 2  # one connection per handle
+    finally:
+        d.close()
+        c.close()
+    assert tracker.audit().ok
+
+
+def test_reset_rewires_and_forgets_the_users_callbacks(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    seen: list[object] = []
+
+    def user_open(purpose: int, address: Any) -> int:
+        seen.append(address)
+        return socket.socket(address.family, socket.SOCK_STREAM, address.protocol).detach()
+
+    c = pycurl.Curl()
+    try:
+        assert transfer(server.url, curl=c, OPENSOCKETFUNCTION=user_open, FORBID_REUSE=1).code == 0
+        assert len(seen) == 1
+        c.reset()
+        assert transfer(server.url, curl=c, FORBID_REUSE=1).code == 0
+        assert len(seen) == 1  # the user's callback went with reset()
+        assert server.accepted == 2
+        assert tracker.audit().ok  # and the connection after reset() was tracked and closed
+    finally:
+        c.close()
+
+
+def test_user_opensocket_may_return_a_socket_object(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    mine: list[socket.socket] = []
+
+    def user_open(purpose: int, address: Any) -> socket.socket:
+        s = socket.socket(address.family, socket.SOCK_STREAM, address.protocol)
+        mine.append(s)
+        return s  # pycurl's contract: libcurl gets a dup, the object stays ours
+
+    try:
+        assert transfer(server.url, OPENSOCKETFUNCTION=user_open).code == 0
+        assert tracker.audit().ok
+        assert mine[0].fileno() >= 0  # still open: ours to close
+    finally:
+        for s in mine:
+            s.close()
+
+
+def test_user_closesocket_is_chained_and_one_that_does_not_close_is_a_leak(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    closed: list[int] = []
+    kept: list[int] = []
+
+    def closes(fd: int) -> int:
+        closed.append(fd)
+        os.close(fd)
+        return 0
+
+    def forgets(fd: int) -> int:
+        kept.append(fd)
+        return 0
+
+    assert transfer(server.url, CLOSESOCKETFUNCTION=closes).code == 0
+    assert len(closed) == 1
+    assert tracker.audit().ok
+    assert transfer(server.url, CLOSESOCKETFUNCTION=forgets).code == 0
+    try:
+        (rec,) = tracker.audit("t").leaked
+        assert rec.closes == 1
+        assert "CLOSESOCKETFUNCTION returned without closing it" in rec.notes[0]
+    finally:
+        os.close(kept[0])
+    assert tracker.audit().ok
+
+
+def test_unsetting_closesocket_keeps_tracking(tracker: Tracker, server: LoopbackServer) -> None:
+    c = pycurl.Curl()
+    try:
+        assert transfer(server.url, curl=c).code == 0
+        c.unsetopt(pycurl.CLOSESOCKETFUNCTION)
+        c.setopt(pycurl.CLOSESOCKETFUNCTION, None)
+        assert transfer(server.url, curl=c).code == 0
+    finally:
+        c.close()
+    assert tracker.audit().ok
+
+
+def test_double_and_unknown_closes_are_events(tracker: Tracker, server: LoopbackServer) -> None:
+    c = pycurl.Curl()
+    wiring = c._cf_wiring
+    try:
+        # libcurl never closes twice by itself: drive the callback the way a broken
+        # CLOSESOCKETFUNCTION chain would.
+        fd = wiring._opensocket(0, _address(server.port))
+        assert [r.fd for r in tracker.open_records()] == [fd]
+        wiring.user_close = lambda fd: 0  # "closes" without closing
+        wiring._closesocket(fd)
+        wiring._closesocket(fd)  # the same socket, again
+        wiring.user_close = None
+        wiring._closesocket(fd)  # closes it for real
+        wiring._closesocket(fd)  # and now the fd is not open at all
+        with socket.socket() as stranger:
+            wiring._closesocket(stranger.fileno())  # never handed to libcurl
+            assert stranger.fileno() >= 0  # left open: not ours to close
+        kinds = [e.kind for e in tracker.take_events("t")]
+        assert kinds == [DOUBLE_CLOSE, DOUBLE_CLOSE, UNKNOWN_CLOSE, UNKNOWN_CLOSE]
+    finally:
+        c.close()
+    assert tracker.audit().ok
+
+
+def test_check_raises_double_close_as_leak_error(tracker: Tracker, server: LoopbackServer) -> None:
+    c = pycurl.Curl()
+    try:
+        fd = c._cf_wiring._opensocket(0, _address(server.port))
+        c._cf_wiring._closesocket(fd)
+        c._cf_wiring._closesocket(fd)
+    finally:
+        c.close()
+    with pytest.raises(LeakError, match=rf"closesocket\({fd}\) .*fd {fd} is not open"):
+        tracker.check("t")
+
+
+def test_an_internal_error_is_a_callback_error_and_the_socket_is_still_closed(
+    tracker: Tracker, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("recording failed")
+
+    monkeypatch.setattr(Tracker, "_opened", broken)
+    assert transfer(server.url).code == 0  # the transfer is not disturbed
+    assert tracker._unrecorded == set()  # closed by libcurl's close, through us
+    with pytest.raises(CallbackError, match="opensocket callback raised RuntimeError: recording"):
+        tracker.check("t")
+
+
+def _address(port: int) -> Any:
+    from collections import namedtuple
+
+    Address = namedtuple("Address", "family socktype protocol addr")
+    return Address(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, ("127.0.0.1", port))
+
+
+# stacking with FakeNetwork ---------------------------------------------------------------------
+
+
+def test_fake_network_stacks_on_top_and_owns_its_handles(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(200, body="fake")
+        with net.intercept():
+            c = pycurl.Curl()
+            assert transfer("http://api.test/", curl=c).body == b"fake"
+            assert c._cf_wiring.network is net  # type: ignore[union-attr]
+            c.close()
+        assert tracker.open_records() == []  # the network's descriptors are not ours
+    assert pycurl.Curl is InterceptedCurl
+    assert InterceptedCurl._cf_network is tracker
+    assert transfer(server.url).code == 0
+    assert tracker.audit().ok
+
+
+def test_uninstall_restores_pycurl_curl() -> None:
+    original = pycurl.Curl
+    t = Tracker()
+    with t:
+        assert pycurl.Curl is InterceptedCurl
+        assert t.installed
+    assert pycurl.Curl is original
+    assert t.closed
+    with pytest.raises(CurlFaultUsageError, match="closed"):
+        t.install()
+
+
+# strict ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("localhost", "localhost"),
+        ("DB.Internal.", "db.internal"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("0:0:0:0:0:0:0:1", "::1"),
+    ],
+)
+def test_parse_host_accepts_names_and_addresses(value: str, expected: str) -> None:
+    assert parse_host(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["", "http://localhost", "localhost:8080", "a/b", "a b", ".x", "a..b", "a,b"]
+)
+def test_parse_host_rejects_anything_else(value: str) -> None:
+    with pytest.raises(CurlFaultUsageError, match="not a host name or an IP address"):
+        parse_host(value)
+
+
+def test_allow_hosts_must_be_a_list() -> None:
+    with pytest.raises(CurlFaultUsageError, match="list of host names"):
+        Tracker(allow_hosts="localhost")
+
+
+def test_strict_refuses_unlisted_hosts_without_a_resolver_query(server: LoopbackServer) -> None:
+    with Tracker(strict=True, allow_hosts=["127.0.0.1"], label="s") as t:
+        assert transfer(server.url).code == 0
+        # .invalid never resolves: a resolver query would give 6 (COULDNT_RESOLVE_HOST).
+        assert transfer("http://api.example.invalid:8443/items").code == pycurl.E_COULDNT_CONNECT
+        # the name is not allowed, even though it resolves to an allowed address
+        assert transfer(f"http://localhost:{server.port}/").code == pycurl.E_COULDNT_CONNECT
+        first, second = t.take_events("s")
+        assert first.kind == second.kind == UNEXPECTED
+        assert "api.example.invalid:8443 (url http://api.example.invalid:8443/items)" in first.text
+        assert "--curlfault-allow-hosts=api.example.invalid" in first.text
+        assert "localhost" in second.text
+        assert first.site is not None
+        assert server.accepted == 1
+        assert t.audit().ok
+
+
+def test_strict_allowed_name_reaches_every_address_libcurl_resolves(server: LoopbackServer) -> None:
+    with Tracker(strict=True, allow_hosts=["localhost"]) as t:
+        # libcurl tries ::1 first (nothing listens there), then 127.0.0.1
+        assert transfer(f"http://localhost:{server.port}/").code == 0
+        assert transfer(server.url).code == 0  # the name's addresses are allowed too
+        assert t.take_events() == []
+
+
+def test_strict_address_gate_catches_connect_to_an_unlisted_address(server: LoopbackServer) -> None:
+    with Tracker(strict=True, allow_hosts=["127.0.0.1"]) as t:
+        ok = transfer(
+            f"http://alias.test:{server.port}/",
+            CONNECT_TO=[f"alias.test:{server.port}:127.0.0.1:{server.port}"],
+        )
+        assert ok.code == 0  # the user's own mapping to an allowed address passes
+        bad = transfer(
+            f"http://127.0.0.1:{server.port}/",
+            CONNECT_TO=[f"127.0.0.1:{server.port}:127.0.0.2:{server.port}"],
+        )
+        assert bad.code == pycurl.E_COULDNT_CONNECT
+        (event,) = t.take_events()
+        assert f"127.0.0.2:{server.port} for host 127.0.0.1" in event.text
+
+
+def test_strict_check_raises_unexpected_connection() -> None:
+    with Tracker(strict=True) as t:
+        assert transfer("http://nowhere.invalid/").code == pycurl.E_COULDNT_CONNECT
+        with pytest.raises(UnexpectedConnection, match=r"nowhere\.invalid:80 \(url http://nowhere"):
+            t.check()
+
+
+def test_strict_without_leaks_installs_no_closesocket(server: LoopbackServer) -> None:
+    with Tracker(leaks=False, strict=True, allow_hosts=["127.0.0.1"]) as t:
+        c = pycurl.Curl()
+        try:
+            assert pycurl.CLOSESOCKETFUNCTION not in c._cf_wiring.owned
+            assert transfer(server.url, curl=c).code == 0
+        finally:
+            c.close()
+        assert t.open_records() == []  # nothing is recorded without leaks=True
+
+
+def test_unix_socket_is_tracked_and_allowed(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+    try:
+        with Tracker(strict=True) as t:
+            c = pycurl.Curl()
+            try:
+                r = transfer("http://unix.test/", curl=c, UNIX_SOCKET_PATH=path, TIMEOUT=1)
+                assert r.code == pycurl.E_OPERATION_TIMEDOUT  # connected; nobody answers
+                assert t.take_events() == []
+            finally:
+                c.close()
+            assert t.audit().ok
+    finally:
+        listener.close()
+
+
+# the segfault traps, in child processes -------------------------------------------------------
+
+CHILD = """
+import gc, os, pycurl, socket, threading, warnings
+warnings.simplefilter("ignore", RuntimeWarning)
+from curlfault import Tracker
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(16)
+URL = "http://127.0.0.1:%d/" % srv.getsockname()[1]
+def answer():
+    conns = []
+    while True:
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        conns.append(c)
+        def serve(c=c):
+            buf = b""
+            while True:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\\r\\n\\r\\n" in buf:
+                    _, buf = buf.split(b"\\r\\n\\r\\n", 1)
+                    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+        threading.Thread(target=serve, daemon=True).start()
+threading.Thread(target=answer, daemon=True).start()
+def handle():
+    c = pycurl.Curl(); c.setopt(pycurl.URL, URL); c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+    c.setopt(pycurl.TIMEOUT, 10)
+    return c
+def drive(m):
+    while m.perform()[1]:
+        m.select(0.05)
+tracker = Tracker().install()
+"""
+
+
+def run_child(body: str) -> str:
+    """CHILD + body in a fresh interpreter with a debug allocator (freed memory is poisoned)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", CHILD + textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tempfile.gettempdir(),
+        env={**os.environ, "PYTHONMALLOC": "debug"},
+    )
+    assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_easy_freed_before_its_multi_is_closed_does_not_crash() -> None:
+    # Without tracking this is correct code; with a closesocket callback pycurl 7.49 would
+    # call into the freed handle when the multi closes its pool.
+    out = run_child(
+        """
+        m = pycurl.CurlMulti()
+        for _ in range(3):
+            c = handle(); m.add_handle(c); drive(m); m.remove_handle(c); c.close(); del c
+        gc.collect()
+        m.close()
+        print(tracker.audit().ok)
+        """
+    )
+    assert out.split() == ["True"]
+
+
+def test_easy_freed_before_its_share_is_closed_does_not_crash() -> None:
+    out = run_child(
+        """
+        s = pycurl.CurlShare(); s.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+        for _ in range(2):
+            c = handle(); c.setopt(pycurl.SHARE, s); c.perform(); c.close(); del c
+        gc.collect()
+        s.close()
+        print(tracker.audit().ok)
+        """
+    )
+    assert out.split() == ["True"]
+
+
+def test_reset_and_unsetopt_with_pooled_connections_do_not_crash() -> None:
+    out = run_child(
+        """
+        m = pycurl.CurlMulti()
+        c = handle()
+        for _ in range(3):               # what tornado does: reset() after every request
+            m.add_handle(c); drive(m); m.remove_handle(c)
+            c.reset(); c.setopt(pycurl.URL, URL); c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+        c.unsetopt(pycurl.CLOSESOCKETFUNCTION)
+        c.setopt(pycurl.CLOSESOCKETFUNCTION, None)
+        d = handle(); d.perform(); d.reset(); d.close()
+        m.close(); c.close()
+        print(tracker.audit().ok)
+        """
+    )
+    assert out.split() == ["True"]
+
+
+def test_dealloc_of_a_tracked_handle_closes_through_the_callback() -> None:
+    out = run_child(
+        """
+        c = handle(); c.perform()
+        (rec,) = tracker.open_records()
+        del c; gc.collect()
+        print(rec.closes, tracker.audit().ok)
+        """
+    )
+    assert out.split() == ["1", "True"]
+
+
+def test_exit_with_a_live_multi_holding_a_freed_handles_connection() -> None:
+    # The multi is never closed; interpreter shutdown frees it after the tracker.
+    out = run_child(
+        """
+        m = pycurl.CurlMulti()
+        c = handle(); m.add_handle(c); drive(m); m.remove_handle(c); c.close(); del c
+        gc.collect()
+        tracker.close()
+        print("exiting")
+        """
+    )
+    assert out.split() == ["exiting"]
