@@ -57,6 +57,10 @@ class SocketRecord:
     notes: list[str] = field(default_factory=list)
     owner: object = field(default=None, repr=False)  # the Connection, for the network
     reported: bool = False  # a problem with this record was raised once already
+    # The pycurl handle, held while this connection may sit in a CurlMulti or CurlShare
+    # pool: pycurl calls the closesocket callback with the handle that made the connection,
+    # so freeing that handle first is a use-after-free when the pool closes it.
+    keepalive: object = field(default=None, repr=False)
     # Pre-connected (socketpair, TCP pair): sockopt answers ALREADY_CONNECTED. False for a
     # socket libcurl connects itself (passthrough, a listener, a closed port).
     connected: bool = True
@@ -110,6 +114,11 @@ def socket_inode(fd: int) -> int | None:
     if not stat.S_ISSOCK(st.st_mode):
         return None
     return st.st_ino
+
+
+# Handles whose pooled connections outlived their network or tracker: freeing them could
+# crash a later CurlMulti/CurlShare close, so they live as long as the process.
+KEPT_FOREVER: list[object] = []
 
 
 class Ledger:

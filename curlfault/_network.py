@@ -29,7 +29,7 @@ from ._errors import (
     UsageError,
 )
 from ._http import Request
-from ._ledger import Ledger, Site, SocketRecord
+from ._ledger import KEPT_FOREVER, Ledger, Site, SocketRecord
 from ._listener import SYN_RETRIES, ConnectPoint
 from ._loop import Loop
 from ._transports import Channel, make_pair
@@ -95,6 +95,7 @@ class FakeNetwork:
         self._reported = 0
         self._lock = threading.Lock()
         self._wirings: weakref.WeakSet[Wiring] = weakref.WeakSet()
+        self._graveyard: list[object] = []  # handles to release outside any callback
         self._handles: list[weakref.ref[Any]] = []
         self.generation = 0
         self.closed = False
@@ -207,6 +208,10 @@ class FakeNetwork:
             self, _intercept.caller_site(), trust=self.trust if trust is None else trust
         )
         wiring.install(curl, attached=True)
+        if isinstance(curl, _intercept.InterceptedCurl):
+            # A handle another router (a tracker, another network) wired: its perform()
+            # and setopt() overrides must now consult this wiring.
+            curl._cf_wiring = wiring
         return curl
 
     def _wire(self, curl: pycurl.Curl, site: Site) -> Wiring:
@@ -310,6 +315,7 @@ class FakeNetwork:
                     opened_in=self.label,
                     handle_site=wiring.site,
                     owner=conn,
+                    keepalive=wiring.pool_keepalive(),
                 )
             )
             channel = Channel(self.loop, server, conn)
@@ -369,6 +375,7 @@ class FakeNetwork:
                     opened_in=self.label,
                     handle_site=wiring.site,
                     owner=conn,
+                    keepalive=wiring.pool_keepalive(),
                     connected=False,  # sockopt answers SOCKOPT_OK: libcurl connects it
                 )
             )
@@ -396,6 +403,10 @@ class FakeNetwork:
 
     def socket_closed(self, rec: SocketRecord | None) -> None:
         """libcurl closed a descriptor we handed out: close the server end too."""
+        if rec is not None and rec.keepalive is not None:
+            # Never drop a handle inside a libcurl callback: check()/close() release it.
+            self._graveyard.append(rec.keepalive)
+            rec.keepalive = None
         conn = rec.owner if rec is not None else None
         if not isinstance(conn, Connection):
             return
@@ -410,6 +421,16 @@ class FakeNetwork:
             if channel is None:
                 conn.closed_at = time.monotonic()
                 conn.event("client closed its end (closesocket) before it was accepted")
+
+    def _release_handles(self) -> None:
+        """Drop the handles kept for pooled connections that are now closed or gone."""
+        dead, self._graveyard = self._graveyard, []
+        del dead
+        if self.ledger.unclosed():
+            self.ledger.audit()  # marks what pycurl closed in C as closed_by_pycurl
+        for rec in self.ledger.records:
+            if rec.keepalive is not None and (rec.closes or rec.closed_by_pycurl):
+                rec.keepalive = None
 
     def _callback_error(self, err: CallbackError) -> None:
         self._record(err)
@@ -454,6 +475,7 @@ class FakeNetwork:
         servers (``CallbackError``, ``ServerError``). Each problem is raised once.
         """
         __tracebackhide__ = True
+        self._release_handles()
         report = self.ledger.audit()
         if report.leaked:
             gc.collect()  # a handle in a reference cycle closes its sockets when collected
@@ -515,6 +537,11 @@ class FakeNetwork:
             return
         self.closed = True
         _intercept.uninstall_network(self)
+        self._release_handles()
+        # Connections still open in a multi/share pool keep their handle for good.
+        KEPT_FOREVER.extend(
+            r.keepalive for r in self.ledger.unclosed() if r.keepalive is not None
+        )
         points = [p for ep in self.endpoints for p in ep._points.values()] + self._retired
         loop = self._loop
         if loop is None:

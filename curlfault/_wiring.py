@@ -118,11 +118,19 @@ class Wiring:
         setopt(curl, DEBUG, self._debug)
         self.generation = -1
         self.refresh(curl)
-        if attached:
-            # A plain handle cannot re-pin itself before perform(): the network re-pins it
-            # when an endpoint is added.
-            self._handle = weakref.ref(curl)
+        # The network re-pins every live handle when an endpoint is added (a plain attached
+        # handle has no perform() override to do it), and finds the handle to keep alive
+        # while its connection is pooled in a multi or share.
+        self._handle = weakref.ref(curl)
         self.network._register(self)
+
+    def pool_keepalive(self) -> Any:
+        """This wiring's handle if it belongs to a CurlMulti or CurlShare, else None."""
+        ref = self._handle
+        curl = ref() if ref is not None else None
+        if curl is not None and (curl.multi() is not None or curl.share() is not None):
+            return curl
+        return None
 
     def after_reset(self, curl: Any) -> None:
         """``curl.reset()`` cleared every option in C: forget the user's, wire it again."""
@@ -252,6 +260,7 @@ class Wiring:
                     url=self.url,
                     kind="passthrough",
                     connected=False,
+                    keepalive=self.pool_keepalive(),
                     opened_in=self.network.label,
                     handle_site=self.site,
                 )

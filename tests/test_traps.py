@@ -3,6 +3,7 @@ child process, so a regression fails one test instead of killing the suite."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ api = net.http("api.test"); api.get("/").respond(200, body="ok")
 """
 
 
-def run_child(body: str) -> str:
+def run_child(body: str, env: dict[str, str] | None = None) -> str:
     """Run PRELUDE + body in a fresh interpreter; fail with its output if it crashed."""
     code = PRELUDE + textwrap.dedent(body)
     proc = subprocess.run(
@@ -36,6 +37,7 @@ def run_child(body: str) -> str:
         text=True,
         timeout=120,
         cwd=tempfile.gettempdir(),  # import the installed curlfault, not the source tree
+        env={**os.environ, **(env or {})},
     )
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -392,3 +394,52 @@ def test_keyboard_interrupt_in_a_callback_comes_back_as_itself(curlfault) -> Non
     finally:
         c.close()
     assert curlfault.ledger.audit().ok  # and closesocket ran for its connection
+
+
+@pytest.mark.parametrize("pool", ["multi", "share"])
+def test_handle_freed_before_its_pool_closes_does_not_crash(pool: str) -> None:
+    # pycurl calls the closesocket callback with the handle that made the connection; a
+    # handle freed while its connection is still pooled in a multi/share is a use-after-free
+    # at the pool's close. curlfault keeps such a handle alive. PYTHONMALLOC=debug makes
+    # the use-after-free crash reliably instead of silently reading freed memory.
+    body = (
+        """
+        import warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with net.intercept():
+            m = pycurl.CurlMulti()
+            c = pycurl.Curl()
+            c.setopt(pycurl.URL, "http://api.test/"); c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+            m.add_handle(c)
+            for _ in range(1000):
+                _, active = m.perform()
+                if not active:
+                    break
+                m.select(0.1)
+            m.remove_handle(c)
+            c.close(); del c; gc.collect()
+            m.close()
+        """
+        if pool == "multi"
+        else """
+        import warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with net.intercept():
+            s = pycurl.CurlShare()
+            s.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            c = pycurl.Curl()
+            c.setopt(pycurl.SHARE, s)
+            assert get(c, "http://api.test/") == 200
+            c.close(); del c; gc.collect()
+            s.close()
+        """
+    )
+    out = run_child(
+        body
+        + """
+        net.check(); net.close()
+        print("survived")
+        """,
+        env={"PYTHONMALLOC": "debug"},
+    )
+    assert out.split() == ["survived"]
