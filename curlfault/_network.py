@@ -539,9 +539,7 @@ class FakeNetwork:
         _intercept.uninstall_network(self)
         self._release_handles()
         # Connections still open in a multi/share pool keep their handle for good.
-        KEPT_FOREVER.extend(
-            r.keepalive for r in self.ledger.unclosed() if r.keepalive is not None
-        )
+        KEPT_FOREVER.extend(r.keepalive for r in self.ledger.unclosed() if r.keepalive is not None)
         points = [p for ep in self.endpoints for p in ep._points.values()] + self._retired
         loop = self._loop
         if loop is None:
