@@ -768,3 +768,23 @@ def test_invalid_strict_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*curlfault_strict*maybe*"])
+
+
+def test_networks_are_not_kept_after_their_test(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import gc, weakref
+        REFS = []
+
+        def test_one(curlfault):
+            curlfault.http("api.test").get("/").respond(body=b"x" * 100_000)
+            get("http://api.test/")
+            REFS.append(weakref.ref(curlfault))
+
+        def test_two():
+            gc.collect()
+            assert REFS and REFS[0]() is None, "the first test's FakeNetwork is still alive"
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)

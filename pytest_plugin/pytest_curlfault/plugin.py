@@ -197,4 +197,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         )
         if not own_failure and (trace == "all" or (trace == "failed" and report.failed)):
             report.sections.append((f"curlfault connections ({report.when})", net.trace()))
+    if report.when == "teardown":
+        # Items live until the session ends: do not keep each test's network (its records,
+        # request bodies) that long.
+        for key in (network_key, teardown_note_key):
+            if key in item.stash:
+                del item.stash[key]
     return report

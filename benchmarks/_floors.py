@@ -1,0 +1,362 @@
+"""Floors: what libcurl itself costs when the server does (almost) no work.
+
+Each floor hands libcurl one end of an AF_UNIX socketpair from its opensocket callback
+(``SOCKOPT_ALREADY_CONNECTED``; closesocket closes it) and serves the other end as cheaply as
+the row allows:
+
+* fresh GET: the complete response is written into the pair before libcurl sees it;
+* keep-alive GET: the response is written from ``PREREQFUNCTION``, right before libcurl sends
+  the request on the reused connection (a response written earlier would be unread input on
+  an idle connection, which libcurl drops);
+* 1 MiB: a socketpair holds ~200 KiB, so something must keep writing. The issue's floor is a
+  writer thread (one long-lived thread, handed each server end through a queue); an extra,
+  stricter floor tops the pair up from libcurl's own write callback, with no thread at all;
+* HTTPS: a TLS server on the pair, made by ``ssl`` with a trustme certificate. The issue's
+  floor is one long-lived thread doing a blocking ``wrap_socket`` handshake per connection; an
+  extra, stricter floor drives an ``ssl.SSLObject`` over memory BIOs from libcurl's debug
+  callback (the same place curlfault pumps from), with no thread.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import socket
+import ssl
+import threading
+from typing import Any
+
+import pycurl
+from _common import (
+    BIG_BODY,
+    BIG_RESPONSE,
+    BODY,
+    REAL_CURL,
+    RESPONSE,
+    TIMEOUT,
+    basic_options,
+    drain,
+    expect,
+    join_or_fail,
+)
+from _timing import Case
+
+URL = "http://127.0.0.1:9/"  # an IP literal: no resolver; opensocket never connects it
+TLS_HOST = "bench.test"
+TLS_URL = f"https://{TLS_HOST}/"
+TLS_PIN = [f"{TLS_HOST}:443:127.0.0.1"]  # pinned: no resolver; opensocket never connects it
+
+
+def _already_connected(fd: int, purpose: int) -> int:
+    return pycurl.SOCKOPT_ALREADY_CONNECTED
+
+
+def _close(fd: int) -> int:
+    os.close(fd)
+    return 0
+
+
+class _PairCase(Case):
+    group = "floor"
+
+    def __init__(self) -> None:
+        self.servers: list[socket.socket] = []
+        self.opened = 0
+
+    def _wire(self, curl: Any) -> None:
+        curl.setopt(pycurl.OPENSOCKETFUNCTION, self._open)
+        curl.setopt(pycurl.SOCKOPTFUNCTION, _already_connected)
+        curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
+
+    def _pair(self) -> tuple[socket.socket, socket.socket]:
+        client, server = socket.socketpair()
+        self.servers.append(server)
+        self.opened += 1
+        return client, server
+
+    def _open(self, purpose: int, address: Any) -> int:
+        raise NotImplementedError
+
+    def _close_servers(self) -> None:
+        for s in self.servers:
+            s.close()
+        self.servers.clear()
+
+    def teardown(self) -> None:
+        self._close_servers()
+
+
+class FloorFresh(_PairCase):
+    key = "floor.get.fresh"
+    label = "floor: GET, fresh handle (response pre-written)"
+    batch = 200
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, server = self._pair()
+        server.send(RESPONSE)
+        return client.detach()
+
+    def op(self) -> None:
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, URL, buf)
+        self._wire(c)
+        c.perform()
+        c.close()
+        self._close_servers()
+        expect(buf, BODY, self.key)
+
+
+class FloorKeepAlive(_PairCase):
+    key = "floor.get.keepalive"
+    label = "floor: GET, reused handle (written from PREREQFUNCTION)"
+    batch = 300
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, _ = self._pair()
+        return client.detach()
+
+    def _prereq(self, *args: Any) -> int:
+        server = self.servers[-1]
+        drain(server)  # the previous request
+        server.send(RESPONSE)
+        return pycurl.PREREQFUNC_OK
+
+    def begin(self) -> None:
+        self.opened = 0
+        self.curl = c = REAL_CURL()
+        self.buf = io.BytesIO()
+        basic_options(c, URL, self.buf)
+        self._wire(c)
+        c.setopt(pycurl.PREREQFUNCTION, self._prereq)
+        c.perform()  # the connection, untimed
+
+    def op(self) -> None:
+        buf = io.BytesIO()
+        self.curl.setopt(pycurl.WRITEDATA, buf)
+        self.curl.perform()
+        self.buf = buf
+
+    def end(self) -> None:
+        expect(self.buf, BODY, self.key)
+        self.curl.close()
+        self._close_servers()
+        if self.opened != 1:
+            raise RuntimeError(f"{self.key}: libcurl opened {self.opened} connections, not 1")
+
+
+class _Writer:
+    """One long-lived thread that writes a response into each server end it is handed."""
+
+    def __init__(self, name: str, serve: Any) -> None:
+        self.q: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self.serve = serve
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            sock = self.q.get()  # None stops the thread; stop() always sends it
+            if sock is None:
+                return
+            try:
+                sock.settimeout(TIMEOUT)
+                self.serve(sock)
+            except BaseException as exc:
+                self.errors.append(exc)
+            finally:
+                sock.close()
+
+    def stop(self) -> None:
+        self.q.put(None)
+        join_or_fail(self.thread)
+        if self.errors:
+            raise RuntimeError(f"{self.thread.name} failed: {self.errors[0]!r}")
+
+
+class FloorBigThread(_PairCase):
+    key = "floor.big.thread"
+    label = "floor: 1 MiB, fresh handle (writer thread)"
+    batch = 20
+
+    def setup(self) -> None:
+        self.writer = _Writer("floor-writer", lambda s: s.sendall(BIG_RESPONSE))
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, server = socket.socketpair()
+        self.writer.q.put(server)  # the writer thread owns and closes it
+        return client.detach()
+
+    def op(self) -> None:
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, URL, buf)
+        self._wire(c)
+        c.perform()
+        c.close()
+        expect(buf, BIG_BODY, self.key)
+
+    def teardown(self) -> None:
+        self.writer.stop()
+
+
+class FloorBigInline(_PairCase):
+    key = "floor.big.inline"
+    label = "floor: 1 MiB, fresh handle (no thread: topped up from the write callback)"
+    batch = 20
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, server = self._pair()
+        server.setblocking(False)
+        self.left = memoryview(BIG_RESPONSE)
+        self._top_up()
+        return client.detach()
+
+    def _top_up(self) -> None:
+        left = self.left
+        if left:
+            try:
+                self.left = left[self.servers[-1].send(left) :]
+            except BlockingIOError:
+                pass
+
+    def _write(self, data: bytes) -> None:
+        self.buf.write(data)
+        if self.left:
+            self._top_up()
+
+    def op(self) -> None:
+        c = REAL_CURL()
+        self.buf = buf = io.BytesIO()
+        basic_options(c, URL, buf)
+        c.setopt(pycurl.WRITEFUNCTION, self._write)
+        self._wire(c)
+        c.perform()
+        c.close()
+        self._close_servers()
+        expect(buf, BIG_BODY, self.key)
+
+
+def tls_server_context(ca: Any, host: str) -> ssl.SSLContext:
+    """The server context curlfault makes for an HTTPS endpoint, for ``host``."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(ctx)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def tls_client_options(curl: Any, ca: Any, port: int = 443) -> None:
+    curl.setopt(pycurl.RESOLVE, [f"{TLS_HOST}:{port}:127.0.0.1"])
+    curl.setopt(pycurl.CAINFO_BLOB, ca.cert_pem.bytes())
+
+
+def _serve_tls(ctx: ssl.SSLContext, sock: socket.socket) -> None:
+    with ctx.wrap_socket(sock, server_side=True) as tls:  # the handshake, blocking
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        tls.sendall(RESPONSE)
+
+
+class FloorTlsThread(_PairCase):
+    key = "floor.https.thread"
+    label = "floor: HTTPS GET, fresh handle (TLS server thread on a socketpair)"
+    batch = 12
+
+    def __init__(self, ca: Any) -> None:
+        super().__init__()
+        self.ca = ca
+
+    def setup(self) -> None:
+        ctx = tls_server_context(self.ca, TLS_HOST)
+        self.writer = _Writer("floor-tls", lambda s: _serve_tls(ctx, s))
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, server = socket.socketpair()
+        self.writer.q.put(server)
+        return client.detach()
+
+    def op(self) -> None:
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, TLS_URL, buf)
+        tls_client_options(c, self.ca)
+        self._wire(c)
+        c.perform()
+        c.close()
+        expect(buf, BODY, self.key)
+
+    def teardown(self) -> None:
+        self.writer.stop()
+
+
+class FloorTlsInline(_PairCase):
+    key = "floor.https.inline"
+    label = "floor: HTTPS GET, fresh handle (SSLObject pumped from the debug callback)"
+    batch = 12
+
+    def __init__(self, ca: Any) -> None:
+        super().__init__()
+        self.ca = ca
+
+    def setup(self) -> None:
+        self.ctx = tls_server_context(self.ca, TLS_HOST)
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, server = self._pair()
+        server.setblocking(False)
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = self.ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.shaken = False
+        self.request = b""
+        return client.detach()
+
+    def _pump(self, kind: int, data: bytes) -> None:
+        if not self.servers:
+            return
+        server = self.servers[-1]
+        try:
+            chunk = server.recv(65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        self.incoming.write(chunk)
+        tls = self.tls
+        if not self.shaken:
+            try:
+                tls.do_handshake()
+                self.shaken = True
+            except ssl.SSLWantReadError:
+                pass
+        if self.shaken:
+            try:
+                while True:
+                    self.request += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+            if b"\r\n\r\n" in self.request:
+                self.request = b""
+                tls.write(RESPONSE)
+        out = self.outgoing.read()
+        if out:
+            server.send(out)
+
+    def op(self) -> None:
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, TLS_URL, buf)
+        tls_client_options(c, self.ca)
+        c.setopt(pycurl.VERBOSE, 1)
+        c.setopt(pycurl.DEBUGFUNCTION, self._pump)
+        self._wire(c)
+        c.perform()
+        c.close()
+        self._close_servers()
+        expect(buf, BODY, self.key)

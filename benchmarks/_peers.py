@@ -1,0 +1,158 @@
+"""Peers: real servers on loopback ports, as test suites use them.
+
+* pytest-httpserver: werkzeug's development server in a thread, configured as its pytest fixture
+  configures it (``threaded=False``: werkzeug then speaks HTTP/1.0 and closes the connection
+  after every response, so a "reused" handle reconnects each time).
+* the standard library's ``ThreadingHTTPServer``: a thread per connection, HTTP/1.1 keep-alive,
+  Nagle off (``disable_nagle_algorithm``), so it is measured at its best.
+
+Both bind 127.0.0.1 only; an HTTPS variant of each wraps the same server with the same trustme
+CA and host name as the TLS floor, pinned with RESOLVE to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pycurl
+from _common import BIG_BODY, BODY, REAL_CURL, basic_options, expect, join_or_fail, wait_until
+from _floors import TLS_HOST, tls_client_options, tls_server_context
+from _timing import Case
+
+BATCH = {"fresh": 40, "keepalive": 60, "big": 12, "https": 8}
+
+
+class _Server:
+    """A started server: ``port``, ``stop()``."""
+
+    port: int
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class HttpServerPeer(_Server):
+    def __init__(self, ssl_context: Any = None) -> None:
+        from pytest_httpserver import HTTPServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
+        self.server = HTTPServer(host="127.0.0.1", port=0, ssl_context=ssl_context)
+        self.server.expect_request("/").respond_with_data(BODY)
+        self.server.expect_request("/big").respond_with_data(BIG_BODY)
+        self.server.start()
+        self.port = self.server.port
+
+    def stop(self) -> None:
+        self.server.clear()
+        self.server.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        body = BIG_BODY if self.path == "/big" else BODY
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class StdlibPeer(_Server):
+    def __init__(self, ssl_context: Any = None) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        if ssl_context is not None:
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="stdlib-peer"
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        join_or_fail(self.thread)
+        # Connection threads end when their client closes; every client is closed by now.
+        wait_until(
+            lambda: not any("process_request" in t.name for t in threading.enumerate()),
+            5.0,
+            "the standard library server's connection threads",
+        )
+
+
+PEERS = {
+    "httpserver": ("pytest-httpserver", HttpServerPeer),
+    "stdlib": ("ThreadingHTTPServer", StdlibPeer),
+}
+
+
+class PeerCase(Case):
+    group = "peer"
+
+    def __init__(self, peer: str, kind: str, ca: Any) -> None:
+        self.peer = peer
+        self.kind = kind
+        self.ca = ca
+        name, self.factory = PEERS[peer]
+        self.key = f"{peer}.{kind}"
+        self.batch = BATCH[kind]
+        what = {
+            "fresh": "GET, fresh handle",
+            "keepalive": "GET, reused handle",
+            "big": "1 MiB, fresh handle",
+            "https": "HTTPS GET, fresh handle",
+        }[kind]
+        self.label = f"{name}: {what}"
+        self.body = BIG_BODY if kind == "big" else BODY
+
+    def setup(self) -> None:
+        ctx = tls_server_context(self.ca, TLS_HOST) if self.kind == "https" else None
+        self.server = self.factory(ctx)
+        port = self.server.port
+        if self.kind == "https":
+            self.url = f"https://{TLS_HOST}:{port}/"
+        else:
+            self.url = f"http://127.0.0.1:{port}/" + ("big" if self.kind == "big" else "")
+
+    def _handle(self) -> tuple[Any, io.BytesIO]:
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, self.url, buf)
+        if self.kind == "https":
+            tls_client_options(c, self.ca, self.server.port)
+        return c, buf
+
+    def begin(self) -> None:
+        if self.kind == "keepalive":
+            self.curl, self.buf = self._handle()
+            self.curl.perform()  # the connection, untimed
+
+    def op(self) -> None:
+        if self.kind == "keepalive":
+            buf = io.BytesIO()
+            self.curl.setopt(pycurl.WRITEDATA, buf)
+            self.curl.perform()
+            self.buf = buf
+            return
+        c, buf = self._handle()
+        c.perform()
+        c.close()
+        expect(buf, self.body, self.key)
+
+    def end(self) -> None:
+        if self.kind == "keepalive":
+            expect(self.buf, BODY, self.key)
+            self.curl.close()
+
+    def teardown(self) -> None:
+        self.server.stop()
