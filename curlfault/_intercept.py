@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pycurl
 
@@ -63,6 +64,7 @@ class Router(Protocol):
     def _wire(self, curl: Any, site: Site) -> HandleWiring: ...
 
 
+_T = TypeVar("_T")
 _REAL_CURL: type[pycurl.Curl] = pycurl.Curl
 _lock = threading.Lock()
 _stack: list[tuple[int, Router]] = []
@@ -141,39 +143,31 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         dup._cf_wiring = w.duplicate(dup, caller_site()) if w is not None else None
         return dup
 
-    def perform(self) -> None:
+    def _routed(self, run: Callable[[], _T]) -> _T:
+        """Re-pin before a transfer; raise what a callback recorded once it returns."""
         __tracebackhide__ = True  # pytest shows the caller's frame, not ours
         w = self._cf()
         if w is None:
-            super().perform()
-            return
+            return run()
         w.refresh(self)
         try:
-            super().perform()
+            return run()
         finally:
             w.raise_pending()
 
+    def perform(self) -> None:
+        __tracebackhide__ = True
+        self._routed(super().perform)
+
     def perform_rb(self) -> bytes:
-        __tracebackhide__ = True  # pytest shows the caller's frame, not ours
-        w = self._cf()
-        if w is not None:
-            w.refresh(self)
-        try:
-            return super().perform_rb()  # type: ignore[no-any-return]
-        finally:
-            if w is not None:
-                w.raise_pending()
+        __tracebackhide__ = True
+        data: bytes = self._routed(super().perform_rb)
+        return data
 
     def perform_rs(self) -> str:
-        __tracebackhide__ = True  # pytest shows the caller's frame, not ours
-        w = self._cf()
-        if w is not None:
-            w.refresh(self)
-        try:
-            return super().perform_rs()  # type: ignore[no-any-return]
-        finally:
-            if w is not None:
-                w.raise_pending()
+        __tracebackhide__ = True
+        text: str = self._routed(super().perform_rs)
+        return text
 
 
 InterceptedCurl.__module__ = "curlfault"

@@ -200,7 +200,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown":
         # Items live until the session ends: do not keep each test's network (its records,
         # request bodies) that long.
-        for key in (network_key, teardown_note_key):
-            if key in item.stash:
-                del item.stash[key]
+        if network_key in item.stash:
+            del item.stash[network_key]
+        if teardown_note_key in item.stash:
+            del item.stash[teardown_note_key]
     return report
