@@ -552,9 +552,7 @@ class FakeNetwork:
             for conn in self.connections:
                 ch = conn.channel
                 if ch is not None and not ch.closed:
-                    tls = getattr(ch, "_tls_layer", None)
                     ch.close()
-                    del tls
         if self._own_loop:
             loop.stop()
 
