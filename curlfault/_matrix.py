@@ -400,6 +400,9 @@ CONNECTION_CASES: tuple[Case, ...] = (
     ),
 )
 
+# Protocol rows live in modules of their own; they import Case and the helpers above.
+from . import _matrix_h2, _matrix_tls, _matrix_ws  # noqa: E402
+
 CASES: tuple[Case, ...] = (
     Case("no fault (control GET)", http_endpoint(), URL, 0),
     Case(
@@ -452,6 +455,9 @@ CASES: tuple[Case, ...] = (
         note="RST needs TCP: served over a loopback TCP pair on every transport",
     ),
     *STREAM_CASES,
+    *_matrix_tls.CASES,
+    *_matrix_h2.CASES,
+    *_matrix_ws.CASES,
 )
 
 

@@ -628,3 +628,13 @@ def no_continue() -> NoContinue:
 def early_response() -> EarlyResponse:
     """Answer before reading the request body, then close (0 with the route's status)."""
     return EarlyResponse()
+
+
+# Protocol faults live in modules of their own and belong to this namespace; they are
+# imported last because they subclass the bases above.
+from . import _faults_h2, _faults_tls, _faults_ws  # noqa: E402
+from ._faults_h2 import *  # noqa: E402, F403
+from ._faults_tls import *  # noqa: E402, F403
+from ._faults_ws import *  # noqa: E402, F403
+
+__all__ += [*_faults_tls.__all__, *_faults_h2.__all__, *_faults_ws.__all__]
