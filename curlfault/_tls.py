@@ -42,6 +42,8 @@ class TlsLayer:
         self._out = ssl.MemoryBIO()
         self.obj = config.context.wrap_bio(self._in, self._out, server_side=True)
         self.protocol: StreamProtocol | None = None
+        # Chooses the protocol once ALPN is known (HTTP/2 or HTTP/1.1 on one endpoint).
+        self._choose: Callable[[str | None], StreamProtocol] | None = None
         self.handshaken = False
         self._closing = False
         self._eager = False
@@ -49,6 +51,13 @@ class TlsLayer:
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
+        self.channel.loop.eager += 1
+        self._eager = True
+        self.channel.start(self)
+
+    def start_negotiated(self, choose: Callable[[str | None], StreamProtocol]) -> None:
+        """Like ``start``, but the protocol is ``choose(alpn)``, made after the handshake."""
+        self._choose = choose
         self.channel.loop.eager += 1
         self._eager = True
         self.channel.start(self)
@@ -84,6 +93,8 @@ class TlsLayer:
             )
             self.conn.event(f"TLS handshake done ({self.obj.version()})")
             self._flush()
+            if self._choose is not None:
+                self.protocol = self._choose(self.obj.selected_alpn_protocol())
         chunks = []
         while True:
             try:
