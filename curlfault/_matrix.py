@@ -86,6 +86,7 @@ def curlcode_name(code: int | None) -> str:
 
 
 Setup = Callable[[FakeNetwork, str], object]
+Transfer = Callable[[str, float, tuple[tuple[str, Any], ...]], tuple[int | None, str, float]]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class Case:
     # (pycurl option name, value) pairs set on the handle after the defaults, e.g.
     # ("TIMEOUT_MS", 300) for a fault that only a timeout ends.
     options: tuple[tuple[str, Any], ...] = ()
+    # A transfer of its own, for protocols that one perform() does not cover (WebSocket
+    # frames, several HTTP/2 streams): transfer(url, timeout, options) returns
+    # (CURLcode or None, message, milliseconds) like the default ``_transfer``.
+    transfer: Transfer | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label:
@@ -518,7 +523,8 @@ def run_case(case: Case, transport: str, *, timeout: float = DEFAULT_TIMEOUT) ->
     try:
         case.setup(net, transport)
         with net.intercept():
-            observed, message, ms = _transfer(case.url, timeout, case.options)
+            transfer = case.transfer or _transfer
+            observed, message, ms = transfer(case.url, timeout, case.options)
         # Audit before check(): check() also audits and forgets what it reported.
         ledger_ok = net.ledger.audit().ok
         problems = _check_problems(net)
