@@ -185,22 +185,6 @@ ABLATIONS: dict[str, tuple[str, Callable[[], list[tuple[Any, str, Any]]]]] = {
         "no creation-site frame walk (`caller_site` returns a constant)",
         lambda: [(_intercept, "caller_site", lambda skip=2, depth=6: _SITE)],
     ),
-    "pump-out-only": (
-        "pump only after request bytes (not after response bytes; fine for a 5-byte body)",
-        lambda: [
-            (
-                _wiring,
-                "_PUMP_EVENTS",
-                frozenset(
-                    {
-                        pycurl.INFOTYPE_HEADER_OUT,
-                        pycurl.INFOTYPE_DATA_OUT,
-                        pycurl.INFOTYPE_SSL_DATA_OUT,
-                    }
-                ),
-            )
-        ],
-    ),
     "stub-protocol": (
         "protocol stubbed: pre-built response, no h11, no routing, no Request (upper bound)",
         lambda: [(_network.HttpEndpoint, "_serve", _stub_serve)],
@@ -290,12 +274,12 @@ def ablations(rounds: int) -> list[str]:
     ca = trustme.CA()
     loop = curlfault.Loop(name="profile-loop")
     fresh, keep = CfFresh(loop, ca), CfKeepAlive(loop, ca)
-    every = [n for n in ABLATIONS if n != "pump-out-only"]
+    every = list(ABLATIONS)
     cases: list[Case] = [FloorFresh(), FloorPlus(True, False), FloorPlus(False, True), fresh]
     cases += [ablated(CfFresh)(loop, ca, [name]) for name in ABLATIONS]
     cases.append(ablated(CfFresh)(loop, ca, every))
     cases += [FloorKeepAlive(), keep]
-    cases += [ablated(CfKeepAlive)(loop, ca, [name]) for name in ("pump-out-only", "stub-protocol")]
+    cases += [ablated(CfKeepAlive)(loop, ca, [name]) for name in ("stub-protocol",)]
     cases.append(ablated(CfKeepAlive)(loop, ca, every))
     try:
         t = run_interleaved(cases, rounds, verbose=False)

@@ -60,12 +60,22 @@ class Loop:
     """The reactor and its helper thread. ``start()`` and ``stop()`` are idempotent."""
 
     SCAN_SECONDS = 0.02
+    # The thread keeps scanning this long after the last server end went away, so a test
+    # that makes connection after connection never pays a cross-thread wake-up in add().
+    IDLE_SECONDS = 1.0
 
     def __init__(self, name: str = "curlfault-loop") -> None:
         self.name = name
         self._ep: select.epoll | None = None
         self._ready: select.epoll | None = None
         self._busy: set[int] = set()
+        # Server ends that wait to write (EPOLLOUT): only they need a pump after libcurl
+        # has read response bytes, since reading made room in their socket buffer.
+        self.writers: set[int] = set()
+        # When the thread will next look at its timers and handlers; inf while it is not
+        # sleeping on a known deadline, so that call_later() and add() wake it.
+        self._deadline = float("inf")
+        self._sleeping = False
         # Connections that want a pump on every debug event, not only after request and
         # response bytes: a TLS handshake, whose records libcurl announces before writing.
         self.eager = 0
@@ -144,20 +154,28 @@ class Loop:
             self.start()
         assert self._ready is not None
         fd = handler.fileno()
-        idle = not self._handlers
         self._handlers[fd] = handler
         self._ready.register(fd, _mask(events))
-        if idle and not self.in_loop_thread():
+        if events & WRITE:
+            self.writers.add(fd)
+        if self._sleeping:
+            self._sleeping = False
             self._wake()  # the thread sleeps up to 1 s while idle: start scanning now
 
     def modify(self, handler: Handler, events: int) -> None:
         if self._ready is not None:
-            self._ready.modify(handler.fileno(), _mask(events))
+            fd = handler.fileno()
+            self._ready.modify(fd, _mask(events))
+            if events & WRITE:
+                self.writers.add(fd)
+            else:
+                self.writers.discard(fd)
 
     def remove(self, handler: Handler) -> None:
         fd = handler.fileno()
         if self._handlers.get(fd) is handler:
             del self._handlers[fd]
+            self.writers.discard(fd)
             if self._ready is not None:
                 try:
                     self._ready.unregister(fd)
@@ -200,8 +218,8 @@ class Loop:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
         with self.lock:
             heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
-        if threading.current_thread() is not self._thread:
-            self._wake()
+        if timer.when < self._deadline and threading.current_thread() is not self._thread:
+            self._wake()  # sooner than the thread's next look
         return timer
 
     def call_soon(self, callback: Callable[[], None]) -> None:
@@ -224,18 +242,32 @@ class Loop:
         ep = self._ep
         assert ep is not None
         wake_fd = self._wake_fd
+        busy_at = time.monotonic()
         while not self._stopping:
-            timeout = 1.0
+            # inf first: a timer pushed while the deadline is computed must wake the poll.
+            self._deadline = float("inf")
+            now = time.monotonic()
+            timeout = self.SCAN_SECONDS
             if self._handlers:
-                timeout = self.SCAN_SECONDS
+                busy_at = now
+            elif now - busy_at > self.IDLE_SECONDS:
+                self._sleeping = True
+                if self._handlers:  # added while the flag was being set: scan instead
+                    self._sleeping = False
+                else:
+                    timeout = 1.0
             if self._calls:
                 timeout = 0.0
             elif self._timers:
-                timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
+                timeout = min(timeout, max(0.0, self._timers[0][0] - now))
+            self._deadline = now + timeout
             try:
                 events = ep.poll(timeout)
             except InterruptedError:  # pragma: no cover
                 continue
+            finally:
+                self._deadline = float("inf")
+                self._sleeping = False
             if events:
                 try:
                     os.eventfd_read(wake_fd)

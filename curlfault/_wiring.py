@@ -42,17 +42,15 @@ VERBOSE = pycurl.VERBOSE
 OWNED_OPTIONS = frozenset(
     {OPEN, SOCKOPT, CLOSE, DEBUG, VERBOSE, pycurl.CONNECT_TO, pycurl.RESOLVE, pycurl.NOPROXY}
 )
-# Debug events after which the fake servers are pumped: libcurl emits them right after it
-# wrote request bytes (HEADER_OUT, DATA_OUT, SSL_DATA_OUT) or read response bytes.
-_PUMP_EVENTS = frozenset(
-    {
-        pycurl.INFOTYPE_HEADER_IN,
-        pycurl.INFOTYPE_HEADER_OUT,
-        pycurl.INFOTYPE_DATA_IN,
-        pycurl.INFOTYPE_DATA_OUT,
-        pycurl.INFOTYPE_SSL_DATA_IN,
-        pycurl.INFOTYPE_SSL_DATA_OUT,
-    }
+# Debug events after which the fake servers are pumped. libcurl emits these right after it
+# wrote request bytes: a server end has input to answer.
+_AFTER_WRITE = frozenset(
+    {pycurl.INFOTYPE_HEADER_OUT, pycurl.INFOTYPE_DATA_OUT, pycurl.INFOTYPE_SSL_DATA_OUT}
+)
+# And these right after it read response bytes: that made room for a server end whose
+# response did not fit in the socket buffer (only those are pumped: ``Loop.writers``).
+_AFTER_READ = frozenset(
+    {pycurl.INFOTYPE_HEADER_IN, pycurl.INFOTYPE_DATA_IN, pycurl.INFOTYPE_SSL_DATA_IN}
 )
 _PREFIX = {
     pycurl.INFOTYPE_TEXT: b"* ",
@@ -282,7 +280,9 @@ class Wiring:
     def _debug(self, kind: int, data: bytes) -> None:
         try:
             loop = self.network._loop
-            if loop is not None and (kind in _PUMP_EVENTS or loop.eager):
+            if loop is not None and (
+                kind in _AFTER_WRITE or loop.eager or (kind in _AFTER_READ and loop.writers)
+            ):
                 loop.pump()
             if self.user_verbose:
                 if self.user_debug is not None:
