@@ -95,6 +95,11 @@ class Response:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     fault: StreamFault | None = None
+    # The bytes h11 serialized for this response to a keep-alive HTTP/1.1 GET, made on
+    # first use: a route's canned step is sent many times and h11 would redo the same work.
+    wire: dict[str, bytes] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def make(

@@ -9,7 +9,7 @@ import pycurl
 import pytest
 from cfhelpers import transfer
 
-from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError
+from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError, faults
 
 
 def test_get_json_and_request_record(curlfault) -> None:
@@ -233,3 +233,104 @@ def test_malformed_request_gets_400_and_is_recorded() -> None:
             net.check()
     finally:
         net.close()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        Response.make(200, body=b"hello"),
+        Response.make(201, json={"a": 1}, headers={"X-One": "1"}),
+        Response.make(204),
+        Response.make(200, body=b"x" * 70_000, headers={"Transfer-Encoding": "chunked"}),
+        Response.make(404, body="", headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]),
+    ],
+    ids=["plain", "json", "no-content", "chunked", "repeated-headers"],
+)
+def test_cached_response_bytes_are_h11s(response: Response) -> None:
+    """The bytes sent from the per-response cache are what h11 writes for that request."""
+    import h11
+
+    from curlfault.protocols.http1 import _keepalive_bytes
+
+    h = h11.Connection(h11.SERVER)
+    h.receive_data(b"GET /x?y=1 HTTP/1.1\r\nHost: api.test\r\nAccept: */*\r\n\r\n")
+    assert isinstance(h.next_event(), h11.Request)
+    assert isinstance(h.next_event(), h11.EndOfMessage)
+    headers = list(response.headers)
+    if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+        headers.append(("Content-Length", str(len(response.body))))
+    expected = h.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    if response.body:
+        expected += h.send(h11.Data(data=response.body)) or b""
+    expected += h.send(h11.EndOfMessage()) or b""
+    assert _keepalive_bytes(response) == expected
+    assert _keepalive_bytes(response) is _keepalive_bytes(response)  # made once
+
+
+def test_keep_alive_mixes_cached_and_h11_responses_on_one_connection(curlfault) -> None:
+    """GET (cached bytes), HEAD and POST (h11), a faulted response, then GET again."""
+    api = curlfault.http("api.test")
+    api.get("/a").respond(body="A" * 10)
+    api.post("/b").respond(201, body="B")
+    api.get("/slow").respond(body="S", fault=faults.delay(0.01))
+    c = pycurl.Curl()
+    try:
+        got = [
+            transfer("http://api.test/a", curl=c).body,
+            transfer("http://api.test/a", curl=c, NOBODY=1).body,
+            transfer("http://api.test/b", curl=c, NOBODY=0, POSTFIELDS="x=1").body,
+            transfer("http://api.test/slow", curl=c, HTTPGET=1).body,
+            transfer("http://api.test/a", curl=c).body,
+        ]
+    finally:
+        c.close()
+    assert got == [b"A" * 10, b"", b"B", b"S", b"A" * 10]
+    assert [r.method for r in api.requests] == ["GET", "HEAD", "POST", "GET", "GET"]
+    assert len(api.connections) == 1
+
+
+def test_http10_client_is_closed_after_each_response(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/a").respond(body="A")
+    c = pycurl.Curl()
+    try:
+        for _ in range(2):
+            r = transfer("http://api.test/a", curl=c, HTTP_VERSION=pycurl.CURL_HTTP_VERSION_1_0)
+            assert (r.code, r.body) == (0, b"A")
+    finally:
+        c.close()
+    assert len(api.connections) == 2
+    assert {r.http_version for r in api.requests} == {"1.0"}
+
+
+def test_pipelined_requests_after_a_cached_response(curlfault) -> None:
+    """Two requests in one write: the second is kept for the fresh h11 state and answered."""
+    import socket as _socket
+
+    from curlfault._network import Connection
+    from curlfault._transports import Channel
+    from curlfault.protocols.http1 import Http1Server
+
+    api = curlfault.http("api.test")
+    api.get("/a").respond(body="A")
+    api.get("/b").respond(body="BB")
+    client, server = _socket.socketpair()
+    conn = Connection(curlfault, 1, api, "test", "")
+    channel = Channel(curlfault.loop, server, conn)
+    channel.start(Http1Server(api, channel, conn))
+    try:
+        client.sendall(
+            b"GET /a HTTP/1.1\r\nHost: api.test\r\n\r\nGET /b HTTP/1.1\r\nHost: api.test\r\n\r\n"
+        )
+        client.settimeout(5)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"BB"):
+            curlfault.loop.pump()
+            chunk = client.recv(65536)
+            assert chunk, f"server closed early after {data!r}"
+            data += chunk
+    finally:
+        channel.close()
+        client.close()
+    assert [r.path for r in api.requests] == ["/a", "/b"]
+    assert data.endswith(b"\r\n\r\nBB")

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["ByteTransport", "Http1Server"]
 
 MAX_HEADER_BYTES = 64 * 1024
+# A keep-alive HTTP/1.1 GET: the request a cached serialization of a response answers.
+_TEMPLATE_REQUEST = b"GET / HTTP/1.1\r\nHost: curlfault\r\n\r\n"
 
 
 class ByteTransport(Protocol):
@@ -71,8 +73,8 @@ class Http1Server:
         self._process()
 
     def _process(self) -> None:
-        h = self.h11
         while not self._dead:
+            h = self.h11  # a new one after a response sent from its cached bytes
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
@@ -168,17 +170,28 @@ class Http1Server:
 
     def _send(self, request: Request, response: Response, close: bool = False) -> None:
         h = self.h11
-        headers = list(response.headers)
-        names = {k.lower() for k, _ in headers}
-        if "content-length" not in names and "transfer-encoding" not in names:
-            headers.append(("Content-Length", str(len(response.body))))
-        if close and "connection" not in names:
-            headers.append(("Connection", "close"))
-        out = [h.send(h11.Response(status_code=response.status, headers=headers)) or b""]
-        if response.body and request.method != "HEAD":
-            out.append(h.send(h11.Data(data=response.body)) or b"")
-        out.append(h.send(h11.EndOfMessage()) or b"")
-        data = b"".join(out)
+        data = None
+        if (
+            not close
+            and h.their_state is h11.DONE
+            and h.our_state is h11.SEND_RESPONSE
+            and h.their_http_version == b"1.1"
+            and request.method not in ("HEAD", "CONNECT")
+        ):
+            data = _keepalive_bytes(response)
+        if data:
+            # What h11 would write here is what it wrote for the template request: the
+            # framing depends only on the method, the HTTP version and keep-alive.
+            # h11 did not see this response: the next request goes to a fresh connection
+            # state with whatever the client already sent after this one.
+            trailing, closed = h.trailing_data
+            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            if trailing:
+                self.h11.receive_data(trailing)
+            if closed:
+                self.h11.receive_data(b"")
+        else:
+            data = _serialize(h, response, close, request.method != "HEAD")
         self.conn.event(f"response {response.status}, {len(data)} bytes")
         faults = [f for f in flatten(response.fault) if not isinstance(f, UploadFault)]
         if not faults:
@@ -245,6 +258,8 @@ class Http1Server:
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
             self._process()
+        elif h.our_state is h11.IDLE:  # sent from cached bytes: a fresh h11 state
+            self._process()
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         self._dead = True
@@ -283,3 +298,36 @@ class Http1Server:
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()
+
+
+def _keepalive_bytes(response: Response) -> bytes:
+    """h11's bytes for ``response`` to a keep-alive HTTP/1.1 GET, or b"" if it must close.
+
+    Made once per response object with a template connection and cached on the response.
+    """
+    data = response.wire.get("keepalive-get")
+    if data is None:
+        template = h11.Connection(h11.SERVER)
+        template.receive_data(_TEMPLATE_REQUEST)
+        template.next_event()
+        template.next_event()
+        data = _serialize(template, response, False, True)
+        if template.our_state is not h11.DONE:  # the response itself closes the connection
+            data = b""
+        response.wire["keepalive-get"] = data
+    return data
+
+
+def _serialize(h: h11.Connection, response: Response, close: bool, with_body: bool) -> bytes:
+    """``response`` as ``h`` frames it (adding Content-Length, and Connection: close)."""
+    headers = list(response.headers)
+    names = {k.lower() for k, _ in headers}
+    if "content-length" not in names and "transfer-encoding" not in names:
+        headers.append(("Content-Length", str(len(response.body))))
+    if close and "connection" not in names:
+        headers.append(("Connection", "close"))
+    out = [h.send(h11.Response(status_code=response.status, headers=headers)) or b""]
+    if response.body and with_body:
+        out.append(h.send(h11.Data(data=response.body)) or b"")
+    out.append(h.send(h11.EndOfMessage()) or b"")
+    return b"".join(out)
