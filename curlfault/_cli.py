@@ -20,7 +20,8 @@ import pycurl
 
 from . import __version__
 from ._errors import CurlFaultError
-from ._matrix import CASES, DEFAULT_TIMEOUT, FORMATS, Case, docs_table, render, run_matrix
+from ._matrix import CASES, DEFAULT_TIMEOUT, Case, run_matrix
+from ._matrix_render import FORMATS, docs_table, render
 from ._network import FakeNetwork
 from ._transports import ENDPOINT_TRANSPORTS as TRANSPORTS
 

@@ -5,7 +5,8 @@ Each ``Case`` declares one fault the way a test would (a setup function on a fre
 every case over every transport with real pycurl transfers to pinned fake hosts (no real
 host, no DNS), then checks that the network's descriptor ledger balances and that
 ``net.check()`` reports exactly the problem the case expects. ``curlfault matrix`` prints the
-result; a new fault adds its rows to ``CASES`` and nothing else.
+result (rendered by ``_matrix_render``); a new fault adds its rows to its protocol's module
+(``_matrix_http1``, ``_matrix_tls``, ``_matrix_h2``, ``_matrix_ws``) and nothing else.
 
     >>> from curlfault._matrix import run_matrix
     >>> rows = run_matrix(["socketpair"])
@@ -15,8 +16,6 @@ result; a new fault adds its rows to ``CASES`` and nothing else.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,18 +34,14 @@ from .protocols import http1 as _http1  # noqa: F401
 
 __all__ = [
     "CASES",
-    "FORMATS",
     "Case",
     "Row",
     "curlcode_name",
-    "docs_table",
-    "render",
     "run_case",
     "run_matrix",
 ]
 
 DEFAULT_TIMEOUT = 10.0  # seconds: pycurl TIMEOUT of every matrix transfer, so nothing hangs
-FORMATS = ("text", "markdown", "json")
 
 HOST = "matrix.test"
 URL = f"http://{HOST}/"
@@ -209,204 +204,8 @@ BIG_UPLOAD = b"u" * 3_000_000  # bigger than the socket buffers: the upload bloc
 GARBAGE = faults.garbage(b"SPAM SPAM\r\n\r\n")
 
 
-def _point_cases() -> list[Case]:
-    cut = {"status_line": 52, "headers": 0, "body_start": 18, "body": 18}
-    rows = [
-        Case(f"{faults.close(at=at)!r}", http_endpoint(faults.close(at=at)), URL, code)
-        for at, code in cut.items()
-    ]
-    rows += [
-        Case(
-            f"{faults.close(at=at)!r} chunked",
-            http_endpoint(faults.close(at=at), headers=CHUNKED),
-            URL,
-            18,
-        )
-        for at in ("chunk_size", "body", "last_chunk")
-    ]
-    return rows
-
-
-STREAM_CASES: tuple[Case, ...] = (
-    *_point_cases(),
-    Case(f"{faults.reset(at='body')!r}", http_endpoint(faults.reset(at="body")), URL, 56),
-    Case(f"{faults.stall()!r}", http_endpoint(faults.stall()), URL, 28, options=SHORT),
-    Case(
-        f"{faults.stall(at='body')!r}",
-        http_endpoint(faults.stall(at="body")),
-        URL,
-        28,
-        options=SHORT,
-    ),
-    Case(f"{faults.delay(0.05)!r} under TIMEOUT", http_endpoint(faults.delay(0.05)), URL, 0),
-    Case(
-        f"{faults.delay(1.0)!r} past TIMEOUT",
-        http_endpoint(faults.delay(1.0)),
-        URL,
-        28,
-        options=SHORT,
-    ),
-    Case(
-        f"{GARBAGE!r} as status line",
-        http_endpoint(GARBAGE),
-        URL,
-        faults.Garbage.curlcode,
-        note="not 8: libcurl decides the reply is not HTTP at all",
-    ),
-    Case(
-        f"{faults.drip(1000, chunk=10)!r} past TIMEOUT",
-        http_endpoint(faults.drip(1000, chunk=10)),
-        URL,
-        28,
-        options=SHORT,
-    ),
-    Case(
-        f"{faults.drip(500_000, chunk=100)!r}",
-        http_endpoint(faults.drip(500_000, chunk=100)),
-        URL,
-        0,
-    ),
-    Case(f"{faults.slicer(100, 0.002)!r}", http_endpoint(faults.slicer(100, 0.002)), URL, 0),
-    Case(
-        f"{faults.latency(0.01, jitter=0.01, seed=7)!r}",
-        http_endpoint(faults.latency(0.01, jitter=0.01, seed=7)),
-        URL,
-        0,
-    ),
-    Case(
-        f"{faults.slow_close(0.05)!r}",
-        http_endpoint(faults.slow_close(0.05)),
-        URL,
-        0,
-        note="the body has a Content-Length: the client is done before the FIN",
-    ),
-    Case(
-        f"{faults.delay(0.02) + faults.reset(after_bytes=100)!r}",
-        http_endpoint(faults.delay(0.02) + faults.reset(after_bytes=100)),
-        URL,
-        56,
-    ),
-    Case(f"{faults.bad_content_length()!r}", http_endpoint(faults.bad_content_length()), URL, 8),
-    Case(
-        f"{faults.conflicting_content_length()!r}",
-        http_endpoint(faults.conflicting_content_length()),
-        URL,
-        8,
-    ),
-    Case(f"{faults.body_length(10)!r} (shorter)", http_endpoint(faults.body_length(10)), URL, 18),
-    Case(
-        f"{faults.body_length(-10)!r} (longer)",
-        http_endpoint(faults.body_length(-10)),
-        URL,
-        0,
-        note="libcurl discards the excess and does not reuse the connection",
-    ),
-    Case(f"{faults.bad_chunk_size()!r}", http_endpoint(faults.bad_chunk_size()), URL, 56),
-    Case(
-        f"{faults.wrong_encoding()!r} with ACCEPT_ENCODING",
-        http_endpoint(faults.wrong_encoding()),
-        URL,
-        61,
-        options=(("ACCEPT_ENCODING", ""),),
-    ),
-    Case(
-        f"{faults.wrong_encoding()!r} without decoding",
-        http_endpoint(faults.wrong_encoding()),
-        URL,
-        0,
-    ),
-    Case(f"{faults.oversized_header()!r}", http_endpoint(faults.oversized_header()), URL, 100),
-    Case(
-        f"{faults.stop_reading(1000)!r} on a 3 MB POST",
-        http_endpoint(faults.stop_reading(1000), method="POST"),
-        URL,
-        28,
-        options=(*SHORT, ("POSTFIELDS", BIG_UPLOAD)),
-    ),
-    Case(
-        f"{faults.no_continue()!r}",
-        http_endpoint(faults.no_continue(), method="POST"),
-        URL,
-        0,
-        options=(
-            ("POSTFIELDS", b"y" * 100),
-            ("HTTPHEADER", ["Expect: 100-continue"]),
-            ("EXPECT_100_TIMEOUT_MS", 100),
-        ),
-        note="libcurl sends the body after EXPECT_100_TIMEOUT_MS",
-    ),
-    Case(
-        f"{faults.early_response()!r} 413 on a 3 MB POST",
-        http_endpoint(faults.early_response(), method="POST", status=413),
-        URL,
-        0,
-        options=(("POSTFIELDS", BIG_UPLOAD),),
-        note="libcurl stops sending and reports the 413",
-    ),
-)
-
-
-def dual_stack_endpoint(ipv6_fault: faults.ConnectionFault) -> Setup:
-    """A setup whose host resolves to IPv6 and IPv4: ``ipv6_fault`` on IPv6, IPv4 served."""
-
-    def setup(net: FakeNetwork, transport: str) -> None:
-        endpoint = net.http(HOST, transport=transport)
-        endpoint.connection_faults(ipv6_fault, family="ipv6")
-        endpoint.get("/").respond(200, body=BODY)
-
-    return setup
-
-
-CONNECT_MS = 100  # CONNECTTIMEOUT_MS of the rows that a connect timeout ends
-OWN_CONNECT = "libcurl's own connect to a reserved loopback port"
-CONNECTION_CASES: tuple[Case, ...] = (
-    Case(
-        f"{faults.connection_refused()!r} via connection_faults",
-        http_endpoint(connection_faults=[faults.connection_refused()]),
-        URL,
-        faults.ConnectionRefused.curlcode,
-        note=f"{OWN_CONNECT}, closed: the kernel answers RST",
-    ),
-    Case(
-        f"{faults.connect_timeout()!r} with CONNECTTIMEOUT_MS={CONNECT_MS}",
-        http_endpoint(connection_faults=[faults.connect_timeout()]),
-        URL,
-        faults.ConnectTimeout.curlcode,
-        options=(("CONNECTTIMEOUT_MS", CONNECT_MS),),
-        note=f"{OWN_CONNECT} whose accept queue is full: the kernel drops the SYN",
-    ),
-    Case(
-        f"{faults.slow_connect(0.2)!r}",
-        http_endpoint(connection_faults=[faults.slow_connect(0.2)]),
-        URL,
-        faults.SlowConnect.curlcode,
-        note="connects on the first SYN retransmission at or after 0.2 s: 1 s on Linux",
-    ),
-    Case(
-        f"{faults.slow_connect(2.0)!r} past CONNECTTIMEOUT_MS={CONNECT_MS}",
-        http_endpoint(connection_faults=[faults.slow_connect(2.0)]),
-        URL,
-        28,
-        options=(("CONNECTTIMEOUT_MS", CONNECT_MS),),
-    ),
-    Case(
-        f"{faults.connection_refused()!r} on IPv6, IPv4 served",
-        dual_stack_endpoint(faults.connection_refused()),
-        URL,
-        0,
-        note="happy eyeballs: libcurl falls back to IPv4 at once",
-    ),
-    Case(
-        f"{faults.connect_timeout()!r} on IPv6, IPv4 served",
-        dual_stack_endpoint(faults.connect_timeout()),
-        URL,
-        0,
-        note="happy eyeballs: libcurl starts IPv4 ~200 ms after the pending IPv6 attempt",
-    ),
-)
-
 # Protocol rows live in modules of their own; they import Case and the helpers above.
-from . import _matrix_h2, _matrix_tls, _matrix_ws  # noqa: E402
+from . import _matrix_h2, _matrix_http1, _matrix_tls, _matrix_ws  # noqa: E402
 
 CASES: tuple[Case, ...] = (
     Case("no fault (control GET)", http_endpoint(), URL, 0),
@@ -422,7 +221,7 @@ CASES: tuple[Case, ...] = (
         "http://down.matrix.test/",
         faults.Refuse.curlcode,
     ),
-    *CONNECTION_CASES,
+    *_matrix_http1.CONNECTION_CASES,
     Case(
         "unknown host, strict",
         http_endpoint(),
@@ -459,7 +258,7 @@ CASES: tuple[Case, ...] = (
         faults.Reset.curlcode,
         note="RST needs TCP: served over a loopback TCP pair on every transport",
     ),
-    *STREAM_CASES,
+    *_matrix_http1.STREAM_CASES,
     *_matrix_tls.CASES,
     *_matrix_h2.CASES,
     *_matrix_ws.CASES,
@@ -546,19 +345,6 @@ def run_case(case: Case, transport: str, *, timeout: float = DEFAULT_TIMEOUT) ->
     )
 
 
-def docs_table(cases: Sequence[Case] = CASES) -> str:
-    """The cases as the markdown table of docs/faults.md (documented codes, not measured)."""
-    lines = ["| fault | CURLcode | notes |", "|---|---|---|"]
-    for case in cases:
-        notes = case.note
-        if case.problem is not None:
-            extra = f"`check()` raises `{case.problem.__name__}`"
-            notes = f"{notes}; {extra}" if notes else extra
-        name = curlcode_name(case.expected)
-        lines.append(f"| `{case.label}` | {case.expected} `{name}` | {notes} |")
-    return "\n".join(lines)
-
-
 def run_matrix(
     transports: Iterable[str] = TRANSPORTS,
     cases: Sequence[Case] = CASES,
@@ -579,117 +365,3 @@ def run_matrix(
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return [run_case(case, t, timeout=timeout) for case in cases for t in chosen]
-
-
-# rendering ---------------------------------------------------------------------------------
-def header_line() -> str:
-    from . import __version__
-
-    return f"curlfault {__version__} fault matrix on {pycurl.version}"
-
-
-def _code(code: int | None) -> str:
-    if code is None:
-        return "error"
-    name = curlcode_name(code)
-    return f"{code} {name}" if name else str(code)
-
-
-def _transport(row: Row) -> str:
-    # Say so when the fake used another transport than the one asked for (reset needs TCP).
-    served = [t for t in row.served_over if t != row.transport]
-    return f"{row.transport}->{'+'.join(served)}" if served else row.transport
-
-
-def _cells(row: Row) -> list[str]:
-    return [
-        row.label,
-        _transport(row),
-        _code(row.expected),
-        _code(row.observed),
-        f"{row.ms:.1f}",
-        "ok" if row.ledger_ok else "LEAK",
-        "+".join(row.problems) or "-",
-        "OK" if row.ok else "MISMATCH",
-        row.message,
-    ]
-
-
-_COLUMNS = [
-    "fault",
-    "transport",
-    "expected",
-    "observed",
-    "ms",
-    "ledger",
-    "check",
-    "result",
-    "libcurl message",
-]
-
-
-def _summary(rows: Sequence[Row]) -> str:
-    bad = sum(not r.ok for r in rows)
-    return f"{len(rows)} rows: {len(rows) - bad} OK, {bad} MISMATCH"
-
-
-def _notes(rows: Sequence[Row]) -> list[str]:
-    """One "label: note" line per case that has a note, in row order."""
-    notes = dict.fromkeys(f"{r.label}: {r.note}" for r in rows if r.note)
-    return ["notes:", *(f"  {n}" for n in notes), ""] if notes else []
-
-
-def render_text(rows: Sequence[Row]) -> str:
-    """An aligned plain-text table with a header line and a summary."""
-    table = [_COLUMNS, *(_cells(r) for r in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS) - 1)]
-    lines = [header_line(), ""]
-    for line in table:
-        padded = [cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)]
-        lines.append("  ".join([*padded, line[-1]]).rstrip())
-    lines += ["", *_notes(rows), _summary(rows)]
-    return "\n".join(lines)
-
-
-def _md(cell: str) -> str:
-    return cell.replace("|", "\\|")
-
-
-def render_markdown(rows: Sequence[Row]) -> str:
-    """A GitHub-flavoured Markdown table, for docs and CI summaries."""
-    lines = [f"**{header_line()}**", ""]
-    lines.append("| " + " | ".join(_COLUMNS) + " |")
-    lines.append("|" + "|".join("---" for _ in _COLUMNS) + "|")
-    for row in rows:
-        cells = _cells(row)
-        cells[0] = f"`{cells[0]}`"
-        lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
-    notes = [f"- {_md(n.strip())}" if n else "" for n in _notes(rows)[1:]]
-    lines += ["", *notes, _summary(rows)]
-    return "\n".join(lines)
-
-
-def render_json(rows: Sequence[Row]) -> str:
-    """Versions, the overall verdict and every row as a JSON document."""
-    from . import __version__
-
-    doc = {
-        "curlfault": __version__,
-        "pycurl": pycurl.version,
-        "libcurl": pycurl.version_info()[1],
-        "python": sys.version.split()[0],
-        "ok": all(r.ok for r in rows),
-        "rows": [r.to_dict() for r in rows],
-    }
-    return json.dumps(doc, indent=2)
-
-
-def render(rows: Sequence[Row], fmt: str = "text") -> str:
-    """``rows`` as "text", "markdown" or "json"."""
-    if fmt == "text":
-        return render_text(rows)
-    if fmt == "markdown":
-        return render_markdown(rows)
-    if fmt == "json":
-        return render_json(rows)
-    raise UsageError(f"format {fmt!r} is not known; use one of {', '.join(FORMATS)}")

@@ -16,7 +16,8 @@ import curlfault
 from curlfault import UnexpectedConnection, UsageError, faults
 from curlfault._cli import main
 from curlfault._intercept import real_curl
-from curlfault._matrix import CASES, URL, Case, Row, http_endpoint, render, run_matrix
+from curlfault._matrix import CASES, URL, Case, Row, http_endpoint, run_matrix
+from curlfault._matrix_render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 
