@@ -334,3 +334,57 @@ def test_pipelined_requests_after_a_cached_response(curlfault) -> None:
         client.close()
     assert [r.path for r in api.requests] == ["/a", "/b"]
     assert data.endswith(b"\r\n\r\nBB")
+
+
+def _count_h11_reads(monkeypatch) -> list[bytes]:
+    import h11
+
+    seen: list[bytes] = []
+    real = h11.Connection.receive_data
+
+    def counting(self: h11.Connection, data: bytes) -> None:
+        seen.append(bytes(data))
+        real(self, data)
+
+    monkeypatch.setattr(h11.Connection, "receive_data", counting)
+    return seen
+
+
+def test_repeated_request_bytes_are_not_parsed_again(curlfault, monkeypatch) -> None:
+    """libcurl repeats byte-identical requests: h11's parse of the first answers the rest."""
+    api = curlfault.http("replay.test")
+    api.get("/same").respond(body="S")
+    seen = _count_h11_reads(monkeypatch)
+    results = [transfer("http://replay.test/same?n=1") for _ in range(3)]
+    assert [(r.code, r.body) for r in results] == [(0, b"S")] * 3
+    # Each request is its own record, on its own connection, as if parsed each time.
+    assert len({id(r) for r in api.requests}) == 3
+    assert [r.connection_id for r in api.requests] == [c.id for c in api.connections]
+    assert {(r.method, r.target, r.header("host")) for r in api.requests} == {
+        ("GET", "/same?n=1", "replay.test")
+    }
+    request_reads = [d for d in seen if d.startswith(b"GET /same")]
+    assert len(request_reads) == 1, request_reads  # parsed once, replayed twice
+
+
+def test_replayed_head_and_post_still_follow_h11(curlfault) -> None:
+    api = curlfault.http("replay.test")
+    api.get("/f").respond(body=b"12345")
+    api.post("/p").respond(201, body="made")
+    heads = [transfer("http://replay.test/f", NOBODY=1) for _ in range(2)]
+    assert [(r.code, r.status, r.body) for r in heads] == [(0, 200, b"")] * 2
+    assert all(b"content-length: 5" in r.headers.lower() for r in heads)
+    posts = [transfer("http://replay.test/p", POSTFIELDS="a=1") for _ in range(2)]
+    assert [(r.code, r.status, r.body) for r in posts] == [(0, 201, b"made")] * 2
+    assert [r.body for r in api.requests] == [b"", b"", b"a=1", b"a=1"]
+
+
+def test_upload_fault_on_a_repeated_request_is_applied(curlfault) -> None:
+    """A request replayed from h11's earlier parse still meets its route's upload fault."""
+    api = curlfault.http("replay.test")
+    api.post("/up").respond(201).respond(413, fault=faults.early_response())
+    first = transfer("http://replay.test/up", POSTFIELDS="a=1")
+    second = transfer("http://replay.test/up", POSTFIELDS="a=1")
+    assert (first.code, first.status) == (0, 201)
+    assert (second.code, second.status) == (0, 413)
+    assert [r.body for r in api.requests] == [b"a=1", b""]  # answered before its body

@@ -33,6 +33,14 @@ __all__ = ["ByteTransport", "Http1Server"]
 MAX_HEADER_BYTES = 64 * 1024
 # A keep-alive HTTP/1.1 GET: the request a cached serialization of a response answers.
 _TEMPLATE_REQUEST = b"GET / HTTP/1.1\r\nHost: curlfault\r\n\r\n"
+# What h11 parsed from a fresh connection state, by the exact bytes it was given: libcurl
+# sends byte-identical requests for repeated transfers, and h11 parses the same bytes in
+# the same state the same way, so a repeat is answered without parsing it again. Only
+# whole keep-alive requests that arrived in one read are kept, and a bounded number.
+_Parsed = tuple[str, str, tuple[tuple[str, str], ...], str, bytes]
+_PARSED: dict[bytes, _Parsed] = {}
+_PARSED_MAX = 512
+_PARSED_MAX_BYTES = 4096
 
 
 class ByteTransport(Protocol):
@@ -58,10 +66,20 @@ class Http1Server:
         self._plan: Plan | None = None  # a faulted response still being played
         self._upload: UploadFault | None = None
         self._body_seen = 0
+        self._fresh = True  # h11 has seen nothing since it was made
+        self._candidate: bytes | None = None  # the read that may hold one whole request
 
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return
+        self._candidate = None
+        if self._fresh and self._plan is None:
+            self._fresh = False
+            parsed = _PARSED.get(data)
+            if parsed is not None and self._replay(data, parsed):
+                return
+            if len(data) <= _PARSED_MAX_BYTES:
+                self._candidate = data
         self.h11.receive_data(data)
         if self._plan is None:  # pipelined requests wait for the faulted response
             self._process()
@@ -69,6 +87,8 @@ class Http1Server:
     def eof_received(self) -> None:
         if self._dead:
             return
+        self._fresh = False
+        self._candidate = None
         self.h11.receive_data(b"")
         self._process()
 
@@ -100,6 +120,7 @@ class Http1Server:
                     self._stop_reading()
                     return
             elif isinstance(event, h11.EndOfMessage):
+                self._remember_parse(h)
                 self._complete()
                 if self._dead or self._plan is not None:
                     return
@@ -112,6 +133,77 @@ class Http1Server:
             elif isinstance(event, h11.ConnectionClosed):
                 self._dead = True
                 return
+
+    def _remember_parse(self, h: h11.Connection) -> None:
+        """Keep what h11 parsed from ``_candidate`` if it was exactly one keep-alive request."""
+        data, request = self._candidate, self._request
+        self._candidate = None
+        if (
+            data is None
+            or request is None
+            or self._upload is not None
+            or h.their_state is not h11.DONE
+            or h.trailing_data[0]
+            or request.header("expect") is not None
+            or len(_PARSED) >= _PARSED_MAX
+        ):
+            return
+        body = b"".join(self._body)
+        _PARSED[data] = (
+            request.method,
+            request.target,
+            tuple(request.headers),
+            request.http_version,
+            body,
+        )
+
+    def _replay(self, data: bytes, parsed: _Parsed) -> bool:
+        """Answer a request whose bytes h11 parsed before; False to parse it now instead."""
+        method, target, headers, version, body = parsed
+        ep = self.endpoint
+        request = Request(
+            method=method,
+            target=target,
+            headers=list(headers),
+            http_version=version,
+            scheme=ep.scheme,
+            host=ep.host,
+            port=ep.port or 0,
+            connection_id=self.conn.id,
+        )
+        route = ep.match(request)
+        if route is not None and any(
+            isinstance(f, UploadFault) for f in flatten(route.peek_fault())
+        ):
+            return False  # upload faults act while the request streams in
+        self._request = request
+        self.conn.event(f"request {method} {target}")
+        request.body = body
+        response = ep.dispatch(request, self.conn)
+        wire = b""
+        if version == "1.1" and method not in ("HEAD", "CONNECT"):
+            wire = _keepalive_bytes(response)
+        if wire:
+            self._fresh = True  # h11 never saw this exchange: still fresh
+            self._emit(wire, response, False)
+            return True
+        # The response needs h11 (HEAD, a closing response): let it parse the same bytes,
+        # which gives the same request, so that it is in the state its send() expects.
+        h = self.h11
+        h.receive_data(data)
+        if not isinstance(h.next_event(), h11.Request) or not isinstance(
+            h.next_event(), h11.EndOfMessage
+        ):  # pragma: no cover - h11 is deterministic
+            raise RuntimeError(f"h11 parsed {data!r} differently the second time")
+        self._send(request, response)
+        if self._dead or self._plan is not None:
+            return True
+        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+            self._dead = True
+            self.transport.finish()
+        elif h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+        return True
 
     def _start(self, event: h11.Request) -> None:
         ep = self.endpoint
@@ -186,12 +278,17 @@ class Http1Server:
             # state with whatever the client already sent after this one.
             trailing, closed = h.trailing_data
             self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            self._fresh = not trailing and not closed
             if trailing:
                 self.h11.receive_data(trailing)
             if closed:
                 self.h11.receive_data(b"")
         else:
             data = _serialize(h, response, close, request.method != "HEAD")
+        self._emit(data, response, close)
+
+    def _emit(self, data: bytes, response: Response, close: bool) -> None:
+        """Write a serialized response, or play it with its faults."""
         self.conn.event(f"response {response.status}, {len(data)} bytes")
         faults = [f for f in flatten(response.fault) if not isinstance(f, UploadFault)]
         if not faults:
