@@ -232,8 +232,10 @@ class AlpnMismatch(TlsFault):
     """The server speaks none of the protocols the client offers by ALPN.
 
     As RFC 7301 requires, it answers the ClientHello with the fatal alert
-    ``no_application_protocol`` (120): 35. (A server that instead *selects* a protocol the
-    client did not offer cannot be produced with Python's ``ssl``, and is not modelled.)
+    ``no_application_protocol`` (120): 35. A client that offers no ALPN at all
+    (``SSL_ENABLE_ALPN=0``) cannot mismatch: its handshake goes on and succeeds (0). A server
+    that instead *selects* a protocol the client did not offer cannot be produced with
+    Python's ``ssl``, and is not modelled.
     """
 
     curlcode: ClassVar[int] = 35

@@ -168,7 +168,6 @@ class TlsServerConfig:
                 ssl.CERT_REQUIRED if self.client_cert == "required" else ssl.CERT_OPTIONAL
             )
             ctx.load_verify_locations(cadata=self.ca.cert_pem.bytes().decode("ascii"))
-        ctx.sni_callback = _record_sni
 
     def context_for(self, fault: TlsFault | None) -> ssl.SSLContext:
         """The server context a connection with ``fault`` is served with."""
@@ -202,13 +201,6 @@ class TlsServerConfig:
         if isinstance(fault, PinnedKeyMismatch):
             return self.ca.issue_cert(self.host)  # the same name and CA, a fresh key
         return self.ca.issue_cert(self.host)
-
-
-def _record_sni(obj: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
-    # The server side of an SSLObject has no server_hostname: SNI is only seen here.
-    layer = getattr(obj, "_cf_layer", None)
-    if isinstance(layer, TlsLayer):
-        layer.conn.tls["sni"] = server_name
 
 
 def parse_client_hello(data: bytes) -> dict[str, Any] | None:
@@ -296,13 +288,12 @@ class TlsLayer:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self.obj = config.context_for(fault).wrap_bio(self._in, self._out, server_side=True)
-        self.obj._cf_layer = self  # type: ignore[attr-defined]  # for the SNI callback
-        # Faults that act on the raw ClientHello: its bytes are kept here, never decrypted.
-        self._hello: bytearray | None = (
-            bytearray()
-            if isinstance(fault, (HandshakeClose, HandshakeReset, TlsAlert, AlpnMismatch))
-            else None
-        )
+        # The ClientHello's bytes until it is whole. SNI and the offered ALPN list are read
+        # from it, not from OpenSSL: the server side of an SSLObject has no server_hostname,
+        # and a handshake that fails (or never starts, below) has them too.
+        self._hello: bytearray | None = bytearray()
+        # Handshake faults: the ClientHello never reaches OpenSSL; the fault answers it.
+        self._raw = isinstance(fault, (HandshakeClose, HandshakeReset, TlsAlert, AlpnMismatch))
         self.protocol: StreamProtocol | None = None
         # Chooses the protocol once ALPN is known (HTTP/2 or HTTP/1.1 on one endpoint).
         self._choose: Callable[[str | None], StreamProtocol] | None = None
@@ -332,8 +323,22 @@ class TlsLayer:
     # from the channel (ciphertext) -------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._hello is not None:
-            self._raw_hello(data)
-            return
+            hello = self._hello
+            hello += data
+            fields = parse_client_hello(bytes(hello))
+            if fields is not None or len(hello) > 65536:  # whole, or not TLS at all
+                self._hello = None
+                fields = fields or {}
+                offered = fields.get("alpn_offered")
+                self.conn.tls.update(sni=fields.get("sni"), alpn_offered=offered)
+                if self._raw and isinstance(self.fault, AlpnMismatch) and not offered:
+                    # A client that offers no ALPN cannot mismatch: the handshake goes on.
+                    self.conn.event("alpn_mismatch(): the client offered no ALPN")
+                    self._raw, data = False, bytes(hello)
+                elif self._raw:
+                    self._fail_handshake()
+        if self._raw:
+            return  # a handshake fault: nothing reaches OpenSSL
         self._in.write(data)
         if not self.handshaken:
             try:
@@ -376,7 +381,6 @@ class TlsLayer:
 
     def _record(self) -> None:
         obj = self.obj
-        self.conn.tls.setdefault("sni", None)
         self.conn.tls.update(
             version=obj.version(),
             cipher=(obj.cipher() or ("",))[0],
@@ -385,29 +389,19 @@ class TlsLayer:
         )
         self.conn.event(f"TLS handshake done ({obj.version()})")
 
-    def _raw_hello(self, data: bytes) -> None:
-        """A handshake fault: read the ClientHello ourselves, then fail the handshake."""
-        hello = self._hello
-        assert hello is not None
-        if self._closing:
-            return
-        hello += data
-        fields = parse_client_hello(bytes(hello))
-        if fields is None:
-            return
+    def _fail_handshake(self) -> None:
+        """A handshake fault, once the whole ClientHello is in: stop, reset, or alert."""
         self._closing = True
         self._handshake_over()
-        self.conn.tls.update(sni=fields.get("sni"), alpn_offered=fields.get("alpn_offered", []))
-        self.conn.event(f"read the ClientHello ({len(hello)} bytes)")
         fault = self.fault
+        self.conn.event(f"read the ClientHello; fault {fault!r}")
         if isinstance(fault, HandshakeReset):
             self.channel.abort()
-        elif isinstance(fault, (TlsAlert, AlpnMismatch)):
+            return
+        if isinstance(fault, (TlsAlert, AlpnMismatch)):
             self.conn.event(f"sent fatal alert {fault.code}")
             self.channel.write(alert_record(fault.code))
-            self.channel.finish()
-        else:
-            self.channel.finish()
+        self.channel.finish()
 
     def eof_received(self) -> None:
         if self.protocol is not None and self.handshaken:
