@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import pycurl
+
 from . import _intercept
 from ._errors import (
     CallbackError,
@@ -44,8 +46,6 @@ from .faults import (
 )
 
 if TYPE_CHECKING:
-    import pycurl
-
     from ._tls import ClientCert
 
 
@@ -235,7 +235,12 @@ class FakeNetwork:
         wiring = Wiring(
             self, _intercept.caller_site(), trust=self.trust if trust is None else trust
         )
+        previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
+        if previous is not None:
+            wiring.user_trust = previous.user_trust  # the client's own CA settings stay
         wiring.install(curl, attached=True)
+        if previous is not None and getattr(previous, "trust", False) and not wiring.trust:
+            curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
         if isinstance(curl, _intercept.InterceptedCurl):
             # A handle another router (a tracker, another network) wired: its perform()
             # and setopt() overrides must now consult this wiring.

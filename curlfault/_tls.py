@@ -18,6 +18,7 @@ import hashlib
 import ssl
 import struct
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -155,10 +156,13 @@ class TlsServerConfig:
     ) -> None:
         leaf.configure_cert(ctx)
         low, high = versions
-        if low is not None:
-            ctx.minimum_version = _VERSIONS[low]
-        if high is not None:
-            ctx.maximum_version = _VERSIONS[high]
+        with warnings.catch_warnings():
+            # TLS 1.0 and 1.1 are deprecated: serving them on purpose is the fault.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if low is not None:
+                ctx.minimum_version = _VERSIONS[low]
+            if high is not None:
+                ctx.maximum_version = _VERSIONS[high]
         if (low or high) in ("TLSv1", "TLSv1.1"):
             ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS < 1.2 only so
         if self.alpn:
