@@ -329,11 +329,10 @@ class HttpEndpoint(Endpoint):
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
 
     @property
-    def pin(self) -> str:
-        """The ``PINNEDPUBLICKEY`` value (``sha256//...``) of the key this HTTPS endpoint serves."""
-        if self.tls is None:
-            raise UsageError(f"{self!r} serves plain HTTP: it has no key to pin")
-        return self.tls.pin
+    def pin(self) -> str | None:
+        """The ``PINNEDPUBLICKEY`` value (``sha256//...``) of the key this HTTPS endpoint
+        serves; None for plain HTTP."""
+        return self.tls.pin if self.tls is not None else None
 
     @property
     def requests(self) -> list[Request]:

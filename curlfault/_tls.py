@@ -280,6 +280,9 @@ def alert_record(code: int) -> bytes:
     return bytes([21, 3, 3, 0, 2, 2, code])
 
 
+ClientCert.__module__ = "curlfault"
+
+
 class TlsLayer:
     """Server-side TLS over one channel."""
 
