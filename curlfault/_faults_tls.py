@@ -93,11 +93,13 @@ class TlsFault(ConnectionFault):
 
     def check_endpoint(self, endpoint: Endpoint) -> None:
         """Raise ``UsageError`` unless ``endpoint`` serves TLS (called at declaration)."""
-        if getattr(endpoint, "tls", None) is None:
+        tls = getattr(endpoint, "tls", None)
+        if tls is None:
             raise UsageError(
                 f"{self!r} is a TLS fault, but {endpoint!r} serves plain HTTP; declare the "
                 f"host with net.https({endpoint.host!r}) to give it TLS faults"
             )
+        tls.context_for(self)  # made now, in the declaring thread, not inside perform()
 
 
 @dataclass(frozen=True, repr=False)
