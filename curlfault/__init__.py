@@ -26,12 +26,14 @@ from ._intercept import InterceptedCurl
 from ._ledger import Ledger, LedgerReport, SocketRecord
 from ._loop import Loop
 from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
+from ._tls import ClientCert
 from ._tracking import Tracker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CallbackError",
+    "ClientCert",
     "ClientError",
     "Connection",
     "CurlFaultError",

@@ -32,6 +32,7 @@ from .faults import (
     Reset,
     SlowConnect,
     StreamFault,
+    TlsFault,
 )
 from .protocols.http1 import Http1Server
 
@@ -167,6 +168,10 @@ class Endpoint:
                 raise UsageError(f"{f!r} is not a connection fault{hint}")
             if isinstance(f, SlowConnect):
                 release_delay(f.seconds, syn_schedule())  # beyond the kernel's retries: raises
+            if isinstance(f, TlsFault):
+                f.check_endpoint(self)  # a plain HTTP endpoint: UsageError
+        if any(isinstance(f, TlsFault) and f.needs_tcp for f in faults):
+            self._needs_tcp = self._needs_tcp or self.transport == "socketpair"
         before = self.pin_entries()
         previous = (self._faults.get(family), self.dual_stack)
         self._faults[family] = _Sequence(faults)
@@ -322,6 +327,12 @@ class HttpEndpoint(Endpoint):
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+    @property
+    def pin(self) -> str | None:
+        """The ``PINNEDPUBLICKEY`` value (``sha256//...``) of the key this HTTPS endpoint
+        serves; None for plain HTTP."""
+        return self.tls.pin if self.tls is not None else None
 
     @property
     def requests(self) -> list[Request]:

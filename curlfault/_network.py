@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import pycurl
+
 from . import _intercept
 from ._errors import (
     CallbackError,
@@ -40,10 +42,11 @@ from .faults import (
     ConnectTimeout,
     Refuse,
     SlowConnect,
+    TlsFault,  # served by the endpoint's TLS layer
 )
 
 if TYPE_CHECKING:
-    import pycurl
+    from ._tls import ClientCert
 
 
 from ._endpoints import (
@@ -119,15 +122,40 @@ class FakeNetwork:
         ep = HttpEndpoint(self, _host(host), _port(port), self._alias(), transport)
         return self._add(ep)  # type: ignore[return-value]
 
-    def https(self, host: str, port: int = 443, *, transport: str = "socketpair") -> HttpEndpoint:
-        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed."""
+    def https(
+        self,
+        host: str,
+        port: int = 443,
+        *,
+        transport: str = "socketpair",
+        client_cert: str | None = None,
+        tls_versions: tuple[str | None, str | None] = (None, None),
+        alpn: tuple[str, ...] = ("http/1.1",),
+    ) -> HttpEndpoint:
+        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed.
+
+        ``client_cert="required"`` (or ``"optional"``) asks every client for a certificate
+        that ``net.ca`` issued (see ``client_cert()``); ``tls_versions=(min, max)`` bounds
+        the TLS versions served ("TLSv1.2", ...; None for no bound); ``alpn`` lists the
+        protocols offered by ALPN, in order of preference (empty: no ALPN).
+        """
         from ._tls import TlsServerConfig
 
         host = _host(host)
-        tls = TlsServerConfig.for_host(self.ca, host)
+        tls = TlsServerConfig.for_host(
+            self.ca, host, alpn, client_cert=client_cert, versions=tls_versions
+        )
         self.has_tls = True
         ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls)
         return self._add(ep)  # type: ignore[return-value]
+
+    def client_cert(self, name: str = "client.curlfault.test") -> ClientCert:
+        """A client certificate for ``name`` issued by ``net.ca``, for mutual TLS."""
+        from ._tls import ClientCert
+
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"client_cert(name=...) must be a non-empty str, got {name!r}")
+        return ClientCert.issue(self.ca, name)
 
     def refuse(self, host: str, port: int | None = None) -> Endpoint:
         """Refuse every connection to ``host`` (on every port when ``port`` is None)."""
@@ -207,7 +235,12 @@ class FakeNetwork:
         wiring = Wiring(
             self, _intercept.caller_site(), trust=self.trust if trust is None else trust
         )
+        previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
+        if previous is not None:
+            wiring.user_trust = previous.user_trust  # the client's own CA settings stay
         wiring.install(curl, attached=True)
+        if previous is not None and getattr(previous, "trust", False) and not wiring.trust:
+            curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
         if isinstance(curl, _intercept.InterceptedCurl):
             # A handle another router (a tracker, another network) wired: its perform()
             # and setopt() overrides must now consult this wiring.
@@ -295,7 +328,7 @@ class FakeNetwork:
             return None
         if isinstance(fault, _SELF_CONNECT) or ep.transport == "listener":
             return self._own_connect(ep, conn, ip, port, fault, wiring)
-        if fault is not None:  # pragma: no cover - every connection fault is handled above
+        if fault is not None and not isinstance(fault, TlsFault):  # pragma: no cover
             raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
         kind = "tcp" if ep._needs_tcp else ep.transport
         client, server = make_pair(kind)

@@ -1,0 +1,383 @@
+"""TLS on real pycurl: trust, per-connection records, TLS faults (CURLcodes, sequences,
+ledger) over every transport, endpoint TLS settings, mutual TLS and key pinning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pycurl
+import pytest
+import trustme
+from cfhelpers import transfer
+
+from curlfault import FakeNetwork, UsageError, faults
+from curlfault._tls import ClientCert, TlsServerConfig, alert_record, parse_client_hello
+
+TRANSPORTS = ["socketpair", "tcp", "listener"]
+URL = "https://secure.test/"
+BODY = b"x" * 1000
+
+
+def serve(curlfault: FakeNetwork, transport: str = "socketpair", **kw: Any) -> Any:
+    ep = curlfault.https("secure.test", transport=transport, **kw)
+    ep.get("/").respond(200, body=BODY)
+    return ep
+
+
+# trust -------------------------------------------------------------------------------
+
+
+@pytest.mark.curlfault(intercept=False)
+def test_attach_trusts_the_network_ca_unless_told_not_to(curlfault) -> None:
+    serve(curlfault)
+    trusted = curlfault.attach(pycurl.Curl())
+    untrusted = curlfault.attach(pycurl.Curl(), trust=False)
+    try:
+        assert transfer(URL, curl=trusted).code == 0
+        assert transfer(URL, curl=untrusted).code == 60
+    finally:
+        trusted.close()
+        untrusted.close()
+    assert curlfault.ledger.audit().ok
+
+
+def test_attach_trust_false_on_an_intercepted_handle(curlfault) -> None:
+    serve(curlfault)
+    curl = curlfault.attach(pycurl.Curl(), trust=False)  # wired by intercept(), then attached
+    try:
+        assert transfer(URL, curl=curl).code == 60
+    finally:
+        curl.close()
+
+
+def test_attach_trust_true_overrides_an_untrusting_network() -> None:
+    with FakeNetwork(trust=False) as net:
+        net.https("secure.test").get("/").respond(body="ok")
+        curl = net.attach(pycurl.Curl(), trust=True)
+        try:
+            r = transfer(URL, curl=curl)
+        finally:
+            curl.close()
+        assert (r.code, r.body) == (0, b"ok")
+
+
+def test_a_client_that_disables_verification_is_not_given_the_ca(curlfault) -> None:
+    serve(curlfault).connection_faults(faults.untrusted_ca())
+    # SSL_VERIFYPEER=0 is the client's own trust choice: the untrusted chain passes.
+    assert transfer(URL, SSL_VERIFYPEER=0).code == 0
+
+
+# records -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_each_connection_records_sni_version_cipher_and_alpn(curlfault, transport) -> None:
+    ep = serve(curlfault, transport)
+    assert transfer(URL).code == 0
+    assert transfer(URL, SSLVERSION=pycurl.SSLVERSION_MAX_TLSv1_2).code == 0
+    first, second = (c.tls for c in ep.connections)
+    assert first["sni"] == second["sni"] == "secure.test"
+    assert first["alpn_offered"] == ["h2", "http/1.1"]
+    assert first["alpn"] == second["alpn"] == "http/1.1"
+    assert (first["version"], second["version"]) == ("TLSv1.3", "TLSv1.2")
+    assert first["cipher"].startswith("TLS_")
+    assert second["cipher"]
+    assert not second["cipher"].startswith("TLS_")
+    assert first["client_cert"] is None
+
+
+def test_a_client_without_alpn_negotiates_none(curlfault) -> None:
+    ep = serve(curlfault)
+    assert transfer(URL, SSL_ENABLE_ALPN=0).code == 0
+    assert ep.connections[0].tls["alpn_offered"] == []
+    assert ep.connections[0].tls["alpn"] is None
+
+
+def test_an_ip_literal_sends_no_sni(curlfault) -> None:
+    ep = curlfault.https("10.9.8.7")
+    ep.get("/").respond(body="ip")
+    r = transfer("https://10.9.8.7/")
+    assert (r.code, r.body) == (0, b"ip")
+    assert ep.connections[0].tls["sni"] is None
+
+
+def test_parse_client_hello_whole_split_and_not_tls() -> None:
+    # A minimal ClientHello: version, random, empty session id, one suite, null compression,
+    # then SNI "a.test" and ALPN ["h2"].
+    sni = b"\x00\x00" + (11).to_bytes(2, "big") + b"\x00\x09\x00\x00\x06a.test"
+    alpn = b"\x00\x10" + (5).to_bytes(2, "big") + b"\x00\x03\x02h2"
+    exts = sni + alpn
+    hello = b"\x03\x03" + b"r" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    hello += len(exts).to_bytes(2, "big") + exts
+    msg = b"\x01" + len(hello).to_bytes(3, "big") + hello
+    record = b"\x16\x03\x01" + len(msg).to_bytes(2, "big") + msg
+    assert parse_client_hello(record) == {"sni": "a.test", "alpn_offered": ["h2"]}
+    # Fed in pieces: nothing until it is whole.
+    assert all(parse_client_hello(record[:n]) is None for n in range(len(record)))
+    # Split across two handshake records.
+    half = len(msg) // 2
+    two = b"".join(
+        b"\x16\x03\x01" + len(part).to_bytes(2, "big") + part for part in (msg[:half], msg[half:])
+    )
+    assert parse_client_hello(two) == {"sni": "a.test", "alpn_offered": ["h2"]}
+    assert "error" in (parse_client_hello(b"GET / HTTP/1.1\r\n\r\n") or {})
+    assert alert_record(40) == b"\x15\x03\x03\x00\x02\x02\x28"
+
+
+# faults: codes over every transport ----------------------------------------------------
+
+CODES = [
+    (faults.untrusted_ca(), {}, 60),
+    (faults.hostname_mismatch(), {}, 60),
+    (faults.expired_cert(), {}, 60),
+    (faults.not_yet_valid_cert(), {}, 60),
+    (faults.tls_version(), {}, 35),
+    (faults.tls_version("TLSv1"), {}, 35),
+    (faults.tls_version("TLSv1.2"), {"SSLVERSION": pycurl.SSLVERSION_TLSv1_3}, 35),
+    (faults.handshake_close(), {}, 35),
+    (faults.handshake_reset(), {}, 35),
+    (faults.tls_alert(), {}, 35),
+    (faults.tls_alert("internal_error"), {}, 35),
+    (faults.tls_alert(112), {}, 35),
+    (faults.alpn_mismatch(), {}, 35),
+    (faults.pinned_key_mismatch(), {"PINNEDPUBLICKEY": "pin"}, 90),
+    (faults.pinned_key_mismatch(), {}, 0),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("fault", "options", "code"), CODES, ids=[f"{c[0]!r}{sorted(c[1])}" for c in CODES]
+)
+def test_tls_fault_codes(curlfault, fault, options, code, transport) -> None:
+    ep = serve(curlfault, transport).connection_faults(fault)
+    opts = {k: ep.pin if v == "pin" else v for k, v in options.items()}
+    assert transfer(URL, **opts).code == code
+    assert curlfault.ledger.audit().ok
+    conn = ep.connections[0]
+    assert conn.fault == fault
+    assert conn.tls["sni"] == "secure.test"  # read from the ClientHello, even on failure
+    if isinstance(fault, faults.HandshakeReset) and transport == "socketpair":
+        assert conn.transport == "tcp"  # an RST needs TCP
+
+
+def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
+    # Sanity: the certificate is good for the host; only the CA differs.
+    ep = serve(curlfault).connection_faults(faults.untrusted_ca(), faults.untrusted_ca())
+    assert transfer(URL).code == 60
+    assert transfer(URL, SSL_VERIFYPEER=0).code == 0
+    assert [c.tls["version"] for c in ep.connections] == ["TLSv1.3", "TLSv1.3"]
+
+
+def test_hostname_mismatch_passes_without_host_verification(curlfault) -> None:
+    serve(curlfault).connection_faults(faults.hostname_mismatch(), faults.hostname_mismatch())
+    # A handle that sets SSL_VERIFYHOST configures its own trust: it names the CA too.
+    ca = curlfault.ca.cert_pem.bytes()
+    assert transfer(URL, CAINFO_BLOB=ca).code == 60
+    assert transfer(URL, CAINFO_BLOB=ca, SSL_VERIFYHOST=0).code == 0
+
+
+def test_alert_reaches_the_client_as_sent(curlfault) -> None:
+    ep = serve(curlfault).connection_faults(faults.tls_alert("access_denied"))
+    assert transfer(URL).code == 35
+    assert any("sent fatal alert 49" in text for _, text in ep.connections[0].events)
+
+
+def test_alpn_mismatch_without_an_alpn_offer_is_no_mismatch(curlfault) -> None:
+    ep = serve(curlfault).connection_faults(faults.alpn_mismatch())
+    assert transfer(URL, SSL_ENABLE_ALPN=0).code == 0
+    assert ep.connections[0].tls["alpn"] is None
+
+
+def test_the_first_connection_meets_the_fault_and_the_retry_succeeds(curlfault) -> None:
+    ep = serve(curlfault).connection_faults(faults.expired_cert(), None, faults.handshake_close())
+    codes = [transfer(URL).code for _ in range(4)]
+    assert codes == [60, 0, 35, 0]
+    assert [c.fault for c in ep.connections] == [
+        faults.expired_cert(),
+        None,
+        faults.handshake_close(),
+        None,
+    ]
+    assert len(ep.requests) == 2
+    assert curlfault.ledger.audit().ok
+
+
+def test_one_handle_retries_on_a_fresh_connection(curlfault) -> None:
+    serve(curlfault).connection_faults(faults.tls_alert())
+    curl = pycurl.Curl()
+    try:
+        assert transfer(URL, curl=curl).code == 35
+        r = transfer(URL, curl=curl)
+        assert (r.code, r.body) == (0, BODY)
+    finally:
+        curl.close()
+
+
+def test_tls_faults_compose_with_stream_faults(curlfault) -> None:
+    ep = curlfault.https("secure.test")
+    ep.get("/").respond(200, body=BODY, fault=faults.reset(after_bytes=500))
+    ep.connection_faults(faults.not_yet_valid_cert())
+    assert transfer(URL).code == 60
+    assert transfer(URL).code == 56  # the reset made the endpoint serve over TCP
+    assert {c.transport for c in ep.connections} == {"tcp"}
+
+
+def test_tls_faults_per_address_family(curlfault) -> None:
+    ep = serve(curlfault).connection_faults(faults.tls_alert(), family="ipv6")
+    assert transfer(URL).code == 35  # happy eyeballs: the IPv6 handshake fails with an alert
+    assert ep.connections[0].family == "ipv6"
+
+
+# no_close_notify -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("response", "clean", "bare"),
+    [
+        ({"headers": {"Connection": "close"}}, 0, 0),
+        ({"fault": faults.close(at="body")}, 18, 56),
+        ({"fault": faults.close(0)}, 52, 56),
+    ],
+    ids=["complete-then-close", "cut-mid-body", "cut-before-any-byte"],
+)
+def test_no_close_notify(curlfault, transport, response, clean, bare) -> None:
+    ep = curlfault.https("secure.test", transport=transport)
+    ep.get("/").respond(200, body=BODY, **response)
+    ep.connection_faults(None, faults.no_close_notify())
+    assert transfer(URL).code == clean  # close_notify, then FIN
+    assert transfer(URL).code == bare  # FIN alone
+    assert any("without close_notify" in t for _, t in ep.connections[1].events)
+    assert curlfault.ledger.audit().ok
+
+
+# endpoint settings ---------------------------------------------------------------------
+
+
+def test_tls_versions_bound_the_versions_served(curlfault) -> None:
+    ep = serve(curlfault, tls_versions=("TLSv1.2", "TLSv1.2"))
+    assert transfer(URL).code == 0
+    assert transfer(URL, SSLVERSION=pycurl.SSLVERSION_TLSv1_3).code == 35
+    assert ep.connections[0].tls["version"] == "TLSv1.2"
+
+
+def test_alpn_offered_by_the_server(curlfault) -> None:
+    ep = serve(curlfault, alpn=())
+    assert transfer(URL).code == 0
+    assert ep.connections[0].tls["alpn"] is None
+    assert ep.connections[0].tls["alpn_offered"] == ["h2", "http/1.1"]
+
+
+def test_for_host_keeps_its_signature(curlfault_ca) -> None:
+    config = TlsServerConfig.for_host(curlfault_ca, "h2.test", alpn=("h2", "http/1.1"))
+    assert config.alpn == ("h2", "http/1.1")
+    assert config.pin.startswith("sha256//")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"client_cert": "yes"}, "client_cert='yes'"),
+        ({"tls_versions": ("TLSv1.2",)}, "(min, max)"),
+        ({"tls_versions": ("SSLv3", None)}, "'SSLv3'"),
+        ({"alpn": "h2"}, "alpn='h2'"),
+        ({"alpn": ("h2", "")}, "alpn="),
+    ],
+)
+def test_https_settings_are_validated(curlfault, kwargs, words) -> None:
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        curlfault.https("secure.test", **kwargs)
+
+
+def test_fault_arguments_are_validated() -> None:
+    with pytest.raises(UsageError, match="not a TLS version"):
+        faults.tls_version("SSLv3")
+    with pytest.raises(UsageError, match=r"faults\.ALERTS"):
+        faults.tls_alert("nope")
+    with pytest.raises(UsageError, match=r"faults\.ALERTS"):
+        faults.tls_alert(300)
+    with pytest.raises(UsageError, match=r"faults\.ALERTS"):
+        faults.tls_alert(True)
+    assert faults.tls_alert(112).code == faults.ALERTS["unrecognized_name"]
+    assert repr(faults.tls_alert()) == "tls_alert(description='handshake_failure')"
+
+
+def test_a_tls_fault_on_plain_http_is_a_usage_error(curlfault) -> None:
+    plain = curlfault.http("plain.test")
+    with pytest.raises(UsageError, match=r"net.https\('plain.test'\)"):
+        plain.connection_faults(faults.expired_cert())
+    with pytest.raises(UsageError, match="is not a stream fault"):
+        curlfault.https("secure.test").get("/").respond(fault=faults.handshake_close())
+
+
+def test_a_tls_fault_is_not_a_stream_fault(curlfault) -> None:
+    with pytest.raises(UsageError):
+        serve(curlfault).get("/x").respond(fault=faults.no_close_notify())
+
+
+# mutual TLS ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_mutual_tls(curlfault, transport) -> None:
+    ep = serve(curlfault, transport, client_cert="required")
+    cert = curlfault.client_cert("robot.test")
+    curl = pycurl.Curl()
+    try:
+        cert.setopt(curl)
+        r = transfer(URL, curl=curl)
+    finally:
+        curl.close()
+    assert (r.code, r.body) == (0, BODY)
+    assert ep.connections[0].tls["client_cert"] == "robot.test"
+    # No certificate: TLS 1.3 fails after the client's handshake (the server's alert
+    # arrives when the response is read); TLS 1.2 fails inside the handshake.
+    assert transfer(URL).code == 56
+    assert transfer(URL, SSLVERSION=pycurl.SSLVERSION_MAX_TLSv1_2).code == 35
+    assert curlfault.ledger.audit().ok
+
+
+def test_a_client_certificate_from_another_ca_is_refused(curlfault) -> None:
+    serve(curlfault, client_cert="required")
+    leaf = trustme.CA().issue_cert("stranger.test")
+    cert = ClientCert(
+        "stranger.test", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+    )
+    curl = pycurl.Curl()
+    try:
+        cert.setopt(curl)
+        assert transfer(URL, curl=curl).code == 56
+    finally:
+        curl.close()
+
+
+def test_optional_client_certificate(curlfault) -> None:
+    ep = serve(curlfault, client_cert="optional")
+    assert transfer(URL).code == 0
+    curl = pycurl.Curl()
+    try:
+        curlfault.client_cert().setopt(curl)
+        assert transfer(URL, curl=curl).code == 0
+    finally:
+        curl.close()
+    assert [c.tls["client_cert"] for c in ep.connections] == [None, "client.curlfault.test"]
+
+
+def test_client_cert_name_is_validated(curlfault) -> None:
+    with pytest.raises(UsageError, match="non-empty str"):
+        curlfault.client_cert("")
+
+
+# pinning -------------------------------------------------------------------------------
+
+
+def test_pin_is_the_key_the_endpoint_serves(curlfault) -> None:
+    ep = serve(curlfault)
+    assert ep.pin.startswith("sha256//")
+    assert len(ep.pin) == len("sha256//") + 44
+    assert transfer(URL, PINNEDPUBLICKEY=ep.pin).code == 0
+    other = curlfault.https("other.test")
+    assert other.pin != ep.pin
+    assert transfer(URL, PINNEDPUBLICKEY=other.pin).code == 90
+    assert curlfault.http("plain.test").pin is None
