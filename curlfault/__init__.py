@@ -27,6 +27,7 @@ from ._ledger import Ledger, LedgerReport, SocketRecord
 from ._loop import Loop
 from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
 from ._tracking import Tracker
+from ._websocket import WebSocketFrame, WebSocketRoute
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,8 @@ __all__ = [
     "UnexpectedConnection",
     "UnmatchedRequest",
     "UsageError",
+    "WebSocketFrame",
+    "WebSocketRoute",
     "__version__",
     "faults",
 ]

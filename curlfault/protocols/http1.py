@@ -27,6 +27,7 @@ from ..faults import (
 
 if TYPE_CHECKING:
     from .._network import Connection, HttpEndpoint
+    from .._transports import StreamProtocol
 
 __all__ = ["ByteTransport", "Http1Server"]
 
@@ -56,8 +57,12 @@ class Http1Server:
         self._plan: Plan | None = None  # a faulted response still being played
         self._upload: UploadFault | None = None
         self._body_seen = 0
+        self._upgraded: StreamProtocol | None = None  # a WebSocket session after a 101
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.data_received(data)
+            return
         if self._dead:
             return
         self.h11.receive_data(data)
@@ -65,6 +70,9 @@ class Http1Server:
             self._process()
 
     def eof_received(self) -> None:
+        if self._upgraded is not None:
+            self._upgraded.eof_received()
+            return
         if self._dead:
             return
         self.h11.receive_data(b"")
@@ -131,6 +139,13 @@ class Http1Server:
         assert request is not None
         request.body = b"".join(self._body)
         self._body = []
+        ws_route = self.endpoint.websocket_route(request)
+        if ws_route is not None:  # the handshake: wsproto serves the connection from now on
+            from .websocket import upgrade
+
+            self._dead = True
+            self._upgraded = upgrade(self, request, ws_route)
+            return
         response = self.endpoint.dispatch(request, self.conn)
         self._send(request, response)
 
