@@ -394,3 +394,23 @@ def test_usage_errors(curlfault) -> None:
     chat.echo()
     with pytest.raises(UsageError, match="no step can follow"):
         chat.send("late")
+
+
+def test_a_frame_wsproto_rejects_closes_1007_and_fails_check() -> None:
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            chat = endpoint(net).websocket("/chat").echo()
+            c = connect()
+            try:
+                c.ws_send(b"\xff\xfe", pycurl.WS_TEXT)  # a text frame that is not UTF-8
+                payload, flags = recv(c)
+                assert (int.from_bytes(payload[:2], "big"), flags) == (1007, pycurl.WS_CLOSE)
+                assert recv_error(c) == 52
+            finally:
+                c.close()
+        assert chat.received == []
+        with pytest.raises(MalformedRequest, match="breaks RFC 6455"):
+            net.check()
+    finally:
+        net.close()

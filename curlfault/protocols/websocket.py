@@ -31,7 +31,15 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
 from .._errors import MalformedRequest
-from .._faults_ws import WsClose, WsDrop, WsFragment, WsNoPong, WsOversized, oversized_frame
+from .._faults_ws import (
+    WebSocketFault,
+    WsClose,
+    WsDrop,
+    WsFragment,
+    WsNoPong,
+    WsOversized,
+    oversized_frame,
+)
 from .._websocket import WebSocketFrame, WebSocketRoute, _Step
 
 if TYPE_CHECKING:
@@ -151,11 +159,7 @@ class WebSocketSession:
     def data_received(self, data: bytes) -> None:
         if self.dead:
             return
-        try:
-            self.ws.receive_data(data)
-        except RemoteProtocolError as exc:  # pragma: no cover - wsproto reports via events
-            self._protocol_error(str(exc))
-            return
+        self.ws.receive_data(data)
         self._events()
 
     def eof_received(self) -> None:
@@ -182,6 +186,10 @@ class WebSocketSession:
                     self._send(event.response())
             elif isinstance(event, Pong):
                 self._record(WebSocketFrame("pong", bytes(event.payload), True))
+            elif isinstance(event, CloseConnection) and self.ws.state is ConnectionState.OPEN:
+                # wsproto reports a frame it rejects as a close event in the OPEN state.
+                self._protocol_error(int(event.code), event.reason or "")
+                return
             elif isinstance(event, CloseConnection):
                 self._record(WebSocketFrame("close", _close_payload(event), True))
                 self.route.close_codes.append(int(event.code))
@@ -288,7 +296,7 @@ class WebSocketSession:
             return
         self.transport.write(data)
 
-    def _send_message(self, data: str | bytes, fault: object) -> None:
+    def _send_message(self, data: str | bytes, fault: WebSocketFault | None) -> None:
         if self.ws.state is not ConnectionState.OPEN:
             self.conn.event("message not sent: the connection is closing")
             return
@@ -301,7 +309,7 @@ class WebSocketSession:
             return
         size = fault.size if isinstance(fault, WsFragment) else 0
         if size and len(data) > size:
-            self.conn.fault = fault  # type: ignore[assignment]
+            self.conn.fault = fault
             pieces = [data[i : i + size] for i in range(0, len(data), size)]
             self.conn.event(f"message of {len(data)} in {len(pieces)} frames")
             for i, piece in enumerate(pieces):
@@ -325,8 +333,17 @@ class WebSocketSession:
         self.dead = True
         self.transport.finish()
 
-    def _protocol_error(self, reason: str) -> None:  # pragma: no cover - see data_received
-        self.conn.event(f"WebSocket protocol error from the client: {reason}")
+    def _protocol_error(self, code: int, reason: str) -> None:
+        """The client sent a frame wsproto rejects: close with ``code``, fail ``check()``."""
+        endpoint = self.route.endpoint
+        self.network._record(
+            MalformedRequest(
+                f"connection #{self.conn.id} to {endpoint.url}{self.route.path} sent a "
+                f"WebSocket frame that breaks RFC 6455 ({reason}); the server closed with {code}"
+            )
+        )
+        self.conn.event(f"bad frame from the client: {reason}; close {code}")
+        self._send(CloseConnection(code=code, reason=reason[:100] or None))
         self._finish()
 
 
