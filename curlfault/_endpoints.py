@@ -373,6 +373,9 @@ class HttpEndpoint(Endpoint):
         for r in self.websockets:
             if r.path == path:
                 return r
+        # Import wsproto now, in the test's thread, not in the first handshake (~40 ms).
+        from .protocols import websocket as _websocket  # noqa: F401
+
         r = WebSocketRoute(self, path)
         self.websockets.append(r)
         return r
