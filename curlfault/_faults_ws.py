@@ -59,11 +59,13 @@ class WsDrop(WebSocketFault):
     """FIN with no close frame: the connection just ends (1006 in WebSocket terms).
 
     ``ws_recv`` raises 52 ``GOT_NOTHING``. A WRITEFUNCTION transfer ends with 0: libcurl
-    treats the end of the connection as the end of the transfer.
+    treats the end of the connection as the end of the transfer. With ``reset=True`` the
+    connection ends with an RST instead (the endpoint serves over TCP): 56 ``RECV_ERROR``.
     """
 
     curlcode: ClassVar[int] = 52
     name: ClassVar[str] = "ws_drop"
+    reset: bool = False
 
 
 @dataclass(frozen=True, repr=False)
@@ -109,9 +111,12 @@ def ws_close(code: int = 1000, reason: str = "") -> WsClose:
     return WsClose(code=code, reason=reason)
 
 
-def ws_drop() -> WsDrop:
-    """End the connection without a close frame (52 ``GOT_NOTHING`` from ``ws_recv``)."""
-    return WsDrop()
+def ws_drop(*, reset: bool = False) -> WsDrop:
+    """End the connection without a close frame: FIN (52 ``GOT_NOTHING`` from ``ws_recv``),
+    or with ``reset=True`` an RST (56 ``RECV_ERROR``; the endpoint then serves over TCP)."""
+    if not isinstance(reset, bool):
+        raise UsageError(f"ws_drop(reset=...) takes a bool, got {reset!r}")
+    return WsDrop(reset=reset)
 
 
 def ws_fragment(size: int) -> WsFragment:

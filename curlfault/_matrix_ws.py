@@ -145,6 +145,13 @@ CASES: tuple[Case, ...] = (
         note="no close frame; a WRITEFUNCTION transfer ends with 0 instead",
     ),
     _case(
+        f"{faults.ws_drop(reset=True)!r}",
+        lambda r: r.send("hi").fault(faults.ws_drop(reset=True)),
+        56,
+        ws_transfer(),
+        note="RST needs TCP: served over a loopback TCP pair on every transport",
+    ),
+    _case(
         f"{faults.ws_drop()!r} over wss",
         lambda r: r.send("hi").fault(faults.ws_drop()),
         faults.WsDrop.curlcode,

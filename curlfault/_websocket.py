@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import UsageError
-from ._faults_ws import WebSocketFault, WsFragment, WsOversized
-from .faults import Fault
+from ._faults_ws import WebSocketFault, WsDrop, WsFragment, WsOversized
+from .faults import Fault, Reset
 
 if TYPE_CHECKING:
     from ._endpoints import HttpEndpoint
@@ -39,7 +39,7 @@ class WebSocketFrame(NamedTuple):
 
 @dataclass
 class _Step:
-    kind: str  # send, receive, echo, handle, close, fault
+    kind: str  # send, ping, receive, echo, handle, close, fault
     data: str | bytes | None = None
     count: int | None = None
     func: MessageHandler | None = None
@@ -122,6 +122,15 @@ class WebSocketRoute:
             )
         return self._add(_Step("send", data=data, fault=fault))
 
+    def ping(self, payload: bytes = b"") -> WebSocketRoute:
+        """Send a ping; the client's pong is recorded in ``frames`` (libcurl answers pings
+        by itself unless ``WS_OPTIONS`` has ``WS_NOAUTOPONG``)."""
+        if isinstance(payload, (bytearray, memoryview)):
+            payload = bytes(payload)
+        if not isinstance(payload, bytes) or len(payload) > 125:
+            raise UsageError(f"ping() takes at most 125 bytes (a control frame), got {payload!r}")
+        return self._add(_Step("ping", data=payload))
+
     def receive(self, count: int = 1) -> WebSocketRoute:
         """Wait until the client has sent ``count`` more messages (recorded, not answered)."""
         return self._add(_Step("receive", count=_count(count, "receive")))
@@ -154,6 +163,8 @@ class WebSocketRoute:
             raise UsageError(f"{fault!r} is not a WebSocket connection fault{hint}")
         if isinstance(fault, Fault) and not fault.modelled:  # pragma: no cover - all are
             raise NotImplementedError(f"{fault!r} is not modelled yet")
+        if isinstance(fault, WsDrop) and fault.reset:
+            self.endpoint._note_fault(Reset())  # an RST needs a TCP pair
         return self._add(_Step("fault", fault=fault))
 
     @property

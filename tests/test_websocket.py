@@ -196,6 +196,51 @@ def test_handler_that_raises_closes_1011_and_fails_check() -> None:
         net.close()
 
 
+def test_server_ping_is_answered_by_libcurl_on_the_next_send(curlfault) -> None:
+    """CONNECT_ONLY=2: libcurl queues its automatic pong until the client's next ws_send."""
+    chat = endpoint(curlfault).websocket("/chat").ping(b"beat").receive()
+    c = connect()
+    try:
+        with pytest.raises(TimeoutError):
+            recv(c, WAIT)  # the ping is consumed by libcurl, not returned
+        assert chat.frames == []
+        c.ws_send("hello")
+    finally:
+        c.close()
+    assert chat.frames == [
+        WebSocketFrame("pong", b"beat", True),
+        WebSocketFrame("text", b"hello", True),
+    ]
+
+
+def test_server_ping_with_noautopong_reaches_the_client(curlfault) -> None:
+    chat = endpoint(curlfault).websocket("/chat").ping(b"beat").receive()
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, "ws://api.test/chat")
+    c.setopt(pycurl.CONNECT_ONLY, 2)
+    c.setopt(pycurl.WS_OPTIONS, pycurl.WS_NOAUTOPONG)
+    try:
+        c.perform()
+        assert recv(c) == (b"beat", pycurl.WS_PING)
+        c.ws_send(b"own pong", pycurl.WS_PONG)
+        c.ws_send("done")
+    finally:
+        c.close()
+    assert chat.frames == [
+        WebSocketFrame("pong", b"own pong", True),
+        WebSocketFrame("text", b"done", True),
+    ]
+
+
+def test_server_ping_in_a_writefunction_transfer_is_answered_at_once(curlfault) -> None:
+    chat = endpoint(curlfault).websocket("/chat").ping(b"beat").receive()
+    got: list[bytes] = []
+    r = transfer("ws://api.test/chat", WRITEFUNCTION=got.append, TIMEOUT_MS=300)
+    assert r.code == 28  # the script waits for a message this client never sends
+    assert got == []  # the ping never reaches the callback
+    assert chat.frames == [WebSocketFrame("pong", b"beat", True)]
+
+
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 def test_writefunction_transfer_with_replies_from_the_callback(curlfault, scheme) -> None:
     """Without CONNECT_ONLY, perform() runs the whole session through WRITEFUNCTION."""
@@ -252,6 +297,21 @@ def test_ws_drop_after_messages_gives_52(curlfault, scheme, transport) -> None:
     finally:
         c.close()
     assert chat.received == ["a", "b"]
+    assert curlfault.ledger.audit().ok
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_ws_drop_with_reset_gives_56_over_tcp(curlfault, scheme, transport) -> None:
+    chat = endpoint(curlfault, scheme, transport).websocket("/chat")
+    chat.send("hi").fault(faults.ws_drop(reset=True))
+    c = connect(f"{scheme}://api.test/chat")
+    try:
+        assert recv(c) == (b"hi", pycurl.WS_TEXT)
+        assert recv_error(c) == 56
+    finally:
+        c.close()
+    assert {conn.transport for conn in curlfault.connections} <= {"tcp", "listener"}
     assert curlfault.ledger.audit().ok
 
 
@@ -381,6 +441,10 @@ def test_usage_errors(curlfault) -> None:
         faults.ws_close(1000, "x" * 124)
     with pytest.raises(UsageError, match="positive int"):
         faults.ws_fragment(0)
+    with pytest.raises(UsageError, match="125 bytes"):
+        chat.ping(b"x" * 126)
+    with pytest.raises(UsageError, match="bool"):
+        faults.ws_drop(reset=1)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="2\\*\\*63"):
         faults.ws_oversized(1000)
     with pytest.raises(UsageError, match="shape a message"):

@@ -270,6 +270,10 @@ class WebSocketSession:
             if kind == "send":
                 assert step.data is not None
                 self._send_message(step.data, step.fault)
+            elif kind == "ping":
+                assert isinstance(step.data, bytes)
+                self.conn.event(f"server sent ping {step.data!r}")
+                self._send(Ping(payload=step.data))
             elif kind == "close":
                 self._close(step.code, step.reason)
             elif kind == "fault":
@@ -284,6 +288,9 @@ class WebSocketSession:
         elif isinstance(fault, WsClose):
             self._send(CloseConnection(code=fault.code, reason=fault.reason or None))
             self._finish()
+        elif isinstance(fault, WsDrop) and fault.reset:
+            self.dead = True
+            self.transport.abort()  # RST on a TCP pair (SO_LINGER 0)
         elif isinstance(fault, WsDrop):
             self._finish()
 
