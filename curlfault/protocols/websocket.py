@@ -132,7 +132,7 @@ def upgrade(
 
 
 class WebSocketSession:
-    """One WebSocket connection: the route's script, then echo of nothing, pongs and close."""
+    """One WebSocket connection: the route's script, then recording, pongs and the close."""
 
     def __init__(self, server: Http1Server, route: WebSocketRoute) -> None:
         self.transport = server.transport
