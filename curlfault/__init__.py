@@ -28,6 +28,7 @@ from ._loop import Loop
 from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
 from ._tls import ClientCert
 from ._tracking import Tracker
+from ._websocket import WebSocketFrame, WebSocketRoute
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,8 @@ __all__ = [
     "UnexpectedConnection",
     "UnmatchedRequest",
     "UsageError",
+    "WebSocketFrame",
+    "WebSocketRoute",
     "__version__",
     "faults",
 ]

@@ -22,6 +22,7 @@ from ._http import Request, Response, Route
 from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
 from ._tls import TlsLayer
 from ._transports import ENDPOINT_TRANSPORTS, Channel
+from ._websocket import WebSocketRoute
 from .faults import (
     Compose,
     ConnectionFault,
@@ -321,6 +322,7 @@ class HttpEndpoint(Endpoint):
         self.tls = tls
         self.routes: list[Route] = []
         self._requests: list[Request] = []
+        self.websockets: list[WebSocketRoute] = []
 
     @property
     def url(self) -> str:
@@ -373,6 +375,28 @@ class HttpEndpoint(Endpoint):
 
     def options(self, path: str) -> Route:
         return self.route("OPTIONS", path)
+
+    def websocket(self, path: str) -> WebSocketRoute:
+        """The WebSocket route at ``path`` (``ws://``, or ``wss://`` on ``net.https``);
+        made on first use. Script it with ``send``, ``echo``, ``close``, ``fault``..."""
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise UsageError(f"path must start with '/', got {path!r}")
+        for r in self.websockets:
+            if r.path == path:
+                return r
+        # Import wsproto now, in the test's thread, not in the first handshake (~40 ms).
+        from .protocols import websocket as _websocket  # noqa: F401
+
+        r = WebSocketRoute(self, path)
+        self.websockets.append(r)
+        return r
+
+    def websocket_route(self, request: Request) -> WebSocketRoute | None:
+        """The WebSocket route whose path ``request`` targets, if any."""
+        for r in self.websockets:
+            if r.path == request.path:
+                return r
+        return None
 
     def _serve(self, channel: Channel, conn: Connection) -> None:
         if self.tls is not None:

@@ -169,6 +169,40 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         text: str = self._routed(super().perform_rs)
         return text
 
+    # WebSocket calls on a CONNECT_ONLY=2 handle make no debug event, which is where the
+    # fake servers are pumped during perform(): pump around each call instead, so a reply
+    # is written before ws_recv looks for it (a zero-timeout poll; nothing waits). A
+    # callback error is not raised here (these calls also run inside a WRITEFUNCTION
+    # during perform()); perform() or check() raises it.
+    def _pumped(self, run: Callable[[], _T]) -> _T:
+        __tracebackhide__ = True
+        pump = getattr(self._cf(), "pump", None)
+        if pump is None:
+            return run()
+        pump()
+        try:
+            return run()
+        finally:
+            pump()
+
+    def ws_send(self, *args: Any, **kwargs: Any) -> int:
+        __tracebackhide__ = True
+        sent: int = self._pumped(lambda: super(InterceptedCurl, self).ws_send(*args, **kwargs))
+        return sent
+
+    def ws_close(self, *args: Any, **kwargs: Any) -> int:
+        __tracebackhide__ = True
+        sent: int = self._pumped(lambda: super(InterceptedCurl, self).ws_close(*args, **kwargs))
+        return sent
+
+    def ws_recv(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        return self._pumped(lambda: super(InterceptedCurl, self).ws_recv(*args, **kwargs))
+
+    def ws_recv_into(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        return self._pumped(lambda: super(InterceptedCurl, self).ws_recv_into(*args, **kwargs))
+
 
 InterceptedCurl.__module__ = "curlfault"
 

@@ -199,6 +199,12 @@ class Wiring:
             self.user_debug = value
         # NOPROXY: routed handles never use a proxy; the user's value is ignored.
 
+    def pump(self) -> None:
+        """Serve every ready fake connection now, in the calling thread (WebSocket calls)."""
+        loop = self.network._loop
+        if loop is not None:
+            loop.pump()
+
     # errors ----------------------------------------------------------------------------
     def _fail(self, where: str, exc: BaseException) -> None:
         if not isinstance(exc, Exception):

@@ -27,6 +27,7 @@ from ..faults import (
 
 if TYPE_CHECKING:
     from .._network import Connection, HttpEndpoint
+    from .._transports import StreamProtocol
 
 __all__ = ["ByteTransport", "Http1Server"]
 
@@ -68,8 +69,12 @@ class Http1Server:
         self._body_seen = 0
         self._fresh = True  # h11 has seen nothing since it was made
         self._candidate: bytes | None = None  # the read that may hold one whole request
+        self._upgraded: StreamProtocol | None = None  # a WebSocket session after a 101
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.data_received(data)
+            return
         if self._dead:
             return
         self._candidate = None
@@ -85,6 +90,9 @@ class Http1Server:
             self._process()
 
     def eof_received(self) -> None:
+        if self._upgraded is not None:
+            self._upgraded.eof_received()
+            return
         if self._dead:
             return
         self._fresh = False
@@ -225,6 +233,13 @@ class Http1Server:
         assert request is not None
         request.body = b"".join(self._body)
         self._body = []
+        ws_route = self.endpoint.websocket_route(request)
+        if ws_route is not None:  # the handshake: wsproto serves the connection from now on
+            from .websocket import upgrade
+
+            self._dead = True
+            self._upgraded = upgrade(self, request, ws_route)
+            return
         response = self.endpoint.dispatch(request, self.conn)
         self._send(request, response)
 
