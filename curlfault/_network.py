@@ -114,19 +114,34 @@ class FakeNetwork:
             self.close()
 
     # declaring hosts -------------------------------------------------------------------
-    def http(self, host: str, port: int = 80, *, transport: str = "socketpair") -> HttpEndpoint:
-        """An HTTP/1.1 endpoint at ``host:port``."""
-        ep = HttpEndpoint(self, _host(host), _port(port), self._alias(), transport)
+    def http(
+        self, host: str, port: int = 80, *, transport: str = "socketpair", http2: bool = False
+    ) -> HttpEndpoint:
+        """An HTTP/1.1 endpoint at ``host:port``.
+
+        ``http2=True`` also serves HTTP/2 with prior knowledge (h2c) to a client that opens
+        with the HTTP/2 preface (``HTTP_VERSION = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE``).
+        """
+        ep = HttpEndpoint(
+            self, _host(host), _port(port), self._alias(), transport, http2=_flag(http2)
+        )
         return self._add(ep)  # type: ignore[return-value]
 
-    def https(self, host: str, port: int = 443, *, transport: str = "socketpair") -> HttpEndpoint:
-        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed."""
+    def https(
+        self, host: str, port: int = 443, *, transport: str = "socketpair", http2: bool = False
+    ) -> HttpEndpoint:
+        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed.
+
+        ``http2=True`` offers ALPN ``h2`` and ``http/1.1`` and serves whichever the client
+        negotiates, from the same routes.
+        """
         from ._tls import TlsServerConfig
 
         host = _host(host)
-        tls = TlsServerConfig.for_host(self.ca, host)
+        alpn = ("h2", "http/1.1") if _flag(http2) else ("http/1.1",)
+        tls = TlsServerConfig.for_host(self.ca, host, alpn=alpn)
         self.has_tls = True
-        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls)
+        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls, http2=http2)
         return self._add(ep)  # type: ignore[return-value]
 
     def refuse(self, host: str, port: int | None = None) -> Endpoint:
@@ -575,6 +590,12 @@ def _describe_url(url: str) -> tuple[str, str]:
     kind = "https" if scheme == "https" else "http"
     extra = "" if port in (None, default) else f", {port}"
     return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"http2 must be True or False, got {value!r}")
+    return value
 
 
 def _inode(sock: socket.socket) -> int:
