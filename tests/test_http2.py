@@ -11,7 +11,7 @@ import pycurl
 import pytest
 from cfhelpers import Result, transfer
 
-from curlfault import FakeNetwork, Response, UsageError, faults
+from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError, faults
 from curlfault.protocols.http2 import PREFACE, Frame, FrameLog
 
 BODY = bytes(range(256)) * 20  # 5120 bytes
@@ -403,3 +403,47 @@ def test_frame_log_whole_and_byte_by_byte() -> None:
         ("SETTINGS", 0, None, None),
     ]
     assert [f.ack for f in whole] == [False, False, False, False, True]
+
+
+def test_unmatched_request_over_http2_is_a_404_and_reported(curlfault: FakeNetwork) -> None:
+    endpoint(curlfault, "http").get("/known").respond(200)
+    r = get("http", "/unknown")
+    assert (r.code, r.status) == (0, 404)
+    assert curlfault.requests[0].stream_id == 1
+    with pytest.raises(UnmatchedRequest, match="GET /unknown"):
+        curlfault.check()
+
+
+def test_head_over_http2_has_the_length_and_no_body(curlfault: FakeNetwork) -> None:
+    endpoint(curlfault, "https").get("/").respond(200, body=BODY)
+    r = get("https", NOBODY=1)
+    assert (r.code, r.status, r.body) == (0, 200, b"")
+    assert f"content-length: {len(BODY)}".encode() in r.headers
+    assert curlfault.requests[0].method == "HEAD"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_http2_over_the_listener_transport(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme, "listener")
+    api.get("/").respond(200, body=BODY, fault=faults.rst_stream(after_bytes=10))
+    r = get(scheme)
+    assert (r.code, r.body) == (92, BODY[:10])
+    assert api.connections[0].transport == "listener"
+    balanced(curlfault)
+
+
+def test_composed_http2_faults(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.settings(max_concurrent_streams=5) + faults.rst_stream("CANCEL")
+    api.get("/").respond(200, body=BODY, fault=fault)
+    assert get("http").code == 92
+    sent = [f.type for f in api.connections[0].frames if f.direction == "sent"]
+    assert sent[-2:] == ["SETTINGS", "RST_STREAM"]
+
+
+def test_handler_can_return_an_http2_fault(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "https")
+    api.get("/").handle(lambda req: Response.make(200, fault=faults.refused_stream())).respond(200)
+    r = get("https")
+    assert r.code == 0
+    assert len(api.connections) == 2

@@ -201,7 +201,10 @@ class Http2Server:
                 self._complete(sid)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             for sid in list(self._out):
-                self._send_pending(sid)
+                try:
+                    self._send_pending(sid)
+                except h2.exceptions.StreamClosedError:
+                    self._gone(sid)
         elif isinstance(event, h2.events.StreamReset):
             self._out.pop(event.stream_id, None)
             self.conn.event(f"client reset stream {event.stream_id} ({event.error_code!r})")
@@ -247,7 +250,15 @@ class Http2Server:
         request = self._requests[sid]
         request.body = b"".join(self._bodies.pop(sid, []))
         response = self.endpoint.dispatch(request, self.conn)
-        self._respond(sid, request, response)
+        try:
+            self._respond(sid, request, response)
+        except h2.exceptions.StreamClosedError:
+            self._gone(sid)
+
+    def _gone(self, sid: int) -> None:
+        # libcurl reset the stream (a timeout, a cancelled transfer) before we answered.
+        self._out.pop(sid, None)
+        self.conn.event(f"stream {sid} was closed by the client before its response was sent")
 
     # answering ---------------------------------------------------------------------------
     def _respond(self, sid: int, request: Request, response: Response) -> None:
