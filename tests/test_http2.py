@@ -294,7 +294,7 @@ def test_fault_on_the_first_connection_only_succeeds_on_the_retry(
 def test_flow_stall_never_opens_the_window(curlfault: FakeNetwork, scheme: str) -> None:
     api = endpoint(curlfault, scheme)
     api.post("/").respond(200, fault=faults.flow_stall())
-    r = get(scheme, POSTFIELDS=b"u" * 200_000, TIMEOUT_MS=500)
+    r = get(scheme, POSTFIELDS=b"u" * 200_000, TIMEOUT_MS=1000)
     assert r.code == 28
     (req,) = api.requests
     assert len(req.body) == 65_535  # the initial window, then nothing
@@ -306,7 +306,7 @@ def test_flow_stall_request_is_recorded_and_never_answered(curlfault: FakeNetwor
     # A body within the initial window arrives whole; the request is still never answered.
     api = endpoint(curlfault, "http")
     api.post("/").respond(200, fault=faults.flow_stall())
-    r = get("http", POSTFIELDS=b"u" * 100, TIMEOUT_MS=500)
+    r = get("http", POSTFIELDS=b"u" * 100, TIMEOUT_MS=1000)
     assert r.code == 28
     assert api.requests[0].body == b"u" * 100
 
