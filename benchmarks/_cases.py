@@ -116,6 +116,31 @@ class CfHttps(_NetCase):
         self.get()
 
 
+class CfHttp2(CfHttps):
+    key = "cf.https.h2"
+    label = "curlfault: HTTP/2 GET over TLS, fresh handle (full handshake)"
+
+    def declare(self, net: FakeNetwork) -> None:
+        net.https(self.host, http2=True).get("/").respond(200, body=self.body)
+
+    def get(self) -> None:
+        c = pycurl.Curl()
+        buf = io.BytesIO()
+        basic_options(c, self.url, buf, own_proxy=False)
+        c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+        c.perform()
+        c.close()
+        expect(buf, self.body, self.key)
+
+    def end(self) -> None:
+        try:
+            versions = {r.http_version for r in self.net.requests}
+            if versions != {"2"}:
+                raise RuntimeError(f"{self.key}: served HTTP versions {versions}, not HTTP/2")
+        finally:
+            super().end()
+
+
 class CfFixture(Case):
     """What the ``curlfault`` fixture does per test, minus pytest: network, intercept, check."""
 

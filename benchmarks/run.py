@@ -35,6 +35,7 @@ from _cases import (  # noqa: E402
     CfFixture,
     CfFixtureEndpoint,
     CfFresh,
+    CfHttp2,
     CfHttps,
     CfKeepAlive,
     Loopback,
@@ -139,6 +140,7 @@ def request_cases(loop: Any, ca: Any) -> list[Case]:
         CfKeepAlive(loop, ca),
         CfBig(loop, ca),
         CfHttps(loop, ca),
+        CfHttp2(loop, ca),
         CfFixture(loop, ca),
         CfFixtureEndpoint(loop, ca),
     ]
@@ -233,6 +235,7 @@ def build(
     line("floor.https.thread")
     line("floor.https.inline", "floor.https.thread", group="floor")
     cf_https = line("cf.https", "floor.https.thread", T_HTTPS, "curlfault")
+    cf_h2 = line("cf.https.h2", "floor.https.thread", group="curlfault")
     line("httpserver.https", "floor.https.thread", group="peer")
     line("stdlib.https", "floor.https.thread", group="peer")
     # leak tracking, once it exists
@@ -260,10 +263,10 @@ def build(
         )
     C.append(
         Check(
-            "HTTP/2 request",
-            "not built yet (no HTTP/2 endpoint in curlfault)",
-            "(row added when it exists)",
-            "not built yet",
+            "HTTP/2 GET over TLS, fresh handle, full handshake",
+            f"{fmt_x(cf_h2.ratio)} ({fmt_us(cf_h2.median_us)}) of the HTTP/1.1 TLS floor",
+            "no limit of its own (HTTPS's is <= 1.1x)",
+            "measured",
         )
     )
     for speed, what in ((speed_fresh, "fresh"), (speed_keep, "keep-alive")):
@@ -373,6 +376,7 @@ def build(
         "stdlib.big": "1 MiB: ThreadingHTTPServer",
         "floor.https.inline": "HTTPS: threadless TLS floor",
         "cf.https": "HTTPS: curlfault",
+        "cf.https.h2": "HTTP/2 over TLS: curlfault",
         "httpserver.https": "HTTPS: pytest-httpserver",
         "stdlib.https": "HTTPS: ThreadingHTTPServer",
         "leaks.on": "loopback GET: under leak tracking",

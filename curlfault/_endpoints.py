@@ -29,6 +29,7 @@ from .faults import (
     ConnectionRefused,
     ConnectTimeout,
     Fault,
+    H2Fault,
     Refuse,
     Reset,
     SlowConnect,
@@ -40,6 +41,7 @@ from .protocols.http1 import Http1Server
 if TYPE_CHECKING:
     from ._network import FakeNetwork
     from ._tls import TlsServerConfig
+    from .protocols.http2 import Frame
 
 __all__ = ["Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
 
@@ -89,6 +91,7 @@ class Connection:
         self.events: list[tuple[float, str]] = []
         self.channel: Channel | None = None
         self.tls: dict[str, Any] = {}
+        self.frames: list[Frame] = []  # HTTP/2 frames both ways, in order (HTTP/2 only)
 
     def event(self, text: str) -> None:
         self.events.append((time.monotonic(), text))
@@ -245,6 +248,13 @@ class Endpoint:
 
     def _note_fault(self, fault: StreamFault | None) -> None:
         faults = fault.faults if isinstance(fault, Compose) else (fault,)
+        h2_only = [f for f in faults if isinstance(f, H2Fault)]
+        if h2_only and not getattr(self, "http2", False):
+            raise UsageError(
+                f"{h2_only[0]!r} is an HTTP/2 fault, and {self!r} serves HTTP/1.1 only; "
+                "declare it with http2=True (net.https(host, http2=True) or net.http(host, "
+                "http2=True) for h2c)"
+            )
         if any(isinstance(f, Reset) for f in faults) and self.transport == "socketpair":
             self._needs_tcp = True  # RST needs TCP whatever the configured transport
 
@@ -316,10 +326,12 @@ class HttpEndpoint(Endpoint):
         alias: str,
         transport: str,
         tls: TlsServerConfig | None = None,
+        http2: bool = False,
     ) -> None:
         super().__init__(network, host, port, alias, transport)
         self.scheme = "https" if tls is not None else "http"
         self.tls = tls
+        self.http2 = http2  # also serve HTTP/2: by ALPN over TLS, by its preface (h2c)
         self.routes: list[Route] = []
         self._requests: list[Request] = []
         self.websockets: list[WebSocketRoute] = []
@@ -399,11 +411,33 @@ class HttpEndpoint(Endpoint):
         return None
 
     def _serve(self, channel: Channel, conn: Connection) -> None:
-        if self.tls is not None:
+        if self.http2:
+            self._serve_h2(channel, conn)
+        elif self.tls is not None:
             layer = TlsLayer(channel, self.tls, conn)
             layer.start(Http1Server(self, layer, conn))
         else:
             channel.start(Http1Server(self, channel, conn))
+
+    def _serve_h2(self, channel: Channel, conn: Connection) -> None:
+        from .protocols.http2 import Http2Server, Sniffer
+
+        if self.tls is not None:
+            layer = TlsLayer(channel, self.tls, conn)
+            layer.start_negotiated(
+                lambda alpn: (
+                    Http2Server(self, layer, conn)
+                    if alpn == "h2"
+                    else Http1Server(self, layer, conn)
+                )
+            )
+        else:
+            channel.start(
+                Sniffer(
+                    lambda: Http2Server(self, channel, conn),
+                    lambda: Http1Server(self, channel, conn),
+                )
+            )
 
     def match(self, request: Request) -> Route | None:
         """The route that answers ``request``: the most specific one.
@@ -438,7 +472,21 @@ class HttpEndpoint(Endpoint):
             )
             return Response.make(404, body=body, headers={"Content-Type": "text/plain"})
         request.matched = True
-        return best.next_response(request, conn)
+        response = best.next_response(request, conn)
+        if response.fault is not None and request.http_version != "2":
+            from .protocols.http2 import strip_h2_faults
+
+            response, dropped = strip_h2_faults(response)
+            if dropped:
+                self.network._record(
+                    UsageError(
+                        f"{' + '.join(map(repr, dropped))} on {request.method} {request.target} "
+                        f"to {self.url}, which the client asked over HTTP/{request.http_version}: "
+                        "HTTP/2 faults apply to HTTP/2 streams only, so it was answered "
+                        "without them; make the client use HTTP/2 (HTTP_VERSION)"
+                    )
+                )
+        return response
 
     def _hint(self, request: Request) -> str:
         m = request.method.lower()

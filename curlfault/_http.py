@@ -37,6 +37,7 @@ class Request:
     host: str = ""
     port: int = 0
     connection_id: int = 0
+    stream_id: int = 0  # the HTTP/2 stream id; 0 for HTTP/1.x
     error: str | None = None  # set when the request could not be parsed
     matched: bool = False
 

@@ -117,9 +117,17 @@ class FakeNetwork:
             self.close()
 
     # declaring hosts -------------------------------------------------------------------
-    def http(self, host: str, port: int = 80, *, transport: str = "socketpair") -> HttpEndpoint:
-        """An HTTP/1.1 endpoint at ``host:port``."""
-        ep = HttpEndpoint(self, _host(host), _port(port), self._alias(), transport)
+    def http(
+        self, host: str, port: int = 80, *, transport: str = "socketpair", http2: bool = False
+    ) -> HttpEndpoint:
+        """An HTTP/1.1 endpoint at ``host:port``.
+
+        ``http2=True`` also serves HTTP/2 with prior knowledge (h2c) to a client that opens
+        with the HTTP/2 preface (``HTTP_VERSION = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE``).
+        """
+        ep = HttpEndpoint(
+            self, _host(host), _port(port), self._alias(), transport, http2=_flag(http2)
+        )
         return self._add(ep)  # type: ignore[return-value]
 
     def https(
@@ -128,25 +136,35 @@ class FakeNetwork:
         port: int = 443,
         *,
         transport: str = "socketpair",
+        http2: bool = False,
         client_cert: str | None = None,
         tls_versions: tuple[str | None, str | None] = (None, None),
-        alpn: tuple[str, ...] = ("http/1.1",),
+        alpn: tuple[str, ...] | None = None,
     ) -> HttpEndpoint:
-        """An HTTPS (HTTP/1.1 over TLS) endpoint whose certificate ``net.ca`` signed.
+        """An HTTPS endpoint (HTTP/1.1, or HTTP/2 too) whose certificate ``net.ca`` signed.
 
-        ``client_cert="required"`` (or ``"optional"``) asks every client for a certificate
-        that ``net.ca`` issued (see ``client_cert()``); ``tls_versions=(min, max)`` bounds
-        the TLS versions served ("TLSv1.2", ...; None for no bound); ``alpn`` lists the
-        protocols offered by ALPN, in order of preference (empty: no ALPN).
+        ``http2=True`` offers ALPN ``h2`` and ``http/1.1`` and serves whichever the client
+        negotiates, from the same routes. ``client_cert="required"`` (or ``"optional"``)
+        asks every client for a certificate that ``net.ca`` issued (see ``client_cert()``);
+        ``tls_versions=(min, max)`` bounds the TLS versions served ("TLSv1.2", ...; None for
+        no bound); ``alpn`` overrides the protocols offered by ALPN, in order of preference
+        (empty: no ALPN).
         """
         from ._tls import TlsServerConfig
 
         host = _host(host)
+        if alpn is None:
+            alpn = ("h2", "http/1.1") if _flag(http2) else ("http/1.1",)
+        elif not isinstance(alpn, (tuple, list)) or not all(isinstance(p, str) for p in alpn):
+            raise UsageError(
+                f"alpn={alpn!r} is not a tuple of protocol names; give one like "
+                "('h2', 'http/1.1'), or () for no ALPN"
+            )
         tls = TlsServerConfig.for_host(
-            self.ca, host, alpn, client_cert=client_cert, versions=tls_versions
+            self.ca, host, tuple(alpn), client_cert=client_cert, versions=tls_versions
         )
         self.has_tls = True
-        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls)
+        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls, http2=http2)
         return self._add(ep)  # type: ignore[return-value]
 
     def client_cert(self, name: str = "client.curlfault.test") -> ClientCert:
@@ -608,6 +626,12 @@ def _describe_url(url: str) -> tuple[str, str]:
     kind = "https" if scheme == "https" else "http"
     extra = "" if port in (None, default) else f", {port}"
     return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"http2 must be True or False, got {value!r}")
+    return value
 
 
 def _inode(sock: socket.socket) -> int:

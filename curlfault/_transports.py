@@ -60,6 +60,9 @@ class StreamProtocol(Protocol):
     def eof_received(self) -> None: ...
 
 
+_DRAIN_READS = 16  # reads of up to 256 KiB each when libcurl closes its end
+
+
 class Channel:
     """The server end of one fake connection, served by the loop thread."""
 
@@ -235,7 +238,23 @@ class Channel:
         self._update_interest()
 
     def client_closed(self) -> None:
-        """libcurl closed its end (closesocket callback): the server end goes too."""
+        """libcurl closed its end (closesocket callback): the server end goes too.
+
+        First the server reads what the client sent before it closed (a real server would
+        have received it: an HTTP/2 SETTINGS ACK, say), since no debug event may have
+        pumped it. Bounded: the client's end is still open, so the reads stop at EAGAIN.
+        """
+        if self.closed:
+            return
+        try:
+            for _ in range(_DRAIN_READS):
+                before = self.bytes_in
+                self.on_readable()
+                if self.closed or self.read_eof or self.bytes_in == before:
+                    break
+        except BaseException as exc:
+            self.on_error(exc)
+            return
         if not self.closed:
             self.conn.event("client closed its end (closesocket)")
             self.close()

@@ -1,0 +1,419 @@
+"""HTTP/2 server side of one fake connection, on h2.
+
+h2 does framing, HPACK, stream states and flow control; this module turns its events into
+``Request`` records, answers each stream from the endpoint's routes and applies the HTTP/2
+faults of ``curlfault._faults_h2`` to that stream (or to the connection, for GOAWAY and a
+malformed frame). Every frame either side sends is logged in ``connection.frames`` from the
+bytes themselves, so tests can assert frames as well as CURLcodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, NamedTuple
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+from .._errors import MalformedRequest, UsageError
+from .._faults_h2 import (
+    ERROR_CODES,
+    SETTING_CODES,
+    BadFrame,
+    FlowStall,
+    GoAway,
+    H2Fault,
+    RefusedStream,
+    RstStream,
+    Settings,
+)
+from .._http import Request, Response
+from .._plan import flatten
+
+if TYPE_CHECKING:
+    from .._network import Connection, HttpEndpoint
+    from .._transports import StreamProtocol
+    from .http1 import ByteTransport
+
+__all__ = ["PREFACE", "Frame", "FrameLog", "Http2Server", "Sniffer"]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRAME_TYPES = {
+    0: "DATA",
+    1: "HEADERS",
+    2: "PRIORITY",
+    3: "RST_STREAM",
+    4: "SETTINGS",
+    5: "PUSH_PROMISE",
+    6: "PING",
+    7: "GOAWAY",
+    8: "WINDOW_UPDATE",
+    9: "CONTINUATION",
+}
+_ERROR_NAMES = {v: k for k, v in ERROR_CODES.items()}
+# Connection-specific headers that HTTP/2 forbids (RFC 9113 section 8.2.2).
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+
+
+class Frame(NamedTuple):
+    """One frame on an HTTP/2 connection, as the fake saw its bytes.
+
+    ``direction`` is ``"recv"`` (from libcurl) or ``"sent"`` (by the fake); ``type`` is the
+    frame type name (``"HEADERS"``; ``"0xNN"`` for an unknown type); ``error_code`` is set for
+    RST_STREAM and GOAWAY, ``last_stream_id`` for GOAWAY.
+    """
+
+    direction: str
+    type: str
+    stream_id: int
+    flags: int
+    length: int
+    error_code: int | None = None
+    last_stream_id: int | None = None
+
+    @property
+    def ack(self) -> bool:
+        """The ACK flag of a SETTINGS or PING frame."""
+        return self.type in ("SETTINGS", "PING") and bool(self.flags & 1)
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.error_code is not None:
+            extra = f" {_ERROR_NAMES.get(self.error_code, self.error_code)}"
+        if self.last_stream_id is not None:
+            extra += f" last={self.last_stream_id}"
+        return (
+            f"<{self.direction} {self.type}{' ACK' if self.ack else ''} #{self.stream_id}{extra}>"
+        )
+
+
+class FrameLog:
+    """Splits one direction's bytes into frame records (headers only; payloads skipped)."""
+
+    def __init__(self, direction: str, out: list[Frame], *, preface: bool = False) -> None:
+        self.direction = direction
+        self.out = out
+        self._buf = bytearray()
+        self._skip = len(PREFACE) if preface else 0
+
+    def feed(self, data: bytes) -> None:
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
+        buf = self._buf
+        buf += data
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[0:3], "big")
+            kind = buf[3]
+            need = 9 + length
+            if kind not in (3, 7):  # only RST_STREAM and GOAWAY payloads are read
+                need = 9
+            if len(buf) < need:
+                return
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            error = last = None
+            if kind == 3 and length >= 4:
+                error = int.from_bytes(buf[9:13], "big")
+            elif kind == 7 and length >= 8:
+                last = int.from_bytes(buf[9:13], "big") & 0x7FFFFFFF
+                error = int.from_bytes(buf[13:17], "big")
+            name = FRAME_TYPES.get(kind, f"0x{kind:02x}")
+            self.out.append(Frame(self.direction, name, stream, buf[4], length, error, last))
+            # The payload may not have arrived yet: skip it as it comes.
+            consumed = min(len(buf), 9 + length)
+            self._skip = 9 + length - consumed
+            del buf[:consumed]
+            if self._skip:
+                return
+
+
+class _Out:
+    """A response still being sent on one stream: body bytes the windows have not let out."""
+
+    __slots__ = ("data", "end", "reset")
+
+    def __init__(self, data: bytes, end: bool, reset: int | None) -> None:
+        self.data = data
+        self.end = end  # END_STREAM with the last DATA frame
+        self.reset = reset  # RST_STREAM(error code) once the data is out
+
+
+class Http2Server:
+    """Serves one HTTP/2 connection: every stream from the endpoint's routes."""
+
+    def __init__(self, endpoint: HttpEndpoint, transport: ByteTransport, conn: Connection) -> None:
+        self.endpoint = endpoint
+        self.transport = transport
+        self.conn = conn
+        self.h2 = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        self._recv_log = FrameLog("recv", conn.frames, preface=True)
+        self._sent_log = FrameLog("sent", conn.frames)
+        self._requests: dict[int, Request] = {}
+        self._bodies: dict[int, list[bytes]] = {}
+        self._stalled: set[int] = set()
+        self._out: dict[int, _Out] = {}
+        self._dead = False
+        self._closing = False  # GOAWAY sent: FIN once the last response is out
+        conn.event("HTTP/2")
+        self.h2.initiate_connection()
+        self._flush()
+
+    # from the transport ------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return
+        self._recv_log.feed(data)
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._bad_client(exc)
+            return
+        for event in events:
+            if self._dead:
+                return
+            self._event(event)
+        self._flush()
+
+    def eof_received(self) -> None:
+        self._dead = True
+
+    def _event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._start(event)
+        elif isinstance(event, h2.events.DataReceived):
+            sid = event.stream_id
+            if sid in self._bodies and event.data:
+                self._bodies[sid].append(event.data)
+                self._requests[sid].body = b"".join(self._bodies[sid])
+            if sid not in self._stalled and event.flow_controlled_length:
+                self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
+        elif isinstance(event, h2.events.StreamEnded):
+            sid = event.stream_id
+            if sid in self._requests and sid not in self._stalled:
+                self._complete(sid)
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            for sid in list(self._out):
+                try:
+                    self._send_pending(sid)
+                except h2.exceptions.StreamClosedError:
+                    self._gone(sid)
+        elif isinstance(event, h2.events.StreamReset):
+            self._out.pop(event.stream_id, None)
+            self.conn.event(f"client reset stream {event.stream_id} ({event.error_code!r})")
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.conn.event(f"client sent GOAWAY ({event.error_code!r})")
+            self._dead = True
+            self._flush()
+            self.transport.finish()
+
+    def _start(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        pseudo: dict[str, str] = {}
+        headers: list[tuple[str, str]] = []
+        for k, v in event.headers or ():
+            name, value = str(k), str(v)
+            if name.startswith(":"):
+                pseudo[name] = value
+            else:
+                headers.append((name, value))
+        ep = self.endpoint
+        request = Request(
+            method=pseudo.get(":method", "?"),
+            target=pseudo.get(":path", "/"),
+            headers=headers,
+            http_version="2",
+            scheme=ep.scheme,
+            host=ep.host,
+            port=ep.port or 0,
+            connection_id=self.conn.id,
+            stream_id=sid,
+        )
+        self._requests[sid] = request
+        self._bodies[sid] = []
+        self.conn.event(f"request {request.method} {request.target} on stream {sid}")
+        route = ep.match(request)
+        fault = route.peek_fault() if route is not None else None
+        if any(isinstance(f, FlowStall) for f in flatten(fault)):
+            self._stalled.add(sid)
+            self.conn.event(f"flow_stall(): no WINDOW_UPDATE for stream {sid}, never answered")
+            ep.dispatch(request, self.conn)  # recorded now; its body grows as bytes arrive
+
+    def _complete(self, sid: int) -> None:
+        request = self._requests[sid]
+        request.body = b"".join(self._bodies.pop(sid, []))
+        response = self.endpoint.dispatch(request, self.conn)
+        try:
+            self._respond(sid, request, response)
+        except h2.exceptions.StreamClosedError:
+            self._gone(sid)
+
+    def _gone(self, sid: int) -> None:
+        # libcurl reset the stream (a timeout, a cancelled transfer) before we answered.
+        self._out.pop(sid, None)
+        self.conn.event(f"stream {sid} was closed by the client before its response was sent")
+
+    # answering ---------------------------------------------------------------------------
+    def _respond(self, sid: int, request: Request, response: Response) -> None:
+        faults = flatten(response.fault)
+        other = [f for f in faults if not isinstance(f, H2Fault)]
+        if other:
+            self.endpoint.network._record(
+                UsageError(
+                    f"{' + '.join(map(repr, other))} on {request.method} {request.target} to "
+                    f"{self.endpoint.url}, which the client asked over HTTP/2: HTTP/1.1 byte "
+                    "faults do not apply to an HTTP/2 stream, so it was answered without them; "
+                    "use the HTTP/2 faults (rst_stream, goaway, ...) or force HTTP/1.1"
+                )
+            )
+        h2_faults = [f for f in faults if isinstance(f, H2Fault)]
+        if h2_faults:
+            self.conn.fault = h2_faults[0] if len(h2_faults) == 1 else response.fault
+            self.conn.event(f"fault {' + '.join(map(repr, h2_faults))} on stream {sid}")
+        for f in h2_faults:
+            if isinstance(f, Settings):
+                self.h2.update_settings({SETTING_CODES[k]: v for k, v in f.values})
+                self._flush()
+        for f in h2_faults:
+            if isinstance(f, BadFrame):
+                self._flush()
+                self.transport.write(f.frame)
+                self._sent_log.feed(f.frame)
+                self._dead = True  # the fake's HTTP/2 state is meaningless from here
+                self.transport.finish()  # libcurl waits for the close after its GOAWAY
+                return
+            if isinstance(f, RefusedStream):
+                self._reset(sid, ERROR_CODES["REFUSED_STREAM"])
+                return
+            if isinstance(f, RstStream) and f.after_bytes is None:
+                self._reset(sid, f.error_code)
+                return
+            if isinstance(f, GoAway) and f.last_stream_id < sid:
+                self._goaway(f)
+                return
+        cut = next((f for f in h2_faults if isinstance(f, RstStream)), None)
+        body = b"" if request.method == "HEAD" else response.body
+        headers = [(":status", str(response.status))]
+        names = set()
+        for k, v in response.headers:
+            name = k.lower()
+            if name not in _HOP_BY_HOP:
+                headers.append((name, v))
+                names.add(name)
+        if "content-length" not in names:
+            headers.append(("content-length", str(len(response.body))))
+        reset = None
+        if cut is not None:
+            assert cut.after_bytes is not None
+            body, reset = body[: cut.after_bytes], cut.error_code
+        end = reset is None
+        self.h2.send_headers(sid, headers, end_stream=end and not body)
+        self.conn.event(f"response {response.status} on stream {sid}, {len(body)} body bytes")
+        if body or reset is not None:
+            self._out[sid] = _Out(body, end, reset)
+            self._send_pending(sid)
+        goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
+        if goaway is not None:  # covers this stream: after its response
+            self._goaway(goaway)
+
+    def _send_pending(self, sid: int) -> None:
+        out = self._out.get(sid)
+        if out is None:
+            return
+        h = self.h2
+        while out.data:
+            window = min(h.local_flow_control_window(sid), h.max_outbound_frame_size)
+            if window <= 0:
+                return  # a WINDOW_UPDATE resumes it
+            chunk, out.data = out.data[:window], out.data[window:]
+            h.send_data(sid, chunk, end_stream=out.end and not out.data)
+        del self._out[sid]
+        if out.reset is not None:
+            self._reset(sid, out.reset)
+
+    def _reset(self, sid: int, code: int) -> None:
+        self.h2.reset_stream(sid, code)
+        self.conn.event(f"RST_STREAM({_ERROR_NAMES.get(code, code)}) on stream {sid}")
+        self._flush()
+
+    def _goaway(self, f: GoAway) -> None:
+        self.h2.close_connection(error_code=f.error_code, last_stream_id=f.last_stream_id)
+        self.conn.event(f"GOAWAY(last_stream_id={f.last_stream_id}), then FIN")
+        self._dead = True
+        self._flush()
+        self.transport.finish()
+
+    def _bad_client(self, exc: h2.exceptions.ProtocolError) -> None:
+        self._dead = True
+        self.endpoint.network._record(
+            MalformedRequest(f"{self.endpoint.url} received HTTP/2 it could not parse ({exc})")
+        )
+        self.conn.event(f"malformed HTTP/2 from the client: {exc}")
+        self._flush()  # h2 queued a GOAWAY
+        self.transport.finish()
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self._sent_log.feed(data)
+            self.transport.write(data)
+
+
+def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
+    """``response`` without its HTTP/2 faults, and those faults (for an HTTP/1.1 request)."""
+    faults = flatten(response.fault)
+    h2_faults = [f for f in faults if isinstance(f, H2Fault)]
+    if not h2_faults:
+        return response, []
+    rest = [f for f in faults if not isinstance(f, H2Fault)]
+    fault = rest[0] if len(rest) == 1 else None
+    if len(rest) > 1:
+        from ..faults import Compose
+
+        fault = Compose(faults=tuple(rest))
+    return replace(response, fault=fault), h2_faults
+
+
+class Sniffer:
+    """Serves HTTP/2 when a connection opens with the HTTP/2 preface, HTTP/1.1 otherwise.
+
+    ``net.http(host, http2=True)``: prior-knowledge clients get HTTP/2 (h2c); every other
+    client, including one asking ``Upgrade: h2c``, is served HTTP/1.1 (a server may ignore
+    an upgrade).
+    """
+
+    def __init__(
+        self, make_h2: Callable[[], StreamProtocol], make_h1: Callable[[], StreamProtocol]
+    ) -> None:
+        self._make_h2 = make_h2
+        self._make_h1 = make_h1
+        self._buf = b""
+        self.target: StreamProtocol | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.target is not None:
+            self.target.data_received(data)
+            return
+        self._buf += data
+        if len(self._buf) < len(PREFACE) and PREFACE.startswith(self._buf):
+            return
+        self._choose()
+
+    def eof_received(self) -> None:
+        target = self.target if self.target is not None else self._choose()
+        target.eof_received()
+
+    def _choose(self) -> StreamProtocol:
+        buf, self._buf = self._buf, b""
+        target = self._make_h2() if buf.startswith(PREFACE) else self._make_h1()
+        self.target = target
+        if buf:
+            target.data_received(buf)
+        return target

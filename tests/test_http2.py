@@ -1,0 +1,449 @@
+"""HTTP/2 on real pycurl: h2 over TLS (ALPN) and h2c with prior knowledge, many streams on one
+connection, and every HTTP/2 fault's CURLcode, frames and ledger, over both pair transports."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pycurl
+import pytest
+from cfhelpers import Result, transfer
+
+from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError, faults
+from curlfault.protocols.http2 import PREFACE, Frame, FrameLog
+
+BODY = bytes(range(256)) * 20  # 5120 bytes
+H2 = {
+    "https": pycurl.CURL_HTTP_VERSION_2TLS,
+    "http": pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
+}
+SCHEMES = ["https", "http"]  # h2 by ALPN, h2c with prior knowledge
+TRANSPORTS = ["socketpair", "tcp"]
+
+
+def endpoint(net: FakeNetwork, scheme: str, transport: str = "socketpair") -> Any:
+    make = net.https if scheme == "https" else net.http
+    return make("api.test", transport=transport, http2=True)
+
+
+def get(scheme: str, path: str = "/", version: int | None = None, **opts: Any) -> Result:
+    opts.setdefault("TIMEOUT_MS", 10_000)
+    return transfer(
+        f"{scheme}://api.test{path}",
+        HTTP_VERSION=H2[scheme] if version is None else version,
+        **opts,
+    )
+
+
+def frames(net: FakeNetwork, direction: str, kind: str) -> list[Frame]:
+    return [
+        f for c in net.connections for f in c.frames if (f.direction, f.type) == (direction, kind)
+    ]
+
+
+def balanced(net: FakeNetwork) -> None:
+    report = net.ledger.audit()
+    assert report.ok, report
+    assert all(r.closes == 1 for r in net.ledger.records)
+
+
+# serving --------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_get_over_http2(curlfault: FakeNetwork, scheme: str, transport: str) -> None:
+    api = endpoint(curlfault, scheme, transport)
+    api.get("/items").respond(200, body=BODY, headers={"X-Kind": "h2", "Connection": "close"})
+    r = get(scheme, "/items")
+    assert (r.code, r.status, r.body) == (0, 200, BODY)
+    assert r.headers.startswith(b"HTTP/2 200")
+    assert b"x-kind: h2" in r.headers  # Connection is hop-by-hop: not sent over HTTP/2
+    assert b"connection:" not in r.headers.lower()
+    (req,) = api.requests
+    assert (req.http_version, req.stream_id, req.method, req.path) == ("2", 1, "GET", "/items")
+    (conn,) = api.connections
+    assert [f.type for f in conn.frames if f.direction == "recv"][:1] == ["SETTINGS"]
+    assert ("sent", "HEADERS", 1) in [(f.direction, f.type, f.stream_id) for f in conn.frames]
+    if scheme == "https":
+        assert conn.tls["alpn"] == "h2"
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_post_body_and_handler_over_http2(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme)
+    api.post("/echo").handle(lambda req: Response.make(201, body=req.body[::-1]))
+    upload = b"abc" * 50_000  # beyond the initial 65,535-byte window: WINDOW_UPDATEs flow
+    r = get(scheme, "/echo", POSTFIELDS=upload)
+    assert (r.code, r.status, r.body) == (0, 201, upload[::-1])
+    assert api.requests[0].body == upload
+    assert frames(curlfault, "sent", "WINDOW_UPDATE")
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_http1_client_of_an_http2_endpoint_is_served_http1(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=b"one")
+    r = get(scheme, version=pycurl.CURL_HTTP_VERSION_1_1)
+    assert (r.code, r.body) == (0, b"one")
+    assert r.headers.startswith(b"HTTP/1.1 200")
+    assert api.requests[0].http_version == "1.1"
+    assert api.requests[0].stream_id == 0
+    assert api.connections[0].frames == []
+
+
+def test_h2c_upgrade_request_is_served_http1(curlfault: FakeNetwork) -> None:
+    # HTTP_VERSION 2.0 on http:// asks "Upgrade: h2c"; the fake, like many servers, ignores it.
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"plain")
+    r = get("http", version=pycurl.CURL_HTTP_VERSION_2_0)
+    assert (r.code, r.body) == (0, b"plain")
+    assert api.requests[0].header("upgrade") == "h2c"
+    assert api.requests[0].http_version == "1.1"
+
+
+def test_http2_endpoint_reuses_one_connection_for_sequential_requests(
+    curlfault: FakeNetwork,
+) -> None:
+    api = endpoint(curlfault, "https")
+    api.get("/").respond(200, body=b"again")
+    c = pycurl.Curl()
+    try:
+        for _ in range(3):
+            assert get("https", curl=c).body == b"again"
+    finally:
+        c.close()
+    assert [r.stream_id for r in api.requests] == [1, 3, 5]
+    assert len(api.connections) == 1
+    balanced(curlfault)
+
+
+# multiplexing ---------------------------------------------------------------------------
+def run_multi(urls: list[str], version: int) -> tuple[list[int], list[bytes]]:
+    """Run ``urls`` at once in one CurlMulti that multiplexes (PIPEWAIT); codes and bodies."""
+    multi = pycurl.CurlMulti()
+    multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
+    handles, bodies = [], []
+    try:
+        for url in urls:
+            c = pycurl.Curl()
+            body = io.BytesIO()
+            c.setopt(pycurl.URL, url)
+            c.setopt(pycurl.WRITEDATA, body)
+            c.setopt(pycurl.HTTP_VERSION, version)
+            c.setopt(pycurl.PIPEWAIT, 1)  # wait for the first connection, then share it
+            c.setopt(pycurl.TIMEOUT, 10)
+            multi.add_handle(c)
+            handles.append(c)
+            bodies.append(body)
+        deadline = time.monotonic() + 20
+        codes: dict[int, int] = {}
+        while len(codes) < len(handles) and time.monotonic() < deadline:
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            _, ok, failed = multi.info_read()
+            codes.update({id(c): 0 for c in ok})
+            codes.update({id(c): code for c, code, _ in failed})
+            multi.select(0.05)
+        return [codes.get(id(c), -1) for c in handles], [b.getvalue() for b in bodies]
+    finally:
+        for c in handles:
+            multi.remove_handle(c)
+        # The shared connection is pooled in the multi: pycurl closes it in C here (the
+        # fixture ignores its RuntimeWarning; the ledger sees the descriptor gone).
+        multi.close()
+        for c in handles:
+            c.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_many_streams_share_one_connection(
+    curlfault: FakeNetwork, scheme: str, transport: str
+) -> None:
+    api = endpoint(curlfault, scheme, transport)
+    n = 6
+    for i in range(n):
+        api.get(f"/{i}").respond(200, body=b"%d" % i * 30_000)
+    codes, bodies = run_multi([f"{scheme}://api.test/{i}" for i in range(n)], H2[scheme])
+    assert codes == [0] * n
+    assert bodies == [b"%d" % i * 30_000 for i in range(n)]
+    assert len(curlfault.ledger.records) == 1  # exactly one opensocket
+    assert len(api.connections) == 1
+    ids = [r.stream_id for r in api.requests]
+    assert len(set(ids)) == n
+    assert all(i % 2 == 1 for i in ids)
+    assert {r.connection_id for r in api.requests} == {api.connections[0].id}
+    assert curlfault.ledger.audit().ok
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_rst_stream_fails_one_stream_and_spares_the_others(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/ok").respond(200, body=b"fine")
+    api.get("/bad").respond(200, body=BODY, fault=faults.rst_stream(after_bytes=100))
+    urls = [f"{scheme}://api.test/{p}" for p in ("ok", "bad", "ok", "ok")]
+    codes, bodies = run_multi(urls, H2[scheme])
+    assert codes == [0, 92, 0, 0]
+    assert bodies[1] == BODY[:100]
+    assert len(api.connections) == 1
+    (rst,) = frames(curlfault, "sent", "RST_STREAM")
+    assert rst.error_code == 2
+    assert rst.stream_id == next(r.stream_id for r in api.requests if r.path == "/bad")
+    assert curlfault.ledger.audit().ok
+
+
+# faults -----------------------------------------------------------------------------------
+FAULT_CODES = [
+    (faults.rst_stream(), 92, "RST_STREAM"),
+    (faults.rst_stream("NO_ERROR"), 92, "RST_STREAM"),
+    (faults.rst_stream("CANCEL", after_bytes=0), 92, "RST_STREAM"),
+    (faults.rst_stream(error_code=11, after_bytes=1000), 92, "RST_STREAM"),
+    (faults.goaway(0, error_code="PROTOCOL_ERROR"), 92, "GOAWAY"),
+    (faults.goaway(1), 0, "GOAWAY"),
+    (faults.bad_frame(), 16, "SETTINGS"),
+    (faults.bad_frame(b"\x00" * 9), 16, "DATA"),  # DATA on stream 0: PROTOCOL_ERROR
+    (faults.settings(max_concurrent_streams=1, initial_window_size=0), 0, "SETTINGS"),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("fault", "code", "frame"), FAULT_CODES, ids=[repr(c[0]) for c in FAULT_CODES]
+)
+def test_fault_codes(
+    curlfault: FakeNetwork, scheme: str, transport: str, fault: Any, code: int, frame: str
+) -> None:
+    api = endpoint(curlfault, scheme, transport)
+    api.get("/").respond(200, body=BODY, fault=fault)
+    r = get(scheme)
+    assert r.code == code
+    assert len(api.connections) == 1  # none of these is retried
+    assert frames(curlfault, "sent", frame)
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_rst_stream_after_bytes_delivers_exactly_those_bytes(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=BODY, fault=faults.rst_stream(after_bytes=1000))
+    r = get(scheme)
+    assert (r.code, r.status, r.body) == (92, 200, BODY[:1000])
+    sent = [f.type for f in api.connections[0].frames if f.direction == "sent"]
+    assert sent[-1] == "RST_STREAM"
+    assert "HEADERS" in sent
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_rst_stream_before_headers_gives_no_status(curlfault: FakeNetwork, scheme: str) -> None:
+    endpoint(curlfault, scheme).get("/").respond(200, body=BODY, fault=faults.rst_stream())
+    r = get(scheme)
+    assert (r.code, r.status, r.body) == (92, None, b"")
+
+
+def test_settings_change_is_acknowledged(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "https")
+    api.get("/").respond(200, body=b"ok", fault=faults.settings(max_concurrent_streams=1))
+    assert get("https").code == 0
+    acks = [f for f in frames(curlfault, "recv", "SETTINGS") if f.ack]
+    assert len(acks) == 2  # the initial SETTINGS and the change
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("fault", [faults.refused_stream(), faults.goaway()], ids=repr)
+def test_retried_on_new_connections_until_libcurl_gives_up(
+    curlfault: FakeNetwork, scheme: str, transport: str, fault: Any
+) -> None:
+    api = endpoint(curlfault, scheme, transport)
+    api.get("/").respond(200, body=BODY, fault=fault)  # the last step repeats: every retry
+    r = get(scheme)
+    assert r.code == 56
+    assert len(api.connections) == 6  # the first and 5 retries, each a fresh connection
+    assert len(curlfault.ledger.records) == 6
+    assert len(api.requests) == 6
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("fault", [faults.refused_stream(), faults.goaway()], ids=repr)
+def test_fault_on_the_first_connection_only_succeeds_on_the_retry(
+    curlfault: FakeNetwork, scheme: str, transport: str, fault: Any
+) -> None:
+    api = endpoint(curlfault, scheme, transport)
+    api.get("/").respond(200, body=BODY, fault=fault).respond(200, body=BODY)
+    r = get(scheme)
+    assert (r.code, r.body) == (0, BODY)
+    assert len(api.connections) == 2
+    assert [req.connection_id for req in api.requests] == [c.id for c in api.connections]
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_flow_stall_never_opens_the_window(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme)
+    api.post("/").respond(200, fault=faults.flow_stall())
+    r = get(scheme, POSTFIELDS=b"u" * 200_000, TIMEOUT_MS=1000)
+    assert r.code == 28
+    (req,) = api.requests
+    assert len(req.body) == 65_535  # the initial window, then nothing
+    assert not [f for f in frames(curlfault, "sent", "WINDOW_UPDATE") if f.stream_id == 1]
+    balanced(curlfault)
+
+
+def test_flow_stall_request_is_recorded_and_never_answered(curlfault: FakeNetwork) -> None:
+    # A body within the initial window arrives whole; the request is still never answered.
+    api = endpoint(curlfault, "http")
+    api.post("/").respond(200, fault=faults.flow_stall())
+    r = get("http", POSTFIELDS=b"u" * 100, TIMEOUT_MS=1000)
+    assert r.code == 28
+    assert api.requests[0].body == b"u" * 100
+
+
+# misuse -------------------------------------------------------------------------------------
+def test_http2_fault_on_an_http1_endpoint_is_a_usage_error(curlfault: FakeNetwork) -> None:
+    api = curlfault.https("api.test")
+    with pytest.raises(UsageError, match=r"HTTP/2 fault.*http2=True"):
+        api.get("/").respond(200, fault=faults.rst_stream())
+    with pytest.raises(UsageError, match="HTTP/2 fault"):
+        api.get("/").respond(200, fault=faults.delay(0) + faults.goaway())
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_http2_fault_met_by_an_http1_client_is_reported(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=b"ok", fault=faults.rst_stream())
+    r = get(scheme, version=pycurl.CURL_HTTP_VERSION_1_1)
+    assert (r.code, r.body) == (0, b"ok")
+    with pytest.raises(UsageError, match="HTTP/2 faults apply to HTTP/2 streams only"):
+        curlfault.check()
+
+
+def test_http1_fault_on_an_http2_stream_is_reported(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"ok", fault=faults.close(after_bytes=5))
+    r = get("http")
+    assert (r.code, r.body) == (0, b"ok")
+    with pytest.raises(UsageError, match="do not apply to an HTTP/2 stream"):
+        curlfault.check()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: faults.rst_stream("NOPE"), "not an HTTP/2 error name"),
+        (lambda: faults.rst_stream(-1), "error_code"),
+        (lambda: faults.rst_stream(after_bytes=-1), "after_bytes"),
+        (lambda: faults.rst_stream(after_bytes=True), "after_bytes"),
+        (lambda: faults.goaway(-1), "last_stream_id"),
+        (lambda: faults.goaway(error_code=2**32), "error_code"),
+        (lambda: faults.bad_frame(b""), "frame"),
+        (lambda: faults.settings(), "at least one"),
+        (lambda: faults.settings(window=1), "not an HTTP/2 setting"),
+        (lambda: faults.settings(max_frame_size=10), "from 16384"),
+        (lambda: faults.settings(enable_push=2), "from 0 to 1"),
+    ],
+)
+def test_bad_fault_arguments(make: Any, match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        make()
+
+
+def test_http2_flag_must_be_a_bool() -> None:
+    with FakeNetwork() as net, pytest.raises(UsageError, match="http2 must be True or False"):
+        net.https("api.test", http2="yes")  # type: ignore[arg-type]
+
+
+def test_fault_reprs() -> None:
+    assert (
+        repr(faults.rst_stream("CANCEL", after_bytes=3))
+        == "rst_stream(error_code=8, after_bytes=3)"
+    )
+    assert repr(faults.goaway()) == "goaway(last_stream_id=0, error_code=0)"
+    assert repr(faults.settings(initial_window_size=0)) == "settings(initial_window_size=0)"
+    assert repr(faults.bad_frame()) == "bad_frame()"
+    assert faults.refused_stream().curlcode == 56
+
+
+# the frame log --------------------------------------------------------------------------
+def test_frame_log_whole_and_byte_by_byte() -> None:
+    wire = (
+        PREFACE
+        + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # SETTINGS
+        + b"\x00\x00\x03\x00\x01\x00\x00\x00\x01abc"  # DATA END_STREAM on 1
+        + b"\x00\x00\x04\x03\x00\x00\x00\x00\x03\x00\x00\x00\x08"  # RST_STREAM CANCEL on 3
+        + b"\x00\x00\x08\x07\x00\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00"  # GOAWAY
+        + b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"  # SETTINGS ACK
+    )
+    whole: list[Frame] = []
+    FrameLog("recv", whole, preface=True).feed(wire)
+    bytewise: list[Frame] = []
+    log = FrameLog("recv", bytewise, preface=True)
+    for i in range(len(wire)):
+        log.feed(wire[i : i + 1])
+    assert whole == bytewise
+    assert [(f.type, f.stream_id, f.error_code, f.last_stream_id) for f in whole] == [
+        ("SETTINGS", 0, None, None),
+        ("DATA", 1, None, None),
+        ("RST_STREAM", 3, 8, None),
+        ("GOAWAY", 0, 0, 5),
+        ("SETTINGS", 0, None, None),
+    ]
+    assert [f.ack for f in whole] == [False, False, False, False, True]
+
+
+def test_unmatched_request_over_http2_is_a_404_and_reported(curlfault: FakeNetwork) -> None:
+    endpoint(curlfault, "http").get("/known").respond(200)
+    r = get("http", "/unknown")
+    assert (r.code, r.status) == (0, 404)
+    assert curlfault.requests[0].stream_id == 1
+    with pytest.raises(UnmatchedRequest, match="GET /unknown"):
+        curlfault.check()
+
+
+def test_head_over_http2_has_the_length_and_no_body(curlfault: FakeNetwork) -> None:
+    endpoint(curlfault, "https").get("/").respond(200, body=BODY)
+    r = get("https", NOBODY=1)
+    assert (r.code, r.status, r.body) == (0, 200, b"")
+    assert f"content-length: {len(BODY)}".encode() in r.headers
+    assert curlfault.requests[0].method == "HEAD"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_http2_over_the_listener_transport(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme, "listener")
+    api.get("/").respond(200, body=BODY, fault=faults.rst_stream(after_bytes=10))
+    r = get(scheme)
+    assert (r.code, r.body) == (92, BODY[:10])
+    assert api.connections[0].transport == "listener"
+    balanced(curlfault)
+
+
+def test_composed_http2_faults(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.settings(max_concurrent_streams=5) + faults.rst_stream("CANCEL")
+    api.get("/").respond(200, body=BODY, fault=fault)
+    assert get("http").code == 92
+    sent = [f.type for f in api.connections[0].frames if f.direction == "sent"]
+    assert sent[-2:] == ["SETTINGS", "RST_STREAM"]
+
+
+def test_handler_can_return_an_http2_fault(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "https")
+    api.get("/").handle(lambda req: Response.make(200, fault=faults.refused_stream())).respond(200)
+    r = get("https")
+    assert r.code == 0
+    assert len(api.connections) == 2
