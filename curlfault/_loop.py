@@ -72,6 +72,9 @@ class Loop:
         # Server ends that wait to write (EPOLLOUT): only they need a pump after libcurl
         # has read response bytes, since reading made room in their socket buffer.
         self.writers: set[int] = set()
+        # Server ends whose protocol waits on the client between reads (an HTTP/2 server
+        # blocked on flow control needs the client's WINDOW_UPDATE): pumped after reads too.
+        self.followers: set[int] = set()
         # When the thread will next look at its timers and handlers; inf while it is not
         # sleeping on a known deadline, so that call_later() and add() wake it.
         self._deadline = float("inf")
@@ -176,6 +179,7 @@ class Loop:
         if self._handlers.get(fd) is handler:
             del self._handlers[fd]
             self.writers.discard(fd)
+            self.followers.discard(fd)
             if self._ready is not None:
                 try:
                     self._ready.unregister(fd)

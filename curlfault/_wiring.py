@@ -287,7 +287,9 @@ class Wiring:
         try:
             loop = self.network._loop
             if loop is not None and (
-                kind in _AFTER_WRITE or loop.eager or (kind in _AFTER_READ and loop.writers)
+                kind in _AFTER_WRITE
+                or loop.eager
+                or (kind in _AFTER_READ and (loop.writers or loop.followers))
             ):
                 loop.pump()
             if self.user_verbose:

@@ -163,6 +163,11 @@ class Http2Server:
         self._dead = False
         self._closing = False  # GOAWAY sent: FIN once the last response is out
         conn.event("HTTP/2")
+        channel = conn.channel
+        if channel is not None:
+            # Flow control makes the server wait for the client's WINDOW_UPDATE, which no
+            # debug event announces: pump this end after libcurl reads, too.
+            channel.loop.followers.add(channel.fd)
         self.h2.initiate_connection()
         self._flush()
 
