@@ -404,6 +404,24 @@ def test_plain_get_to_a_websocket_path_gets_426_and_fails_check() -> None:
         net.close()
 
 
+def test_a_repeated_plain_get_to_a_websocket_path_gets_426_again() -> None:
+    # libcurl sends byte-identical requests: the second must not be answered from the
+    # request-parse cache as a plain HTTP request (404) instead of the WebSocket route.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            chat = endpoint(net).websocket("/chat").send("never")
+            first = transfer("http://api.test/chat")
+            second = transfer("http://api.test/chat")
+        assert (first.status, second.status) == (426, 426)
+        assert len(chat.requests) == 2
+        assert all(r.error for r in chat.requests)
+        with pytest.raises(MalformedRequest, match="answered 426"):
+            net.check()
+    finally:
+        net.close()
+
+
 def test_bad_websocket_version_gets_426() -> None:
     net = FakeNetwork()
     try:

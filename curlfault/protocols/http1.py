@@ -179,6 +179,8 @@ class Http1Server:
             port=ep.port or 0,
             connection_id=self.conn.id,
         )
+        if ep.websocket_route(request) is not None:
+            return False  # a WebSocket path: the handshake (or its 426) needs h11's parse
         route = ep.match(request)
         if route is not None and any(
             isinstance(f, UploadFault) for f in flatten(route.peek_fault())
