@@ -254,10 +254,13 @@ class FakeNetwork:
             self, _intercept.caller_site(), trust=self.trust if trust is None else trust
         )
         previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
-        if previous is not None:
-            wiring.user_trust = previous.user_trust  # the client's own CA settings stay
+        # Only a network's wiring knows whether the client set its own trust options (a
+        # tracker's says True for all: it never touches them).
+        own = previous if isinstance(previous, Wiring) else None
+        if own is not None:
+            wiring.user_trust = own.user_trust  # the client's own CA settings stay
         wiring.install(curl, attached=True)
-        if previous is not None and getattr(previous, "trust", False) and not wiring.trust:
+        if own is not None and own.trust and not own.user_trust and not wiring.trust:
             curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
         if isinstance(curl, _intercept.InterceptedCurl):
             # A handle another router (a tracker, another network) wired: its perform()

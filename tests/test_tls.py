@@ -10,7 +10,7 @@ import pytest
 import trustme
 from cfhelpers import transfer
 
-from curlfault import FakeNetwork, UsageError, faults
+from curlfault import FakeNetwork, Tracker, UsageError, faults
 from curlfault._tls import ClientCert, TlsServerConfig, alert_record, parse_client_hello
 
 TRANSPORTS = ["socketpair", "tcp", "listener"]
@@ -59,6 +59,31 @@ def test_attach_trust_true_overrides_an_untrusting_network() -> None:
         finally:
             curl.close()
         assert (r.code, r.body) == (0, b"ok")
+
+
+def test_attach_trusts_the_network_ca_for_a_handle_a_tracker_made() -> None:
+    # The tracker's wiring never touches trust options; that is no client trust setting.
+    with FakeNetwork() as net:
+        net.https("secure.test").get("/").respond(body="ok")
+        with Tracker(leaks=False):
+            curl = pycurl.Curl()
+        net.attach(curl)
+        try:
+            r = transfer(URL, curl=curl)
+        finally:
+            curl.close()
+        assert (r.code, r.body) == (0, b"ok")
+
+
+def test_attach_trust_false_keeps_the_clients_own_ca_blob(curlfault) -> None:
+    serve(curlfault)
+    curl = pycurl.Curl()  # wired by intercept()
+    try:
+        curl.setopt(pycurl.CAINFO_BLOB, curlfault.ca.cert_pem.bytes())  # the client's own
+        curlfault.attach(curl, trust=False)
+        assert transfer(URL, curl=curl).code == 0
+    finally:
+        curl.close()
 
 
 def test_a_client_that_disables_verification_is_not_given_the_ca(curlfault) -> None:
