@@ -311,21 +311,26 @@ class TlsLayer:
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
-        self.channel.loop.eager += 1
-        self._eager = True
+        self._set_eager(True)
         self.channel.start(self)
 
     def start_negotiated(self, choose: Callable[[str | None], StreamProtocol]) -> None:
         """Like ``start``, but the protocol is ``choose(alpn)``, made after the handshake."""
         self._choose = choose
-        self.channel.loop.eager += 1
-        self._eager = True
+        self._set_eager(True)
         self.channel.start(self)
 
     def _handshake_over(self) -> None:
-        if self._eager:
-            self._eager = False
-            self.channel.loop.eager -= 1
+        self._set_eager(False)
+
+    def _set_eager(self, on: bool) -> None:
+        # Raised in the thread calling perform(), lowered in the loop thread (or at
+        # teardown): every update under the loop's lock, so none is lost.
+        loop = self.channel.loop
+        with loop.lock:
+            if self._eager is not on:
+                self._eager = on
+                loop.eager += 1 if on else -1
 
     # from the channel (ciphertext) -------------------------------------------------------
     def data_received(self, data: bytes) -> None:

@@ -3,6 +3,8 @@ ledger) over every transport, endpoint TLS settings, mutual TLS and key pinning.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import pycurl
@@ -184,6 +186,41 @@ def test_tls_fault_codes(curlfault, fault, options, code, transport) -> None:
     assert conn.tls["sni"] == "secure.test"  # read from the ClientHello, even on failure
     if isinstance(fault, faults.HandshakeReset) and transport == "socketpair":
         assert conn.transport == "tcp"  # an RST needs TCP
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_handshake_counter_is_back_to_zero_after_many_handshakes(curlfault, transport) -> None:
+    # loop.eager counts handshakes in progress (a pump on every debug event while > 0):
+    # it is raised in the threads calling perform() and lowered in the loop thread.
+    failing = [faults.handshake_close(), faults.tls_alert(), faults.expired_cert()]
+    if transport != "socketpair":
+        failing.append(faults.handshake_reset())
+    script = [*failing, None, None]
+    rounds, threads = 8, 4
+    serve(curlfault, transport).connection_faults(*script * rounds * threads)
+    codes: list[int] = []
+
+    def run() -> None:
+        for _ in range(len(script) * rounds):
+            codes.append(transfer(URL, FORBID_REUSE=1).code)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: a lost update would show
+    try:
+        workers = [threading.Thread(target=run) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(codes) == len(script) * rounds * threads
+    assert codes.count(0) == 2 * rounds * threads
+    assert curlfault.ledger.audit().ok
+    loop = curlfault.loop
+    with loop.lock:  # the loop thread is done with every connection
+        assert loop.eager == 0
+        assert not loop.eager
 
 
 def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
