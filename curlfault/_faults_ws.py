@@ -97,7 +97,9 @@ class WsOversized(WebSocketFault):
 @dataclass(frozen=True, repr=False)
 class WsNoPong(WebSocketFault):
     """From this point the server never answers a ping. ``ws_recv`` waiting for the pong
-    keeps raising ``BlockingIOError`` (81 ``CURLE_AGAIN``) until the client gives up."""
+    keeps raising ``BlockingIOError`` (libcurl's ``CURLE_AGAIN``, "no data yet"). ``curlcode``
+    81 means "no pong before the client's own deadline": libcurl never fails a transfer
+    with it by itself; the client decides how long to wait."""
 
     curlcode: ClassVar[int] = 81
     name: ClassVar[str] = "ws_no_pong"
