@@ -184,8 +184,14 @@ def test_tls_fault_codes(curlfault, fault, options, code, transport) -> None:
     conn = ep.connections[0]
     assert conn.fault == fault
     assert conn.tls["sni"] == "secure.test"  # read from the ClientHello, even on failure
-    if isinstance(fault, faults.HandshakeReset) and transport == "socketpair":
-        assert conn.transport == "tcp"  # an RST needs TCP
+    events = [text for _, text in conn.events]
+    if isinstance(fault, faults.HandshakeReset):
+        assert conn.transport in ("tcp", "listener")  # an RST needs TCP, on every transport
+        assert "server sent RST" in events
+        assert "server sent FIN" not in events
+    elif isinstance(fault, faults.HandshakeClose):
+        assert "server sent FIN" in events
+        assert "server sent RST" not in events
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
