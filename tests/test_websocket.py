@@ -495,6 +495,31 @@ def test_usage_errors(curlfault) -> None:
         chat.send("late")
 
 
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: faults.WsFragment(size=0), "positive int"),
+        (lambda: faults.WsFragment(size=True), "positive int"),
+        (lambda: faults.WsOversized(length=1000), "2\\*\\*63"),
+        (lambda: faults.WsOversized(length=2**64), "2\\*\\*63"),
+        (lambda: faults.WsClose(code=1006), "cannot be sent"),
+        (lambda: faults.WsClose(code=1000, reason="x" * 124), "123 bytes"),
+        (lambda: faults.WsClose(code="1000"), "must be an int"),
+        (lambda: faults.WsDrop(reset=1), "bool"),
+    ],
+)
+def test_the_fault_classes_validate_like_their_functions(make, words) -> None:
+    with pytest.raises(UsageError, match=words):
+        make()
+
+
+def test_the_fault_classes_accept_what_their_functions_accept() -> None:
+    assert faults.WsFragment(size=4) == faults.ws_fragment(4)
+    assert faults.WsOversized() == faults.ws_oversized()
+    assert faults.WsClose(code=1011, reason="oops") == faults.ws_close(1011, "oops")
+    assert faults.WsDrop(reset=True) == faults.ws_drop(reset=True)
+
+
 def test_a_frame_wsproto_rejects_closes_1007_and_fails_check() -> None:
     net = FakeNetwork()
     try:
