@@ -138,6 +138,13 @@ class TlsServerConfig:
                     f"tls_versions: {v!r} is not a TLS version; use (min, max) from "
                     f"{', '.join(map(repr, _VERSIONS))}, or None for no bound"
                 )
+        low, high = versions
+        if low is not None and high is not None and _VERSIONS[low] > _VERSIONS[high]:
+            raise UsageError(
+                f"tls_versions={versions!r}: the minimum {low!r} is above the maximum "
+                f"{high!r}, so no version could be served; give (min, max) in that order, "
+                f"such as {(high, low)!r}"
+            )
         leaf = ca.issue_cert(host)
         config = cls(
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),

@@ -330,6 +330,12 @@ def test_tls_versions_bound_the_versions_served(curlfault) -> None:
     assert ep.connections[0].tls["version"] == "TLSv1.2"
 
 
+def test_alpn_none_is_the_default(curlfault) -> None:
+    ep = serve(curlfault, alpn=None)
+    assert transfer(URL).code == 0
+    assert ep.connections[0].tls["alpn"] == "http/1.1"
+
+
 def test_alpn_offered_by_the_server(curlfault) -> None:
     ep = serve(curlfault, alpn=())
     assert transfer(URL).code == 0
@@ -349,6 +355,9 @@ def test_for_host_keeps_its_signature(curlfault_ca) -> None:
         ({"client_cert": "yes"}, "client_cert='yes'"),
         ({"tls_versions": ("TLSv1.2",)}, "(min, max)"),
         ({"tls_versions": ("SSLv3", None)}, "'SSLv3'"),
+        ({"tls_versions": ("TLSv1.3", "TLSv1.2")}, "minimum 'TLSv1.3' is above the maximum"),
+        ({"tls_versions": ("TLSv1.3", "TLSv1.2")}, "('TLSv1.2', 'TLSv1.3')"),
+        ({"alpn": 42}, "alpn=42"),
         ({"alpn": "h2"}, "alpn='h2'"),
         ({"alpn": ("h2", "")}, "alpn="),
     ],
