@@ -388,6 +388,18 @@ def test_a_tls_fault_on_plain_http_is_a_usage_error(curlfault) -> None:
         curlfault.https("secure.test").get("/").respond(fault=faults.handshake_close())
 
 
+def test_a_tls_fault_on_a_refusing_endpoint_says_it_refuses(curlfault) -> None:
+    ep = curlfault.refuse("secure.test")
+    for declare in (
+        lambda: ep.connection_faults(faults.expired_cert()),
+        lambda: faults.expired_cert().check_endpoint(ep),
+    ):
+        with pytest.raises(UsageError, match="refuses every connection") as info:
+            declare()
+        assert "plain HTTP" not in str(info.value)
+        assert "net.https('secure.test')" in str(info.value)
+
+
 def test_a_tls_fault_is_not_a_stream_fault(curlfault) -> None:
     with pytest.raises(UsageError):
         serve(curlfault).get("/x").respond(fault=faults.no_close_notify())
