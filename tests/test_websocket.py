@@ -315,6 +315,40 @@ def test_ws_drop_with_reset_gives_56_over_tcp(curlfault, scheme, transport) -> N
     assert curlfault.ledger.audit().ok
 
 
+def test_ws_drop_with_reset_on_a_socketpair_made_earlier_is_a_usage_error() -> None:
+    # The fault is declared once the socketpair is connected, before the handshake is sent:
+    # the connection cannot send an RST, and check() says so.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            chat = endpoint(net).websocket("/chat").send("hi")
+            declared: list[bool] = []
+
+            def debug(kind: int, data: bytes) -> None:
+                if kind == pycurl.INFOTYPE_TEXT and b"Established" in data and not declared:
+                    declared.append(True)
+                    chat.fault(faults.ws_drop(reset=True))
+
+            c = pycurl.Curl()
+            c.setopt(pycurl.VERBOSE, 1)
+            c.setopt(pycurl.DEBUGFUNCTION, debug)
+            c.setopt(pycurl.URL, "ws://api.test/chat")
+            c.setopt(pycurl.CONNECT_ONLY, 2)
+            c.setopt(pycurl.TIMEOUT_MS, 5000)
+            try:
+                c.perform()
+                assert recv(c) == (b"hi", pycurl.WS_TEXT)
+                assert recv_error(c) == 52  # an abrupt close, not an RST
+            finally:
+                c.close()
+        assert declared
+        assert [conn.transport for conn in net.connections] == ["socketpair"]
+        with pytest.raises(UsageError, match="no RST to send"):
+            net.check()
+    finally:
+        net.close()
+
+
 def test_ws_drop_ends_a_writefunction_transfer_with_0(curlfault) -> None:
     endpoint(curlfault).websocket("/chat").send("hi").fault(faults.ws_drop())
     got: list[bytes] = []

@@ -30,7 +30,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
-from .._errors import MalformedRequest
+from .._errors import MalformedRequest, UsageError
 from .._faults_ws import (
     WebSocketFault,
     WsClose,
@@ -289,6 +289,17 @@ class WebSocketSession:
             self._send(CloseConnection(code=fault.code, reason=fault.reason or None))
             self._finish()
         elif isinstance(fault, WsDrop) and fault.reset:
+            if self.conn.transport not in ("tcp", "listener"):
+                # Declaring the fault makes new connections TCP; this one was made before.
+                self.network._record(
+                    UsageError(
+                        f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
+                        f"{self.route.path}, which is a {self.conn.transport}: there is no RST "
+                        "to send, so the client saw an abrupt close instead; declare the "
+                        "fault before the connection is made, or the endpoint with "
+                        "transport='tcp'"
+                    )
+                )
             self.dead = True
             self.transport.abort()  # RST on a TCP pair (SO_LINGER 0)
         elif isinstance(fault, WsDrop):
