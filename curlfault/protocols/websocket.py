@@ -41,6 +41,7 @@ from .._faults_ws import (
     oversized_frame,
 )
 from .._websocket import WebSocketFrame, WebSocketRoute, _Step
+from .http1 import error_response_bytes
 
 if TYPE_CHECKING:
     from .._http import Request
@@ -96,17 +97,10 @@ def upgrade(
         )
         conn.event(f"bad WebSocket handshake: {reason}; answering {status}")
         body = f"curlfault: {reason}\n".encode()
-        headers = [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        if status == 426:
-            headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
-        data = h.send(h11.Response(status_code=status, headers=headers)) or b""
-        data += h.send(h11.Data(data=body)) or b""
-        data += h.send(h11.EndOfMessage()) or b""
-        server.transport.write(data)
+        upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+        server.transport.write(
+            error_response_bytes(h, status, body, upgrade if status == 426 else ())
+        )
         server.transport.finish()
         return None
     key = (request.header("Sec-WebSocket-Key") or "").strip().encode("latin-1")
