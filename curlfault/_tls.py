@@ -33,7 +33,6 @@ from ._faults_tls import (
     HostnameMismatch,
     NoCloseNotify,
     NotYetValidCert,
-    PinnedKeyMismatch,
     TlsAlert,
     TlsFault,
     TlsVersion,
@@ -209,8 +208,7 @@ class TlsServerConfig:
             return self.ca.issue_cert(self.host, not_before=now - 30 * day, not_after=now - day)
         if isinstance(fault, NotYetValidCert):
             return self.ca.issue_cert(self.host, not_before=now + day, not_after=now + 30 * day)
-        if isinstance(fault, PinnedKeyMismatch):
-            return self.ca.issue_cert(self.host)  # the same name and CA, a fresh key
+        # PinnedKeyMismatch (and any other fault): the same name and CA, a fresh key.
         return self.ca.issue_cert(self.host)
 
 
