@@ -121,6 +121,7 @@ class Endpoint:
     """A host (and port) that the fake network answers for."""
 
     scheme = "tcp"
+    refuses = False  # net.refuse(): no connection is ever served
 
     def __init__(
         self, network: FakeNetwork, host: str, port: int | None, alias: str, transport: str
@@ -303,9 +304,14 @@ class Endpoint:
 class RefusingEndpoint(Endpoint):
     """``net.refuse(host)``: every connection is refused (CURLcode 7)."""
 
+    refuses = True
+
     def connection_faults(
         self, *faults: ConnectionFault | None, family: str | None = None
     ) -> Endpoint:
+        for f in faults:
+            if isinstance(f, TlsFault):
+                f.check_endpoint(self)  # the TLS fault's own message
         raise UsageError(
             f"{self!r} refuses every connection, so connection faults would never apply; "
             f"declare the host with net.http({self.host!r}) and give it connection_faults()"

@@ -94,6 +94,12 @@ class TlsFault(ConnectionFault):
     def check_endpoint(self, endpoint: Endpoint) -> None:
         """Raise ``UsageError`` unless ``endpoint`` serves TLS (called at declaration)."""
         tls = getattr(endpoint, "tls", None)
+        if tls is None and endpoint.refuses:
+            raise UsageError(
+                f"{self!r} is a TLS fault, but {endpoint!r} refuses every connection, so no "
+                f"TLS handshake ever starts; declare the host with net.https({endpoint.host!r}) "
+                "instead of net.refuse() to give it TLS faults"
+            )
         if tls is None:
             raise UsageError(
                 f"{self!r} is a TLS fault, but {endpoint!r} serves plain HTTP; declare the "

@@ -53,6 +53,11 @@ class WsClose(WebSocketFault):
     code: int = 1000
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        from ._websocket import close_code  # _websocket imports this module
+
+        close_code(self.code, self.reason)
+
 
 @dataclass(frozen=True, repr=False)
 class WsDrop(WebSocketFault):
@@ -67,6 +72,10 @@ class WsDrop(WebSocketFault):
     name: ClassVar[str] = "ws_drop"
     reset: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.reset, bool):
+            raise UsageError(f"ws_drop(reset=...) takes a bool, got {self.reset!r}")
+
 
 @dataclass(frozen=True, repr=False)
 class WsFragment(WebSocketFault):
@@ -78,6 +87,11 @@ class WsFragment(WebSocketFault):
     curlcode: ClassVar[int] = 0
     name: ClassVar[str] = "ws_fragment"
     size: int = 1
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise UsageError(f"ws_fragment(size) takes a positive int, got {size!r}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -93,11 +107,26 @@ class WsOversized(WebSocketFault):
     name: ClassVar[str] = "ws_oversized"
     length: int = 2**63
 
+    def __post_init__(self) -> None:
+        length = self.length
+        if (
+            isinstance(length, bool)
+            or not isinstance(length, int)
+            or not (MAX_FRAME_LENGTH < length < 2**64)
+        ):
+            raise UsageError(
+                f"ws_oversized(length) must be from 2**63 to 2**64 - 1 (a length no valid "
+                f"frame can declare), got {length!r}; to send a big valid message use "
+                "send(b'x' * n)"
+            )
+
 
 @dataclass(frozen=True, repr=False)
 class WsNoPong(WebSocketFault):
     """From this point the server never answers a ping. ``ws_recv`` waiting for the pong
-    keeps raising ``BlockingIOError`` (81 ``CURLE_AGAIN``) until the client gives up."""
+    keeps raising ``BlockingIOError`` (libcurl's ``CURLE_AGAIN``, "no data yet"). ``curlcode``
+    81 means "no pong before the client's own deadline": libcurl never fails a transfer
+    with it by itself; the client decides how long to wait."""
 
     curlcode: ClassVar[int] = 81
     name: ClassVar[str] = "ws_no_pong"
@@ -105,38 +134,22 @@ class WsNoPong(WebSocketFault):
 
 def ws_close(code: int = 1000, reason: str = "") -> WsClose:
     """A close frame with ``code`` (and ``reason``), then FIN at once (52 on the next read)."""
-    from ._websocket import close_code
-
-    code, reason = close_code(code, reason)
     return WsClose(code=code, reason=reason)
 
 
 def ws_drop(*, reset: bool = False) -> WsDrop:
     """End the connection without a close frame: FIN (52 ``GOT_NOTHING`` from ``ws_recv``),
     or with ``reset=True`` an RST (56 ``RECV_ERROR``; the endpoint then serves over TCP)."""
-    if not isinstance(reset, bool):
-        raise UsageError(f"ws_drop(reset=...) takes a bool, got {reset!r}")
     return WsDrop(reset=reset)
 
 
 def ws_fragment(size: int) -> WsFragment:
     """Send the message in frames of ``size`` characters or bytes (0: frames, not an error)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise UsageError(f"ws_fragment(size) takes a positive int, got {size!r}")
     return WsFragment(size=size)
 
 
 def ws_oversized(length: int = 2**63) -> WsOversized:
     """A frame header declaring ``length`` payload bytes, past RFC 6455's limit (56)."""
-    if (
-        isinstance(length, bool)
-        or not isinstance(length, int)
-        or not (MAX_FRAME_LENGTH < length < 2**64)
-    ):
-        raise UsageError(
-            f"ws_oversized(length) must be from 2**63 to 2**64 - 1 (a length no valid frame "
-            f"can declare), got {length!r}; to send a big valid message use send(b'x' * n)"
-        )
     return WsOversized(length=length)
 
 

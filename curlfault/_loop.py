@@ -81,6 +81,7 @@ class Loop:
         self._sleeping = False
         # Connections that want a pump on every debug event, not only after request and
         # response bytes: a TLS handshake, whose records libcurl announces before writing.
+        # A count, updated only under ``lock`` (from both threads); read without it.
         self.eager = 0
         self._wake_fd = -1
         self._thread: threading.Thread | None = None

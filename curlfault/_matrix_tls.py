@@ -72,8 +72,24 @@ def _with(seen: dict[str, Any], what: str) -> Transfer:
     return transfer
 
 
-_pinned: dict[str, Any] = {}
-_mutual: dict[str, Any] = {}
+def _passing(
+    label: str,
+    what: str,
+    expected: int,
+    *connection_faults: faults.ConnectionFault | None,
+    **https: Any,
+) -> Case:
+    """A case whose transfer adds what its own setup saw (``what``: "pin" or "cert")."""
+    seen: dict[str, Any] = {}  # this case's alone, from its setup to its transfer
+    return Case(
+        label,
+        https_endpoint(*connection_faults, seen=seen, **https),
+        URL,
+        expected,
+        transfer=_with(seen, what),
+    )
+
+
 AFTER_HELLO = "the server reads the whole ClientHello first"
 
 CASES: tuple[Case, ...] = (
@@ -87,12 +103,11 @@ CASES: tuple[Case, ...] = (
             faults.not_yet_valid_cert(),
         )
     ),
-    Case(
+    _passing(
         f"{faults.pinned_key_mismatch()!r} with PINNEDPUBLICKEY=endpoint.pin",
-        https_endpoint(faults.pinned_key_mismatch(), seen=_pinned),
-        URL,
+        "pin",
         90,
-        transfer=_with(_pinned, "pin"),
+        faults.pinned_key_mismatch(),
     ),
     Case(
         f"{faults.pinned_key_mismatch()!r} without pinning",
@@ -177,11 +192,5 @@ CASES: tuple[Case, ...] = (
         35,
         options=TLS12,
     ),
-    Case(
-        'client_cert="required" with net.client_cert()',
-        https_endpoint(client_cert="required", seen=_mutual),
-        URL,
-        0,
-        transfer=_with(_mutual, "cert"),
-    ),
+    _passing('client_cert="required" with net.client_cert()', "cert", 0, client_cert="required"),
 )

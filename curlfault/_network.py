@@ -4,14 +4,14 @@ Every fake host gets an alias address of its own in 127.77.0.0/16. Routed handle
 host to that alias with CONNECT_TO and RESOLVE, so libcurl never asks a resolver about it,
 and the opensocket callback finds the endpoint by the alias it is asked to connect to. In
 strict mode a last wildcard CONNECT_TO entry sends every other host to a sink address that
-the opensocket callback refuses and reports.
+the opensocket callback refuses and reports. The opensocket decision itself is in
+``_connect.py``.
 """
 
 from __future__ import annotations
 
 import gc
 import ipaddress
-import socket
 import threading
 import time
 import weakref
@@ -21,29 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import pycurl
 
-from . import _intercept
+from . import _connect, _intercept
 from ._errors import (
     CallbackError,
     CurlFaultError,
     LeakError,
     ServerError,
-    UnexpectedConnection,
     UsageError,
 )
 from ._http import Request
 from ._ledger import KEPT_FOREVER, Ledger, Site, SocketRecord
-from ._listener import SYN_RETRIES, ConnectPoint
+from ._listener import ConnectPoint
 from ._loop import Loop
-from ._transports import Channel, make_pair
-from ._wiring import PASSTHROUGH, SINK_IP, Wiring
-from .faults import (
-    ConnectionFault,
-    ConnectionRefused,
-    ConnectTimeout,
-    Refuse,
-    SlowConnect,
-    TlsFault,  # served by the endpoint's TLS layer
-)
+from ._wiring import Wiring
 
 if TYPE_CHECKING:
     from ._tls import ClientCert
@@ -51,7 +41,6 @@ if TYPE_CHECKING:
 
 from ._endpoints import (
     _ALIAS_BASE,
-    _SELF_CONNECT,
     Connection,
     Endpoint,
     HttpEndpoint,
@@ -254,10 +243,13 @@ class FakeNetwork:
             self, _intercept.caller_site(), trust=self.trust if trust is None else trust
         )
         previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
-        if previous is not None:
-            wiring.user_trust = previous.user_trust  # the client's own CA settings stay
+        # Only a network's wiring knows whether the client set its own trust options (a
+        # tracker's says True for all: it never touches them).
+        own = previous if isinstance(previous, Wiring) else None
+        if own is not None:
+            wiring.user_trust = own.user_trust  # the client's own CA settings stay
         wiring.install(curl, attached=True)
-        if previous is not None and getattr(previous, "trust", False) and not wiring.trust:
+        if own is not None and own.trust and not own.user_trust and not wiring.trust:
             curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
         if isinstance(curl, _intercept.InterceptedCurl):
             # A handle another router (a tracker, another network) wired: its perform()
@@ -293,159 +285,7 @@ class FakeNetwork:
 
     def open_socket(self, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
         """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""
-        if family == socket.AF_INET6:
-            ip = str(ipaddress.IPv6Address(ip))  # the spelling our pins and points use
-            peer = f"[{ip}]:{port}"
-        else:
-            peer = f"{ip}:{port}"
-        ep = self._by_point.get((ip, port)) or self._by_alias.get(ip)
-        with self._lock:
-            conn = Connection(self, len(self.connections) + 1, ep, peer, wiring.url)
-            self.connections.append(conn)
-        if self.closed:
-            conn.refused = True
-            conn.event("refused: the network is closed")
-            self._record(
-                UnexpectedConnection(
-                    "a handle routed through a closed FakeNetwork connected "
-                    f"(url {wiring.url or '?'})"
-                )
-            )
-            return None
-        if ep is None and not self.strict and ip != SINK_IP:
-            conn.transport = "passthrough"
-            conn.event("not a fake host: passed through to the real network (strict=False)")
-            return PASSTHROUGH
-        if ep is None:
-            conn.refused = True
-            what, hint = _describe_url(wiring.url)
-            if ip == SINK_IP:
-                conn.event("refused: no fake serves this host (strict)")
-                self._record(
-                    UnexpectedConnection(
-                        f"pycurl connected to {what}, which no fake serves; add {hint}, "
-                        "or use strict=False (marker: curlfault(strict=False)) to let it "
-                        "reach the real network"
-                    )
-                )
-            else:
-                conn.event(f"refused: {peer} is not a fake address")
-                self._record(
-                    UnexpectedConnection(
-                        f"pycurl connected to {peer} ({what}), which no fake serves"
-                    )
-                )
-            return None
-        conn.family = "ipv6" if family == socket.AF_INET6 else "ipv4"
-        fault = ep._take_connection_fault(conn.family)
-        ep.connections.append(conn)
-        conn.fault = fault
-        if isinstance(fault, Refuse):
-            conn.refused = True
-            conn.event("refused by fault refuse()")
-            return None
-        if isinstance(fault, _SELF_CONNECT) or ep.transport == "listener":
-            return self._own_connect(ep, conn, ip, port, fault, wiring)
-        if fault is not None and not isinstance(fault, TlsFault):  # pragma: no cover
-            raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
-        kind = "tcp" if ep._needs_tcp else ep.transport
-        client, server = make_pair(kind)
-        conn.transport = kind
-        conn.connected_at = time.monotonic()
-        try:
-            inode = _inode(client)
-            self.ledger.opened(
-                SocketRecord(
-                    inode=inode,
-                    fd=client.fileno(),
-                    family=conn.family,
-                    peer=peer,
-                    host=ep.host,
-                    url=wiring.url,
-                    kind=kind,
-                    opened_in=self.label,
-                    handle_site=wiring.site,
-                    owner=conn,
-                    keepalive=wiring.pool_keepalive(),
-                )
-            )
-            channel = Channel(self.loop, server, conn)
-            conn.channel = channel
-            conn.event(f"connected ({kind})")
-            ep._serve(channel, conn)
-        except BaseException:
-            client.close()
-            server.close()
-            raise
-        return client.detach()
-
-    def _own_connect(
-        self,
-        ep: Endpoint,
-        conn: Connection,
-        ip: str,
-        port: int,
-        fault: ConnectionFault | None,
-        wiring: Wiring,
-    ) -> int | None:
-        """A fresh socket that libcurl connects itself, to the endpoint's reserved port.
-
-        The port is programmed for this connection before libcurl's connect() reaches it:
-        closed (``connection_refused``), a full accept queue (``connect_timeout``), full
-        until later (``slow_connect``) or listening (the ``"listener"`` transport).
-        """
-        point = ep._points.get(conn.family)
-        if point is None or (point.address, point.port) != (ip, port):
-            conn.refused = True
-            conn.event("refused: the handle's pins predate the endpoint's reserved port")
-            what = f"{fault!r}" if fault is not None else "the listener transport"
-            self._record(
-                UsageError(
-                    f"connection #{conn.id} to {ep.host} needs libcurl's own connect to the "
-                    f"endpoint's reserved port for {what}, but its handle was pinned before "
-                    f"that was declared and connected to {conn.peer}; declare connection "
-                    "faults before the handle's URL is set or its perform() starts"
-                )
-            )
-            return None
-        sock = socket.socket(point.family, socket.SOCK_STREAM)
-        try:
-            if isinstance(fault, (ConnectTimeout, SlowConnect)):
-                # The kernel gives up on a SYN after tcp_syn_retries (11 s by default, then
-                # ETIMEDOUT, code 7): keep it trying until libcurl's own timeout decides.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYN_RETRIES)
-            rec = self.ledger.opened(
-                SocketRecord(
-                    inode=_inode(sock),
-                    fd=sock.fileno(),
-                    family=conn.family,
-                    peer=conn.peer,
-                    host=ep.host,
-                    url=wiring.url,
-                    kind="listener",
-                    opened_in=self.label,
-                    handle_site=wiring.site,
-                    owner=conn,
-                    keepalive=wiring.pool_keepalive(),
-                    connected=False,  # sockopt answers SOCKOPT_OK: libcurl connects it
-                )
-            )
-            conn.transport = "listener"
-            conn._point = point
-            with self.loop.lock:
-                if isinstance(fault, ConnectionRefused):
-                    conn.refused = True  # by the kernel, to libcurl's own connect
-                    point.refuse(conn)
-                elif isinstance(fault, ConnectTimeout):
-                    point.hold(conn)
-                elif isinstance(fault, SlowConnect):
-                    point.hold_then_serve(conn, rec, ep._serve, fault.seconds)
-                else:
-                    point.serve(conn, rec, ep._serve)
-        except BaseException:
-            sock.close()
-            raise
-        return sock.detach()
+        return _connect.open_socket(self, family, ip, port, wiring)
 
     # records and problems --------------------------------------------------------------
     def _record(self, problem: CurlFaultError) -> None:
@@ -608,36 +448,10 @@ class FakeNetwork:
             loop.stop()
 
 
-def _describe_url(url: str) -> tuple[str, str]:
-    """("host:port (url ...)", "`net.http('host')`") for an unexpected connection's report."""
-    from urllib.parse import urlsplit
-
-    if not url:
-        return "an unknown host (the handle's URL was set outside curlfault)", "a fake for it"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = parts.port
-    except ValueError:
-        return f"the host of {url}", "a fake for it"
-    scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    port = port or default
-    kind = "https" if scheme == "https" else "http"
-    extra = "" if port in (None, default) else f", {port}"
-    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
-
-
 def _flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise UsageError(f"http2 must be True or False, got {value!r}")
     return value
-
-
-def _inode(sock: socket.socket) -> int:
-    import os
-
-    return os.fstat(sock.fileno()).st_ino
 
 
 FakeNetwork.__module__ = "curlfault"

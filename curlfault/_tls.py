@@ -33,7 +33,6 @@ from ._faults_tls import (
     HostnameMismatch,
     NoCloseNotify,
     NotYetValidCert,
-    PinnedKeyMismatch,
     TlsAlert,
     TlsFault,
     TlsVersion,
@@ -138,6 +137,13 @@ class TlsServerConfig:
                     f"tls_versions: {v!r} is not a TLS version; use (min, max) from "
                     f"{', '.join(map(repr, _VERSIONS))}, or None for no bound"
                 )
+        low, high = versions
+        if low is not None and high is not None and _VERSIONS[low] > _VERSIONS[high]:
+            raise UsageError(
+                f"tls_versions={versions!r}: the minimum {low!r} is above the maximum "
+                f"{high!r}, so no version could be served; give (min, max) in that order, "
+                f"such as {(high, low)!r}"
+            )
         leaf = ca.issue_cert(host)
         config = cls(
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
@@ -202,8 +208,7 @@ class TlsServerConfig:
             return self.ca.issue_cert(self.host, not_before=now - 30 * day, not_after=now - day)
         if isinstance(fault, NotYetValidCert):
             return self.ca.issue_cert(self.host, not_before=now + day, not_after=now + 30 * day)
-        if isinstance(fault, PinnedKeyMismatch):
-            return self.ca.issue_cert(self.host)  # the same name and CA, a fresh key
+        # PinnedKeyMismatch (and any other fault): the same name and CA, a fresh key.
         return self.ca.issue_cert(self.host)
 
 
@@ -311,21 +316,26 @@ class TlsLayer:
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
-        self.channel.loop.eager += 1
-        self._eager = True
+        self._set_eager(True)
         self.channel.start(self)
 
     def start_negotiated(self, choose: Callable[[str | None], StreamProtocol]) -> None:
         """Like ``start``, but the protocol is ``choose(alpn)``, made after the handshake."""
         self._choose = choose
-        self.channel.loop.eager += 1
-        self._eager = True
+        self._set_eager(True)
         self.channel.start(self)
 
     def _handshake_over(self) -> None:
-        if self._eager:
-            self._eager = False
-            self.channel.loop.eager -= 1
+        self._set_eager(False)
+
+    def _set_eager(self, on: bool) -> None:
+        # Raised in the thread calling perform(), lowered in the loop thread (or at
+        # teardown): every update under the loop's lock, so none is lost.
+        loop = self.channel.loop
+        with loop.lock:
+            if self._eager is not on:
+                self._eager = on
+                loop.eager += 1 if on else -1
 
     # from the channel (ciphertext) -------------------------------------------------------
     def data_received(self, data: bytes) -> None:

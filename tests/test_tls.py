@@ -3,6 +3,8 @@ ledger) over every transport, endpoint TLS settings, mutual TLS and key pinning.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import pycurl
@@ -10,7 +12,7 @@ import pytest
 import trustme
 from cfhelpers import transfer
 
-from curlfault import FakeNetwork, UsageError, faults
+from curlfault import FakeNetwork, Tracker, UsageError, faults
 from curlfault._tls import ClientCert, TlsServerConfig, alert_record, parse_client_hello
 
 TRANSPORTS = ["socketpair", "tcp", "listener"]
@@ -59,6 +61,31 @@ def test_attach_trust_true_overrides_an_untrusting_network() -> None:
         finally:
             curl.close()
         assert (r.code, r.body) == (0, b"ok")
+
+
+def test_attach_trusts_the_network_ca_for_a_handle_a_tracker_made() -> None:
+    # The tracker's wiring never touches trust options; that is no client trust setting.
+    with FakeNetwork() as net:
+        net.https("secure.test").get("/").respond(body="ok")
+        with Tracker(leaks=False):
+            curl = pycurl.Curl()
+        net.attach(curl)
+        try:
+            r = transfer(URL, curl=curl)
+        finally:
+            curl.close()
+        assert (r.code, r.body) == (0, b"ok")
+
+
+def test_attach_trust_false_keeps_the_clients_own_ca_blob(curlfault) -> None:
+    serve(curlfault)
+    curl = pycurl.Curl()  # wired by intercept()
+    try:
+        curl.setopt(pycurl.CAINFO_BLOB, curlfault.ca.cert_pem.bytes())  # the client's own
+        curlfault.attach(curl, trust=False)
+        assert transfer(URL, curl=curl).code == 0
+    finally:
+        curl.close()
 
 
 def test_a_client_that_disables_verification_is_not_given_the_ca(curlfault) -> None:
@@ -157,8 +184,49 @@ def test_tls_fault_codes(curlfault, fault, options, code, transport) -> None:
     conn = ep.connections[0]
     assert conn.fault == fault
     assert conn.tls["sni"] == "secure.test"  # read from the ClientHello, even on failure
-    if isinstance(fault, faults.HandshakeReset) and transport == "socketpair":
-        assert conn.transport == "tcp"  # an RST needs TCP
+    events = [text for _, text in conn.events]
+    if isinstance(fault, faults.HandshakeReset):
+        assert conn.transport in ("tcp", "listener")  # an RST needs TCP, on every transport
+        assert "server sent RST" in events
+        assert "server sent FIN" not in events
+    elif isinstance(fault, faults.HandshakeClose):
+        assert "server sent FIN" in events
+        assert "server sent RST" not in events
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_handshake_counter_is_back_to_zero_after_many_handshakes(curlfault, transport) -> None:
+    # loop.eager counts handshakes in progress (a pump on every debug event while > 0):
+    # it is raised in the threads calling perform() and lowered in the loop thread.
+    failing = [faults.handshake_close(), faults.tls_alert(), faults.expired_cert()]
+    if transport != "socketpair":
+        failing.append(faults.handshake_reset())
+    script = [*failing, None, None]
+    rounds, threads = 8, 4
+    serve(curlfault, transport).connection_faults(*script * rounds * threads)
+    codes: list[int] = []
+
+    def run() -> None:
+        for _ in range(len(script) * rounds):
+            codes.append(transfer(URL, FORBID_REUSE=1).code)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: a lost update would show
+    try:
+        workers = [threading.Thread(target=run) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(codes) == len(script) * rounds * threads
+    assert codes.count(0) == 2 * rounds * threads
+    assert curlfault.ledger.audit().ok
+    loop = curlfault.loop
+    with loop.lock:  # the loop thread is done with every connection
+        assert loop.eager == 0
+        assert not loop.eager
 
 
 def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
@@ -262,6 +330,12 @@ def test_tls_versions_bound_the_versions_served(curlfault) -> None:
     assert ep.connections[0].tls["version"] == "TLSv1.2"
 
 
+def test_alpn_none_is_the_default(curlfault) -> None:
+    ep = serve(curlfault, alpn=None)
+    assert transfer(URL).code == 0
+    assert ep.connections[0].tls["alpn"] == "http/1.1"
+
+
 def test_alpn_offered_by_the_server(curlfault) -> None:
     ep = serve(curlfault, alpn=())
     assert transfer(URL).code == 0
@@ -281,6 +355,9 @@ def test_for_host_keeps_its_signature(curlfault_ca) -> None:
         ({"client_cert": "yes"}, "client_cert='yes'"),
         ({"tls_versions": ("TLSv1.2",)}, "(min, max)"),
         ({"tls_versions": ("SSLv3", None)}, "'SSLv3'"),
+        ({"tls_versions": ("TLSv1.3", "TLSv1.2")}, "minimum 'TLSv1.3' is above the maximum"),
+        ({"tls_versions": ("TLSv1.3", "TLSv1.2")}, "('TLSv1.2', 'TLSv1.3')"),
+        ({"alpn": 42}, "alpn=42"),
         ({"alpn": "h2"}, "alpn='h2'"),
         ({"alpn": ("h2", "")}, "alpn="),
     ],
@@ -309,6 +386,18 @@ def test_a_tls_fault_on_plain_http_is_a_usage_error(curlfault) -> None:
         plain.connection_faults(faults.expired_cert())
     with pytest.raises(UsageError, match="is not a stream fault"):
         curlfault.https("secure.test").get("/").respond(fault=faults.handshake_close())
+
+
+def test_a_tls_fault_on_a_refusing_endpoint_says_it_refuses(curlfault) -> None:
+    ep = curlfault.refuse("secure.test")
+    for declare in (
+        lambda: ep.connection_faults(faults.expired_cert()),
+        lambda: faults.expired_cert().check_endpoint(ep),
+    ):
+        with pytest.raises(UsageError, match="refuses every connection") as info:
+            declare()
+        assert "plain HTTP" not in str(info.value)
+        assert "net.https('secure.test')" in str(info.value)
 
 
 def test_a_tls_fault_is_not_a_stream_fault(curlfault) -> None:

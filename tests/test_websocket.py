@@ -315,6 +315,40 @@ def test_ws_drop_with_reset_gives_56_over_tcp(curlfault, scheme, transport) -> N
     assert curlfault.ledger.audit().ok
 
 
+def test_ws_drop_with_reset_on_a_socketpair_made_earlier_is_a_usage_error() -> None:
+    # The fault is declared once the socketpair is connected, before the handshake is sent:
+    # the connection cannot send an RST, and check() says so.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            chat = endpoint(net).websocket("/chat").send("hi")
+            declared: list[bool] = []
+
+            def debug(kind: int, data: bytes) -> None:
+                if kind == pycurl.INFOTYPE_TEXT and b"Established" in data and not declared:
+                    declared.append(True)
+                    chat.fault(faults.ws_drop(reset=True))
+
+            c = pycurl.Curl()
+            c.setopt(pycurl.VERBOSE, 1)
+            c.setopt(pycurl.DEBUGFUNCTION, debug)
+            c.setopt(pycurl.URL, "ws://api.test/chat")
+            c.setopt(pycurl.CONNECT_ONLY, 2)
+            c.setopt(pycurl.TIMEOUT_MS, 5000)
+            try:
+                c.perform()
+                assert recv(c) == (b"hi", pycurl.WS_TEXT)
+                assert recv_error(c) == 52  # an abrupt close, not an RST
+            finally:
+                c.close()
+        assert declared
+        assert [conn.transport for conn in net.connections] == ["socketpair"]
+        with pytest.raises(UsageError, match="no RST to send"):
+            net.check()
+    finally:
+        net.close()
+
+
 def test_ws_drop_ends_a_writefunction_transfer_with_0(curlfault) -> None:
     endpoint(curlfault).websocket("/chat").send("hi").fault(faults.ws_drop())
     got: list[bytes] = []
@@ -382,7 +416,24 @@ def test_ws_no_pong_leaves_the_ping_unanswered(curlfault, scheme) -> None:
     finally:
         c.close()
     assert [f.opcode for f in chat.frames] == ["ping", "text", "ping"]
-    assert faults.WsNoPong.curlcode == pycurl.E_AGAIN == 81
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_without_ws_no_pong_the_same_ping_gets_its_pong(curlfault, scheme) -> None:
+    # The control of the test above: the 81 (no pong before the client's deadline) is the
+    # fault's doing, not a silent fake's.
+    chat = endpoint(curlfault, scheme).websocket("/chat")
+    chat.receive()
+    c = connect(f"{scheme}://api.test/chat")
+    try:
+        c.ws_send(b"1", pycurl.WS_PING)
+        assert recv(c) == (b"1", pycurl.WS_PONG)
+        c.ws_send("go")
+        c.ws_send(b"2", pycurl.WS_PING)
+        assert recv(c) == (b"2", pycurl.WS_PONG)
+    finally:
+        c.close()
+    assert [f.opcode for f in chat.frames] == ["ping", "text", "ping"]
 
 
 # handshakes and usage ----------------------------------------------------------------------
@@ -398,6 +449,24 @@ def test_plain_get_to_a_websocket_path_gets_426_and_fails_check() -> None:
         assert b"Upgrade: websocket" in r.headers
         assert chat.requests[0].error
         assert chat.sessions == 0
+        with pytest.raises(MalformedRequest, match="answered 426"):
+            net.check()
+    finally:
+        net.close()
+
+
+def test_a_repeated_plain_get_to_a_websocket_path_gets_426_again() -> None:
+    # libcurl sends byte-identical requests: the second must not be answered from the
+    # request-parse cache as a plain HTTP request (404) instead of the WebSocket route.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            chat = endpoint(net).websocket("/chat").send("never")
+            first = transfer("http://api.test/chat")
+            second = transfer("http://api.test/chat")
+        assert (first.status, second.status) == (426, 426)
+        assert len(chat.requests) == 2
+        assert all(r.error for r in chat.requests)
         with pytest.raises(MalformedRequest, match="answered 426"):
             net.check()
     finally:
@@ -458,6 +527,31 @@ def test_usage_errors(curlfault) -> None:
     chat.echo()
     with pytest.raises(UsageError, match="no step can follow"):
         chat.send("late")
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: faults.WsFragment(size=0), "positive int"),
+        (lambda: faults.WsFragment(size=True), "positive int"),
+        (lambda: faults.WsOversized(length=1000), "2\\*\\*63"),
+        (lambda: faults.WsOversized(length=2**64), "2\\*\\*63"),
+        (lambda: faults.WsClose(code=1006), "cannot be sent"),
+        (lambda: faults.WsClose(code=1000, reason="x" * 124), "123 bytes"),
+        (lambda: faults.WsClose(code="1000"), "must be an int"),
+        (lambda: faults.WsDrop(reset=1), "bool"),
+    ],
+)
+def test_the_fault_classes_validate_like_their_functions(make, words) -> None:
+    with pytest.raises(UsageError, match=words):
+        make()
+
+
+def test_the_fault_classes_accept_what_their_functions_accept() -> None:
+    assert faults.WsFragment(size=4) == faults.ws_fragment(4)
+    assert faults.WsOversized() == faults.ws_oversized()
+    assert faults.WsClose(code=1011, reason="oops") == faults.ws_close(1011, "oops")
+    assert faults.WsDrop(reset=True) == faults.ws_drop(reset=True)
 
 
 def test_a_frame_wsproto_rejects_closes_1007_and_fails_check() -> None:

@@ -8,7 +8,7 @@ serializes the whole response first, then cuts it at the exact byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import h11
@@ -179,6 +179,8 @@ class Http1Server:
             port=ep.port or 0,
             connection_id=self.conn.id,
         )
+        if ep.websocket_route(request) is not None:
+            return False  # a WebSocket path: the handshake (or its 426) needs h11's parse
         route = ep.match(request)
         if route is not None and any(
             isinstance(f, UploadFault) for f in flatten(route.peek_fault())
@@ -391,25 +393,27 @@ class Http1Server:
         body = f"curlfault: malformed request: {exc}\n".encode()
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                data = (
-                    self.h11.send(
-                        h11.Response(
-                            status_code=status,
-                            headers=[
-                                ("Content-Type", "text/plain"),
-                                ("Content-Length", str(len(body))),
-                                ("Connection", "close"),
-                            ],
-                        )
-                    )
-                    or b""
-                )
-                data += self.h11.send(h11.Data(data=body)) or b""
-                data += self.h11.send(h11.EndOfMessage()) or b""
-                self.transport.write(data)
+                self.transport.write(error_response_bytes(self.h11, status, body))
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()
+
+
+def error_response_bytes(
+    h: h11.Connection, status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()
+) -> bytes:
+    """``h``'s bytes for a text/plain ``status`` response of ``body`` with ``Connection:
+    close`` (and ``headers``): how the fake answers a request it refuses."""
+    head = [
+        ("Content-Type", "text/plain"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        *headers,
+    ]
+    data = h.send(h11.Response(status_code=status, headers=head)) or b""
+    data += h.send(h11.Data(data=body)) or b""
+    data += h.send(h11.EndOfMessage()) or b""
+    return data
 
 
 def _keepalive_bytes(response: Response) -> bytes:

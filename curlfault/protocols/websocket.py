@@ -30,7 +30,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
-from .._errors import MalformedRequest
+from .._errors import MalformedRequest, UsageError
 from .._faults_ws import (
     WebSocketFault,
     WsClose,
@@ -41,6 +41,7 @@ from .._faults_ws import (
     oversized_frame,
 )
 from .._websocket import WebSocketFrame, WebSocketRoute, _Step
+from .http1 import error_response_bytes
 
 if TYPE_CHECKING:
     from .._http import Request
@@ -96,17 +97,10 @@ def upgrade(
         )
         conn.event(f"bad WebSocket handshake: {reason}; answering {status}")
         body = f"curlfault: {reason}\n".encode()
-        headers = [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        if status == 426:
-            headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
-        data = h.send(h11.Response(status_code=status, headers=headers)) or b""
-        data += h.send(h11.Data(data=body)) or b""
-        data += h.send(h11.EndOfMessage()) or b""
-        server.transport.write(data)
+        upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+        server.transport.write(
+            error_response_bytes(h, status, body, upgrade if status == 426 else ())
+        )
         server.transport.finish()
         return None
     key = (request.header("Sec-WebSocket-Key") or "").strip().encode("latin-1")
@@ -289,6 +283,17 @@ class WebSocketSession:
             self._send(CloseConnection(code=fault.code, reason=fault.reason or None))
             self._finish()
         elif isinstance(fault, WsDrop) and fault.reset:
+            if self.conn.transport not in ("tcp", "listener"):
+                # Declaring the fault makes new connections TCP; this one was made before.
+                self.network._record(
+                    UsageError(
+                        f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
+                        f"{self.route.path}, which is a {self.conn.transport}: there is no RST "
+                        "to send, so the client saw an abrupt close instead; declare the "
+                        "fault before the connection is made, or the endpoint with "
+                        "transport='tcp'"
+                    )
+                )
             self.dead = True
             self.transport.abort()  # RST on a TCP pair (SO_LINGER 0)
         elif isinstance(fault, WsDrop):

@@ -1,0 +1,213 @@
+"""The opensocket decision of a ``FakeNetwork``: which endpoint an address is, what its next
+connection fault does, and the descriptor libcurl gets (one end of a socketpair or loopback
+TCP pair that a fake serves, or a fresh socket that libcurl connects itself to the
+endpoint's reserved port), recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from ._endpoints import _SELF_CONNECT, Connection, Endpoint
+from ._errors import UnexpectedConnection, UsageError
+from ._ledger import SocketRecord
+from ._listener import SYN_RETRIES
+from ._transports import Channel, make_pair
+from ._wiring import PASSTHROUGH, SINK_IP, Wiring
+from .faults import (
+    ConnectionFault,
+    ConnectionRefused,
+    ConnectTimeout,
+    Refuse,
+    SlowConnect,
+    TlsFault,  # served by the endpoint's TLS layer
+)
+
+if TYPE_CHECKING:
+    from ._network import FakeNetwork
+
+__all__ = ["open_socket"]
+
+
+def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
+    """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""
+    if family == socket.AF_INET6:
+        ip = str(ipaddress.IPv6Address(ip))  # the spelling our pins and points use
+        peer = f"[{ip}]:{port}"
+    else:
+        peer = f"{ip}:{port}"
+    ep = net._by_point.get((ip, port)) or net._by_alias.get(ip)
+    with net._lock:
+        conn = Connection(net, len(net.connections) + 1, ep, peer, wiring.url)
+        net.connections.append(conn)
+    if net.closed:
+        conn.refused = True
+        conn.event("refused: the network is closed")
+        net._record(
+            UnexpectedConnection(
+                f"a handle routed through a closed FakeNetwork connected (url {wiring.url or '?'})"
+            )
+        )
+        return None
+    if ep is None and not net.strict and ip != SINK_IP:
+        conn.transport = "passthrough"
+        conn.event("not a fake host: passed through to the real network (strict=False)")
+        return PASSTHROUGH
+    if ep is None:
+        conn.refused = True
+        what, hint = _describe_url(wiring.url)
+        if ip == SINK_IP:
+            conn.event("refused: no fake serves this host (strict)")
+            net._record(
+                UnexpectedConnection(
+                    f"pycurl connected to {what}, which no fake serves; add {hint}, "
+                    "or use strict=False (marker: curlfault(strict=False)) to let it "
+                    "reach the real network"
+                )
+            )
+        else:
+            conn.event(f"refused: {peer} is not a fake address")
+            net._record(
+                UnexpectedConnection(f"pycurl connected to {peer} ({what}), which no fake serves")
+            )
+        return None
+    conn.family = "ipv6" if family == socket.AF_INET6 else "ipv4"
+    fault = ep._take_connection_fault(conn.family)
+    ep.connections.append(conn)
+    conn.fault = fault
+    if isinstance(fault, Refuse):
+        conn.refused = True
+        conn.event("refused by fault refuse()")
+        return None
+    if isinstance(fault, _SELF_CONNECT) or ep.transport == "listener":
+        return _own_connect(net, ep, conn, ip, port, fault, wiring)
+    if fault is not None and not isinstance(fault, TlsFault):  # pragma: no cover
+        raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
+    kind = "tcp" if ep._needs_tcp else ep.transport
+    client, server = make_pair(kind)
+    conn.transport = kind
+    conn.connected_at = time.monotonic()
+    try:
+        inode = _inode(client)
+        net.ledger.opened(
+            SocketRecord(
+                inode=inode,
+                fd=client.fileno(),
+                family=conn.family,
+                peer=peer,
+                host=ep.host,
+                url=wiring.url,
+                kind=kind,
+                opened_in=net.label,
+                handle_site=wiring.site,
+                owner=conn,
+                keepalive=wiring.pool_keepalive(),
+            )
+        )
+        channel = Channel(net.loop, server, conn)
+        conn.channel = channel
+        conn.event(f"connected ({kind})")
+        ep._serve(channel, conn)
+    except BaseException:
+        client.close()
+        server.close()
+        raise
+    return client.detach()
+
+
+def _own_connect(
+    net: FakeNetwork,
+    ep: Endpoint,
+    conn: Connection,
+    ip: str,
+    port: int,
+    fault: ConnectionFault | None,
+    wiring: Wiring,
+) -> int | None:
+    """A fresh socket that libcurl connects itself, to the endpoint's reserved port.
+
+    The port is programmed for this connection before libcurl's connect() reaches it:
+    closed (``connection_refused``), a full accept queue (``connect_timeout``), full
+    until later (``slow_connect``) or listening (the ``"listener"`` transport).
+    """
+    point = ep._points.get(conn.family)
+    if point is None or (point.address, point.port) != (ip, port):
+        conn.refused = True
+        conn.event("refused: the handle's pins predate the endpoint's reserved port")
+        what = f"{fault!r}" if fault is not None else "the listener transport"
+        net._record(
+            UsageError(
+                f"connection #{conn.id} to {ep.host} needs libcurl's own connect to the "
+                f"endpoint's reserved port for {what}, but its handle was pinned before "
+                f"that was declared and connected to {conn.peer}; declare connection "
+                "faults before the handle's URL is set or its perform() starts"
+            )
+        )
+        return None
+    sock = socket.socket(point.family, socket.SOCK_STREAM)
+    try:
+        if isinstance(fault, (ConnectTimeout, SlowConnect)):
+            # The kernel gives up on a SYN after tcp_syn_retries (11 s by default, then
+            # ETIMEDOUT, code 7): keep it trying until libcurl's own timeout decides.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYN_RETRIES)
+        rec = net.ledger.opened(
+            SocketRecord(
+                inode=_inode(sock),
+                fd=sock.fileno(),
+                family=conn.family,
+                peer=conn.peer,
+                host=ep.host,
+                url=wiring.url,
+                kind="listener",
+                opened_in=net.label,
+                handle_site=wiring.site,
+                owner=conn,
+                keepalive=wiring.pool_keepalive(),
+                connected=False,  # sockopt answers SOCKOPT_OK: libcurl connects it
+            )
+        )
+        conn.transport = "listener"
+        conn._point = point
+        with net.loop.lock:
+            if isinstance(fault, ConnectionRefused):
+                conn.refused = True  # by the kernel, to libcurl's own connect
+                point.refuse(conn)
+            elif isinstance(fault, ConnectTimeout):
+                point.hold(conn)
+            elif isinstance(fault, SlowConnect):
+                point.hold_then_serve(conn, rec, ep._serve, fault.seconds)
+            else:
+                point.serve(conn, rec, ep._serve)
+    except BaseException:
+        sock.close()
+        raise
+    return sock.detach()
+
+
+def _describe_url(url: str) -> tuple[str, str]:
+    """("host:port (url ...)", "`net.http('host')`") for an unexpected connection's report."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return "an unknown host (the handle's URL was set outside curlfault)", "a fake for it"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return f"the host of {url}", "a fake for it"
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = port or default
+    kind = "https" if scheme == "https" else "http"
+    extra = "" if port in (None, default) else f", {port}"
+    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
+
+
+def _inode(sock: socket.socket) -> int:
+    import os
+
+    return os.fstat(sock.fileno()).st_ino
