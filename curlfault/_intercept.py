@@ -75,6 +75,7 @@ _stack: list[tuple[int, Router]] = []
 _next_token = 0
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SETOPT = _REAL_CURL.setopt
+_getframe = sys._getframe
 # Every option some wiring owns or watches: any other option goes straight to pycurl without
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
 WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | {pycurl.URL}
@@ -92,14 +93,13 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     Only each frame's code object and instruction offset are read here; ``Site.frames``
     turns them into file names and line numbers when a report needs them.
     """
-    frame: Any = sys._getframe(skip)
+    frame: Any = _getframe(skip)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame = frame.f_back
     raw: list[Any] = []
     append = raw.append
-    for _ in range(depth):
-        if frame is None:
-            break
+    end = 2 * depth
+    while frame is not None and len(raw) < end:
         append(frame.f_code)
         append(frame.f_lasti)
         frame = frame.f_back
@@ -117,7 +117,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     __slots__ = ("_cf_wiring",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _REAL_CURL.__init__(self, *args, **kwargs)
         net = InterceptedCurl._cf_network
         _set_wiring(
             self, net._wire(self, caller_site()) if net is not None and not net.closed else None

@@ -34,10 +34,10 @@ class Site:
         self._frames: tuple[tuple[str, int, str], ...] | None = frames
         self._raw: list[Any] = []
 
-    @classmethod
-    def capture(cls, raw: list[Any]) -> Site:
+    @staticmethod
+    def capture(raw: list[Any]) -> Site:
         """A site from ``[code, f_lasti, code, f_lasti, ...]``, innermost first."""
-        site = cls.__new__(cls)
+        site = _new_site(Site)
         site._frames = None
         site._raw = raw
         return site
@@ -64,6 +64,9 @@ class Site:
     def format(self) -> str:
         """The frames, innermost first, one per line."""
         return "\n".join(f"  {f}:{n} in {fn}" for f, n, fn in self.frames) or "  ?"
+
+
+_new_site = object.__new__
 
 
 def _line_of(code: CodeType, lasti: int) -> int:

@@ -43,35 +43,26 @@ _fstat = os.fstat  # a module global, so a test can make recording fail
 
 
 class TrackWiring:
-    """The callbacks of one tracked handle, and the user's own values for them."""
+    """The callbacks of one tracked handle, and the user's own values for them.
 
-    __slots__ = (
-        "__weakref__",
-        "closing",
-        "owned",
-        "site",
-        "tracker",
-        "url",
-        "user_close",
-        "user_connect_to",
-        "user_open",
-        "user_sockopt",
-        "user_trust",
-    )
+    Made for every handle: only ``tracker``, ``site`` and ``owned`` are set per instance,
+    the rest are class defaults until a handle sets something of its own.
+    """
+
+    url = ""
+    user_trust = True  # never touch trust options: this is the real network
+    user_open: Any = None
+    user_sockopt: Any = None
+    user_close: Any = None
+    user_connect_to: tuple[str, ...] = ()
+    # The handle (weakly), once curlfault's CLOSESOCKETFUNCTION is on it: from then on it
+    # stays on, through reset() and into duphandle() copies.
+    closing: weakref.ref[Any] | None = None
 
     def __init__(self, tracker: Tracker, site: Site) -> None:
         self.tracker = tracker
         self.site = site
         self.owned = tracker._owned
-        self.url = ""
-        self.user_trust = True  # never touch trust options: this is the real network
-        self.user_open: Any = None
-        self.user_sockopt: Any = None
-        self.user_close: Any = None
-        self.user_connect_to: list[str] = []
-        # The handle (weakly), once curlfault's CLOSESOCKETFUNCTION is on it: from then on
-        # it stays on, through reset() and into duphandle() copies.
-        self.closing: weakref.ref[Any] | None = None
 
     # what InterceptedCurl asks of its wiring -------------------------------------------
     def install(self, curl: Any) -> None:
@@ -80,7 +71,7 @@ class TrackWiring:
             _SETOPT(curl, _SOCKOPT, self._sockopt)
         if tracker.strict:
             _SETOPT(curl, _OPEN, self._opensocket)
-            _SETOPT(curl, _CONNECT_TO, self.user_connect_to + tracker._pins())
+            _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *tracker._pins()])
         if self.closing is not None:
             self._close_through_us(curl)
 
@@ -101,8 +92,8 @@ class TrackWiring:
             self.user_open = value
         elif option == _CONNECT_TO:
             # The user's entries first: the sink entry matches every host.
-            self.user_connect_to = list(value or [])
-            _SETOPT(curl, _CONNECT_TO, self.user_connect_to + self.tracker._pins())
+            self.user_connect_to = tuple(value or ())
+            _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
     def refresh(self, curl: Any) -> None:
         pass  # nothing changes per transfer: the allow-list is fixed
@@ -112,13 +103,13 @@ class TrackWiring:
 
     def after_reset(self, curl: Any) -> None:
         self.user_open = self.user_sockopt = self.user_close = None
-        self.user_connect_to, self.url = [], ""
+        self.user_connect_to, self.url = (), ""
         self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> TrackWiring:
         new = TrackWiring(self.tracker, site)
         new.url, new.user_open, new.user_close = self.url, self.user_open, self.user_close
-        new.user_sockopt, new.user_connect_to = self.user_sockopt, list(self.user_connect_to)
+        new.user_sockopt, new.user_connect_to = self.user_sockopt, self.user_connect_to
         if self.closing is not None:
             new.closing = weakref.ref(dup)  # the copy has our close callback too
         new.install(dup)
