@@ -76,6 +76,9 @@ _next_token = 0
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SETOPT = _REAL_CURL.setopt
 _getframe = sys._getframe
+_PERFORM = _REAL_CURL.perform
+_PERFORM_RB = _REAL_CURL.perform_rb
+_PERFORM_RS = _REAL_CURL.perform_rs
 # Every option some wiring owns or watches: any other option goes straight to pycurl without
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
 WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | {pycurl.URL}
@@ -169,7 +172,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         _set_wiring(dup, w.duplicate(dup, caller_site()) if w is not None else None)
         return dup
 
-    def _routed(self, run: Callable[[], _T]) -> _T:
+    def _routed(self, run: Callable[[Any], _T]) -> _T:
         """Re-pin before a transfer; raise what a callback recorded once it returns."""
         __tracebackhide__ = True  # pytest shows the caller's frame, not ours
         try:
@@ -177,25 +180,25 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         except AttributeError:
             w = None
         if w is None:
-            return run()
+            return run(self)
         w.refresh(self)
         try:
-            return run()
+            return run(self)
         finally:
             w.raise_pending()
 
     def perform(self) -> None:
         __tracebackhide__ = True
-        self._routed(super().perform)
+        self._routed(_PERFORM)
 
     def perform_rb(self) -> bytes:
         __tracebackhide__ = True
-        data: bytes = self._routed(super().perform_rb)
+        data: bytes = self._routed(_PERFORM_RB)
         return data
 
     def perform_rs(self) -> str:
         __tracebackhide__ = True
-        text: str = self._routed(super().perform_rs)
+        text: str = self._routed(_PERFORM_RS)
         return text
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "parse_host",
 ]
 
+_SETOPT = pycurl.Curl.setopt
 _OPEN = pycurl.OPENSOCKETFUNCTION
 _SOCKOPT = pycurl.SOCKOPTFUNCTION
 _CLOSE = pycurl.CLOSESOCKETFUNCTION
@@ -123,6 +124,7 @@ class Tracker:
             | ({_OPEN, _CONNECT_TO} if self.strict else set())
         )
         assert self._owned <= _intercept.WATCHED_OPTIONS
+        self._leaks_only = self._owned if self.leaks and not self.strict else None
         self._lock = threading.Lock()
         # Written by the sockopt callback without the lock (one dict store); see open_records.
         self._open: dict[int, _Entry] = {}
@@ -178,7 +180,10 @@ class Tracker:
 
     def _wire(self, curl: Any, site: Site) -> TrackWiring:
         wiring = TrackWiring(self, site)
-        wiring.install(curl)
+        if self._owned is self._leaks_only:
+            _SETOPT(curl, _SOCKOPT, wiring._sockopt)  # what install() does, for the usual case
+        else:
+            wiring.install(curl)
         return wiring
 
     # strict mode -----------------------------------------------------------------------
