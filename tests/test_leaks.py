@@ -18,10 +18,10 @@ import pytest
 # imported twice in one process, and pytester drops what an inner run imported).
 import trustme  # noqa: F401
 from pytest_curlfault._leaks import parse_handle_scope
+from pytester_support import QUIET, report, write_inner
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = (Path(__file__).with_name("loopback_server.py")).read_text(encoding="utf-8")
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:randomly")
 
 HELPER = '''
 import io
@@ -37,23 +37,8 @@ KEEP = []
 
 def get(url, curl=None, **opts):
     """One transfer on a fresh (or the given) handle: (CURLcode, body)."""
-    own = curl is None
-    c = pycurl.Curl() if own else curl
-    buf = io.BytesIO()
-    c.setopt(pycurl.URL, url)
-    c.setopt(pycurl.WRITEDATA, buf)
-    c.setopt(pycurl.TIMEOUT, 10)
-    c.setopt(pycurl.CONNECTTIMEOUT, 5)
-    for name, value in opts.items():
-        c.setopt(getattr(pycurl, name), value)
-    code = 0
-    try:
-        c.perform()
-    except pycurl.error as exc:
-        code = exc.args[0]
-    if own:
-        c.close()
-    return code, buf.getvalue()
+    code, _status, body = _transfer(url, curl, opts)
+    return code, body
 
 
 def kept(url):
@@ -90,21 +75,18 @@ def make_tests(
     pytester: pytest.Pytester, source: str, name: str = "test_inner", conftest: str = ""
 ) -> None:
     setup_dir(pytester, conftest)
-    pytester.makepyfile(**{name: HELPER + textwrap.dedent(source)})
+    write_inner(pytester, name, HELPER, textwrap.dedent(source))
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest(*QUIET, "-W", "error", *args)
 
 
-def properties(result: pytest.RunResult, nodeid_part: str, when: str = "teardown") -> list:
-    reprec = result.reprec  # type: ignore[attr-defined]
-    (report,) = [
-        r
-        for r in reprec.getreports("pytest_runtest_logreport")
-        if r.when == when and nodeid_part in r.nodeid
-    ]
-    return [(k, v) for k, v in report.user_properties if k.startswith("curlfault_")]
+def properties(
+    result: pytest.RunResult, nodeid_part: str, when: str = "teardown"
+) -> list[tuple[str, object]]:
+    props = report(result, nodeid_part, when).user_properties
+    return [(k, v) for k, v in props if k.startswith("curlfault_")]
 
 
 LEAKY = """
@@ -627,15 +609,17 @@ def test_xdist_worker_reports_reach_the_controller(pytester: pytest.Pytester) ->
         assert f"ERROR at teardown of test_leaky[{n}]" in text
 
 
-def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytester) -> None:
-    # pytest tears the session down in the teardown of the test that stops the run
+def run_stopping_with_a_session_client(
+    pytester: pytest.Pytester, stop: str, *args: str
+) -> pytest.RunResult:
+    """A session ``client`` that is never closed; ``test_one`` uses it, then runs ``stop``."""
     conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
     make_tests(
         pytester,
-        """
+        f"""
         def test_one(server, client):
             assert get(server.url, curl=client)[0] == 0
-            assert False
+            {stop}
 
         def test_two():
             pass
@@ -643,7 +627,12 @@ def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytes
         conftest=conftest,
     )
     pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
-    result = pytester.runpytest_subprocess(*QUIET, "-x", "--curlfault-leaks", timeout=120)
+    return pytester.runpytest_subprocess(*QUIET, *args, "--curlfault-leaks", timeout=120)
+
+
+def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytester) -> None:
+    # pytest tears the session down in the teardown of the test that stops the run
+    result = run_stopping_with_a_session_client(pytester, "assert False", "-x")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -658,21 +647,7 @@ def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytes
 
 def test_interrupted_run_lists_what_the_session_left_open(pytester: pytest.Pytester) -> None:
     # No teardown of the interrupted test: session fixtures end in sessionfinish.
-    conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
-    make_tests(
-        pytester,
-        """
-        def test_one(server, client):
-            assert get(server.url, curl=client)[0] == 0
-            raise KeyboardInterrupt
-
-        def test_two():
-            pass
-        """,
-        conftest=conftest,
-    )
-    pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
-    result = pytester.runpytest_subprocess(*QUIET, "--curlfault-leaks", timeout=120)
+    result = run_stopping_with_a_session_client(pytester, "raise KeyboardInterrupt")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         [
