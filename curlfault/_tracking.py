@@ -292,6 +292,15 @@ class Tracker:
         if rec is not None:
             rec.closed_by_pycurl = rec.closes == 0
 
+    def _sweep(self) -> None:
+        """Drop what belongs to entries a new socket replaced (closed without a callback)."""
+        current = {entry[0] for entry in list(self._open.values())}
+        with self._lock:
+            for inode in [i for i in self._kept if i not in current]:
+                self._graveyard.append(self._kept.pop(inode))
+            for inode in [i for i in self._records if i not in current]:
+                del self._records[inode]
+
     def _guard(self, wiring: TrackWiring, inode: int) -> None:
         curl = wiring.pooled_handle()
         if curl is not None:
@@ -368,6 +377,8 @@ class Tracker:
                 live.append(self._record(fd, entry))
             else:
                 self._forget(fd, entry)
+        if self._kept or self._records:
+            self._sweep()
         self._bury()
         return sorted(live, key=lambda r: r.seq)
 

@@ -104,6 +104,33 @@ def test_handle_kept_open_is_a_leak(tracker: Tracker, server: LoopbackServer) ->
     assert tracker.audit().ok
 
 
+def test_a_reused_descriptor_number_is_not_mistaken_for_the_closed_socket(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    c = pycurl.Curl()
+    assert transfer(server.url, curl=c).code == 0
+    (fd,) = tracker._open  # libcurl's descriptor, recorded with its inode
+    c.close()  # libcurl closes it itself: no callback tells the tracker
+    with socket.socket() as other:
+        os.dup2(other.fileno(), fd)  # somebody else's socket under the same number
+        try:
+            assert tracker.audit("t").ok  # a different inode: not the recorded socket
+            assert tracker._open == {}
+        finally:
+            os.close(fd)
+
+
+def test_creation_site_line_numbers_match_the_frames() -> None:
+    from curlfault._intercept import caller_site
+
+    def make() -> Any:
+        return caller_site(skip=1), sys._getframe().f_lineno
+
+    site, line = make()
+    assert site.frames[0] == (__file__, line, "make")
+    assert site.frames[1][2] == "test_creation_site_line_numbers_match_the_frames"
+
+
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
     tracker: Tracker, server: LoopbackServer
 ) -> None:
