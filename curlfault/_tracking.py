@@ -278,11 +278,11 @@ class Tracker:
 
     def _forget(self, fd: int, entry: _Entry) -> None:
         """Drop ``entry`` (closed); a newer entry under the same number is kept."""
-        current = self._open.pop(fd, None)
-        if current is not None and current is not entry:
-            self._open.setdefault(fd, current)  # newer than ours: put it back
         inode = entry[0]
-        with self._lock:
+        with self._lock:  # the sockopt callback stores without it: one atomic dict store
+            current = self._open.pop(fd, None)
+            if current is not None and current is not entry:
+                self._open.setdefault(fd, current)  # newer than ours: put it back
             rec = self._records.pop(inode, None)
             kept = self._kept.pop(inode, None)
             if kept is not None:
@@ -309,7 +309,8 @@ class Tracker:
 
     def _closing(self, wiring: TrackWiring, fd: int) -> tuple[SocketRecord | None, int | None]:
         inode = socket_inode(fd)
-        entry = self._open.get(fd)
+        with self._lock:
+            entry = self._open.get(fd)
         if entry is not None and entry[0] == inode:
             rec = self._record(fd, entry)
             with self._lock:
