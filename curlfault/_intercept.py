@@ -137,7 +137,10 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if option not in WATCHED_OPTIONS:
             _SETOPT(self, option, value)  # most options: nothing for the wiring to see
             return
-        w = self._cf()
+        try:
+            w: HandleWiring | None = self._cf_wiring
+        except AttributeError:
+            w = None
         if w is not None and option in w.owned:
             w.user_setopt(self, option, value)
             return
