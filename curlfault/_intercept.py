@@ -28,6 +28,7 @@ from ._ledger import Site
 from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS
 
 __all__ = [
+    "PASSIVE_WIRINGS",
     "WATCHED_OPTIONS",
     "HandleWiring",
     "InterceptedCurl",
@@ -83,6 +84,9 @@ _PERFORM_RS = _REAL_CURL.perform_rs
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
 WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | {pycurl.URL}
 _URL = pycurl.URL
+# Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
+# their handles goes straight to pycurl.
+PASSIVE_WIRINGS: set[type] = set()
 
 
 def real_curl() -> type[pycurl.Curl]:
@@ -182,7 +186,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w = self._cf_wiring
         except AttributeError:
             w = None
-        if w is None:
+        if w is None or type(w) in PASSIVE_WIRINGS:
             return run(self)
         w.refresh(self)
         try:

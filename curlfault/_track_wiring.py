@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pycurl
 
+from . import _intercept
 from ._ledger import Site, socket_inode
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class TrackWiring:
             self.user_connect_to = tuple(value or ())
             _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
+    # Neither is called around perform() (the class is in PASSIVE_WIRINGS); refresh() is
+    # still called when the URL is set.
     def refresh(self, curl: Any) -> None:
         pass  # nothing changes per transfer: the allow-list is fixed
 
@@ -188,3 +191,6 @@ class TrackWiring:
         # An unknown descriptor is left alone: closing a number libcurl no longer owns
         # could close somebody else's socket. The event says so.
         return 0
+
+
+_intercept.PASSIVE_WIRINGS.add(TrackWiring)
