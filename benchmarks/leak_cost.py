@@ -23,7 +23,6 @@ of a transfer that spends most of its time in syscalls).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import pycurl  # noqa: E402
 from _cases import Loopback  # noqa: E402
-from _common import BODY, REAL_CURL, basic_options, expect, median, quantile  # noqa: E402
+from _common import median, quantile  # noqa: E402
 from _timing import Case, run_interleaved  # noqa: E402
 
 ROWS = ("off", "on", "aa", "sockopt", "open+close")
@@ -66,22 +65,12 @@ class Floor(Loopback):
         self.key = key
         self.label = f"real loopback GET, fresh handle, trivial callbacks: {key}"
 
-    def op(self) -> None:
-        c = REAL_CURL()
-        buf = io.BytesIO()
-        basic_options(c, self.url, buf)
-        c.setopt(pycurl.PREREQFUNCTION, self._prereq)
+    def configure(self, curl: Any) -> None:
         if self.key == "sockopt":
-            c.setopt(pycurl.SOCKOPTFUNCTION, _sockopt)
+            curl.setopt(pycurl.SOCKOPTFUNCTION, _sockopt)
         elif self.key == "open+close":
-            c.setopt(pycurl.OPENSOCKETFUNCTION, _open)
-            c.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
-        c.perform()
-        c.close()
-        for conn in self.served:
-            conn.close()
-        self.served.clear()
-        expect(buf, BODY, self.key)
+            curl.setopt(pycurl.OPENSOCKETFUNCTION, _open)
+            curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
 
 
 def make(row: str) -> Loopback:
