@@ -11,6 +11,7 @@ import re
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def properties(
     result: pytest.RunResult, nodeid_part: str, when: str = "teardown"
-) -> list[tuple[str, object]]:
+) -> list[tuple[str, Any]]:
     props = report(result, nodeid_part, when).user_properties
     return [(k, v) for k, v in props if k.startswith("curlfault_")]
 
