@@ -25,15 +25,18 @@ import pycurl
 
 from ._errors import UsageError
 from ._ledger import Site
-from ._wiring import TRUST_OPTIONS
+from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS
 
 __all__ = [
+    "PASSIVE_WIRINGS",
+    "WATCHED_OPTIONS",
     "HandleWiring",
     "InterceptedCurl",
     "Router",
     "caller_site",
     "install",
     "real_curl",
+    "set_wiring",
     "uninstall",
     "uninstall_network",
 ]
@@ -47,7 +50,9 @@ class HandleWiring(Protocol):
 
     @property
     def owned(self) -> frozenset[int]:
-        """Options the wiring keeps for itself; the user's value goes to ``user_setopt``."""
+        """Options the wiring keeps for itself; the user's value goes to ``user_setopt``.
+
+        A subset of ``WATCHED_OPTIONS``."""
 
     def user_setopt(self, curl: Any, option: int, value: Any) -> None: ...
     def refresh(self, curl: Any) -> None: ...
@@ -70,6 +75,18 @@ _lock = threading.Lock()
 _stack: list[tuple[int, Router]] = []
 _next_token = 0
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_SETOPT = _REAL_CURL.setopt
+_getframe = sys._getframe
+_PERFORM = _REAL_CURL.perform
+_PERFORM_RB = _REAL_CURL.perform_rb
+_PERFORM_RS = _REAL_CURL.perform_rs
+# Every option some wiring owns or watches: any other option goes straight to pycurl without
+# looking at the handle's wiring. A router's ``owned`` options must all be in here.
+WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | {pycurl.URL}
+_URL = pycurl.URL
+# Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
+# their handles goes straight to pycurl.
+PASSIVE_WIRINGS: set[type] = set()
 
 
 def real_curl() -> type[pycurl.Curl]:
@@ -78,43 +95,62 @@ def real_curl() -> type[pycurl.Curl]:
 
 
 def caller_site(skip: int = 2, depth: int = 6) -> Site:
-    """The first ``depth`` frames outside curlfault, innermost first (a frame walk, cheap)."""
-    frame: Any = sys._getframe(skip)
+    """The first ``depth`` frames outside curlfault, innermost first (a frame walk, cheap).
+
+    Only each frame's code object and instruction offset are read here; ``Site.frames``
+    turns them into file names and line numbers when a report needs them.
+    """
+    frame: Any = _getframe(skip)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame = frame.f_back
-    frames: list[tuple[str, int, str]] = []
-    while frame is not None and len(frames) < depth:
-        code = frame.f_code
-        frames.append((code.co_filename, frame.f_lineno, code.co_name))
+    raw: list[Any] = []
+    append = raw.append
+    end = 2 * depth
+    while frame is not None and len(raw) < end:
+        append(frame.f_code)
+        append(frame.f_lasti)
         frame = frame.f_back
-    return Site(tuple(frames))
+    return Site.capture(raw)
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     """A ``pycurl.Curl`` that routes itself through the network active when it was made."""
 
     _cf_network: ClassVar[Router | None] = None
+    # A slot, read without pycurl's attribute lookup (which fails over from the type to a
+    # dict of its own, raising AttributeError inside). pycurl's setattr ignores slots:
+    # write it with ``set_wiring()``. A duphandle() copy has it unset until duphandle()
+    # below sets it.
+    __slots__ = ("_cf_wiring",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        _REAL_CURL.__init__(self, *args, **kwargs)
         net = InterceptedCurl._cf_network
-        self._cf_wiring: HandleWiring | None = (
-            net._wire(self, caller_site()) if net is not None and not net.closed else None
+        _set_wiring(
+            self, net._wire(self, caller_site()) if net is not None and not net.closed else None
         )
 
     def _cf(self) -> HandleWiring | None:
-        # pycurl keeps instance attributes in a dict of its own, not in __dict__; a
-        # duphandle() copy has none until duphandle() below sets it.
-        return getattr(self, "_cf_wiring", None)
+        try:
+            w: HandleWiring | None = self._cf_wiring
+        except AttributeError:
+            return None
+        return w
 
     def setopt(self, option: int, value: Any) -> None:
-        w = self._cf()
+        if option not in WATCHED_OPTIONS:
+            _SETOPT(self, option, value)  # most options: nothing for the wiring to see
+            return
+        try:
+            w: HandleWiring | None = self._cf_wiring
+        except AttributeError:
+            w = None
         if w is not None and option in w.owned:
             w.user_setopt(self, option, value)
             return
-        super().setopt(option, value)
+        _SETOPT(self, option, value)
         if w is not None:
-            if option == pycurl.URL:
+            if option == _URL:
                 w.url = value.decode() if isinstance(value, bytes) else str(value)
                 w.refresh(self)
             elif option in TRUST_OPTIONS and not w.user_trust:
@@ -140,33 +176,36 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     def duphandle(self) -> InterceptedCurl:
         dup: InterceptedCurl = super().duphandle()
         w = self._cf()
-        dup._cf_wiring = w.duplicate(dup, caller_site()) if w is not None else None
+        _set_wiring(dup, w.duplicate(dup, caller_site()) if w is not None else None)
         return dup
 
-    def _routed(self, run: Callable[[], _T]) -> _T:
+    def _routed(self, run: Callable[[Any], _T]) -> _T:
         """Re-pin before a transfer; raise what a callback recorded once it returns."""
         __tracebackhide__ = True  # pytest shows the caller's frame, not ours
-        w = self._cf()
-        if w is None:
-            return run()
+        try:
+            w = self._cf_wiring
+        except AttributeError:
+            w = None
+        if w is None or type(w) in PASSIVE_WIRINGS:
+            return run(self)
         w.refresh(self)
         try:
-            return run()
+            return run(self)
         finally:
             w.raise_pending()
 
     def perform(self) -> None:
         __tracebackhide__ = True
-        self._routed(super().perform)
+        self._routed(_PERFORM)
 
     def perform_rb(self) -> bytes:
         __tracebackhide__ = True
-        data: bytes = self._routed(super().perform_rb)
+        data: bytes = self._routed(_PERFORM_RB)
         return data
 
     def perform_rs(self) -> str:
         __tracebackhide__ = True
-        text: str = self._routed(super().perform_rs)
+        text: str = self._routed(_PERFORM_RS)
         return text
 
     # WebSocket calls on a CONNECT_ONLY=2 handle make no debug event, which is where the
@@ -205,6 +244,12 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
 
 
 InterceptedCurl.__module__ = "curlfault"
+_set_wiring = InterceptedCurl.__dict__["_cf_wiring"].__set__
+
+
+def set_wiring(curl: InterceptedCurl, wiring: HandleWiring | None) -> None:
+    """Make ``wiring`` the one ``curl``'s overrides consult (``attach()`` re-wiring it)."""
+    _set_wiring(curl, wiring)
 
 
 def install(network: Router) -> int:

@@ -14,17 +14,46 @@ import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import CodeType
+from typing import Any
 
 __all__ = ["Ledger", "LedgerReport", "Site", "SocketRecord", "open_socket_inodes"]
 
 
 class Site:
-    """Where a pycurl handle was made: a few frames, read cheaply (no source lines)."""
+    """Where a pycurl handle was made: a few frames, read cheaply (no source lines).
 
-    __slots__ = ("frames",)
+    ``Site.capture()`` keeps each frame's code object and instruction offset, which is all a
+    frame walk needs to read; file names and line numbers are worked out when ``frames`` is
+    first read (a leak report), not for every handle.
+    """
 
-    def __init__(self, frames: tuple[tuple[str, int, str], ...]) -> None:
-        self.frames = frames
+    __slots__ = ("_frames", "_raw")
+
+    def __init__(self, frames: tuple[tuple[str, int, str], ...] = ()) -> None:
+        self._frames: tuple[tuple[str, int, str], ...] | None = frames
+        self._raw: list[Any] = []
+
+    @staticmethod
+    def capture(raw: list[Any]) -> Site:
+        """A site from ``[code, f_lasti, code, f_lasti, ...]``, innermost first."""
+        site = _new_site(Site)
+        site._frames = None
+        site._raw = raw
+        return site
+
+    @property
+    def frames(self) -> tuple[tuple[str, int, str], ...]:
+        """``(filename, lineno, function)`` per frame, innermost first."""
+        frames = self._frames
+        if frames is None:
+            raw = self._raw
+            frames = self._frames = tuple(
+                (code.co_filename, _line_of(code, lasti), code.co_name)
+                for code, lasti in zip(raw[::2], raw[1::2], strict=True)
+            )
+            self._raw = []
+        return frames
 
     def __str__(self) -> str:
         if not self.frames:
@@ -35,6 +64,17 @@ class Site:
     def format(self) -> str:
         """The frames, innermost first, one per line."""
         return "\n".join(f"  {f}:{n} in {fn}" for f, n, fn in self.frames) or "  ?"
+
+
+_new_site = object.__new__
+
+
+def _line_of(code: CodeType, lasti: int) -> int:
+    """The line of the instruction at byte offset ``lasti`` (what ``frame.f_lineno`` says)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
 
 
 @dataclass

@@ -254,7 +254,7 @@ class FakeNetwork:
         if isinstance(curl, _intercept.InterceptedCurl):
             # A handle another router (a tracker, another network) wired: its perform()
             # and setopt() overrides must now consult this wiring.
-            curl._cf_wiring = wiring
+            _intercept.set_wiring(curl, wiring)
         return curl
 
     def _wire(self, curl: pycurl.Curl, site: Site) -> Wiring:

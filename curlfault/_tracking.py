@@ -1,56 +1,78 @@
 """Suite-wide tracking of real pycurl connections: descriptors per label, and strict refusal.
 
 A ``Tracker`` sits in the same interception stack as ``FakeNetwork`` (under it: a network
-installed later routes the handles made while it is installed). It wires every handle with
-two callbacks and nothing else, so a tracked transfer costs two Python calls per connection:
+installed later routes the handles made while it is installed). Its handles get as little
+as possible (see ``_track_wiring``): with ``leaks=True`` one SOCKOPTFUNCTION that records
+each socket libcurl made, by descriptor number, with its inode; with ``strict=True`` also an
+OPENSOCKETFUNCTION that refuses what is not allowed, and a CONNECT_TO list.
 
-* opensocket: refuse the address (strict mode) or make the socket libcurl would have made
-  (or call the handle's own OPENSOCKETFUNCTION), record its inode under the current label;
-  libcurl connects it itself, so there is no SOCKOPTFUNCTION and no VERBOSE/DEBUGFUNCTION.
-* closesocket: count the close, close the descriptor (or call the handle's own callback).
+Identity: descriptor numbers are reused as soon as they are closed, so every record keeps
+the socket's inode, read once with ``fstat`` when libcurl hands the descriptor over. A record
+is still open exactly while its descriptor number still holds that inode, which
+``open_records`` checks with one ``fstat`` per record of the label being audited (no
+``/proc`` scan). A new socket under a recorded number replaces the record: the kernel only
+reuses a number once it is closed. A socket closed without any callback (libcurl closing it
+itself, pycurl closing a CurlMulti/CurlShare pool in C) is therefore never mistaken for a
+leak, and a descriptor number reused by somebody else is never mistaken for ours.
 
-Leak checks read ``/proc/self/fd`` by inode, and only when a record of the label is still
-open: pycurl closes connections pooled in a CurlMulti/CurlShare itself when that handle is
-closed, without the callback, and such a socket is gone, not leaked.
-
-A use-after-free this module guards against (pycurl 7.49): a connection pooled in a multi or
-share calls the closesocket callback of the easy handle that made it, with that handle as
-its context; if the handle was freed in between, closing the multi/share segfaults. Without
-a closesocket callback libcurl never touches the Python object, so tracking would turn
-correct code into a crash. A record of a connection made while its handle was in a multi or
-had a share therefore holds the handle until the connection is closed, and the reference is
-dropped at the next audit (never inside a libcurl call).
+A use-after-free this module guards against (pycurl 7.49), only for handles that set a
+CLOSESOCKETFUNCTION of their own (curlfault then puts its close callback in front of it): a
+connection pooled in a multi or share calls the closesocket callback of the easy handle that
+made it, with that handle as its context; if the handle was freed in between, closing the
+multi/share segfaults. The handle of a connection made while it was in a multi or had a share
+is therefore kept until the connection is closed, and dropped at the next audit (never inside
+a libcurl call). A handle without a close callback cannot crash this way, and none is kept.
 """
 
 from __future__ import annotations
 
 import gc
 import ipaddress
-import os
+import itertools
 import socket
 import threading
 import traceback
-import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import pycurl
 
 from . import _intercept
 from ._errors import CallbackError, CurlFaultError, LeakError, UnexpectedConnection, UsageError
-from ._ledger import Site, SocketRecord, open_socket_inodes, socket_inode
+from ._ledger import Site, SocketRecord, socket_inode
+from ._track_report import (
+    CALLBACK_ERROR,
+    DOUBLE_CLOSE,
+    UNEXPECTED,
+    UNKNOWN_CLOSE,
+    TrackEvent,
+    TrackReport,
+    describe_fd,
+    describe_record,
+    is_ip,
+    parse_host,
+    url_host,
+)
+from ._track_wiring import TrackWiring
 from ._wiring import SINK_IP
 
-__all__ = ["TrackEvent", "TrackReport", "Tracker", "describe_record", "parse_host"]
+__all__ = [
+    "CALLBACK_ERROR",
+    "DOUBLE_CLOSE",
+    "UNEXPECTED",
+    "UNKNOWN_CLOSE",
+    "TrackEvent",
+    "TrackReport",
+    "Tracker",
+    "describe_record",
+    "parse_host",
+]
 
 _SETOPT = pycurl.Curl.setopt
 _OPEN = pycurl.OPENSOCKETFUNCTION
+_SOCKOPT = pycurl.SOCKOPTFUNCTION
 _CLOSE = pycurl.CLOSESOCKETFUNCTION
 _CONNECT_TO = pycurl.CONNECT_TO
-_SOCKET_BAD = pycurl.SOCKET_BAD
-_SOCKTYPE_MASK = ~(getattr(socket, "SOCK_CLOEXEC", 0) | getattr(socket, "SOCK_NONBLOCK", 0))
 _AF_UNIX = getattr(socket, "AF_UNIX", -1)
 # Unlisted hosts go here without a resolver query; the port is kept, so the refusal can
 # name it. The opensocket callback refuses this address.
@@ -60,238 +82,8 @@ _SINK_PIN = f"::{SINK_IP}:"
 # still crash a multi/share closed later, so they live as long as the process.
 _KEPT_FOREVER: list[object] = []
 
-UNEXPECTED = "unexpected-connection"
-DOUBLE_CLOSE = "double-close"
-UNKNOWN_CLOSE = "unknown-close"
-CALLBACK_ERROR = "callback-error"
-
-
-@dataclass
-class TrackEvent:
-    """Something a tracked handle did that is a problem by itself (not a leak)."""
-
-    kind: str  # UNEXPECTED, DOUBLE_CLOSE, UNKNOWN_CLOSE or CALLBACK_ERROR
-    label: str  # the label current when it happened
-    text: str
-    site: Site | None = None  # where the handle involved was made
-
-    def describe(self, root: str | None = None, hide: Iterable[str] = ()) -> str:
-        """The text, then the stack where the handle was made (see ``describe_record``)."""
-        if self.site is None:
-            return self.text
-        return f"{self.text}\n  the handle was made at:\n{_format_site(self.site, root, hide)}"
-
-
-@dataclass
-class TrackReport:
-    """What ``Tracker.audit()`` found for one label (or for every label)."""
-
-    label: str | None
-    leaked: list[SocketRecord] = field(default_factory=list)
-    events: list[TrackEvent] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.leaked or self.events)
-
-
-def parse_host(value: str) -> str:
-    """One allow-list entry, validated: a host name or an IP literal, lower-cased.
-
-    Raises ``UsageError`` for anything else (a URL, a port, a path, an empty string).
-    """
-    if not isinstance(value, str):
-        raise UsageError(f"an allowed host must be a str, got {value!r}")
-    host = value.strip()
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        pass
-    if (
-        not host
-        or len(host) > 253
-        or any(c in host for c in "/:@[]?# \t\r\n,")
-        or host.startswith(".")
-        or ".." in host
-    ):
-        raise UsageError(
-            f"{value!r} is not a host name or an IP address; give names like "
-            "'localhost' or 'db.internal' and addresses like '127.0.0.1' or '::1' "
-            "(no scheme, port or path)"
-        )
-    return host.lower().rstrip(".")
-
-
-def describe_record(rec: SocketRecord, root: str | None = None, hide: Iterable[str] = ()) -> str:
-    """A leaked descriptor in a few lines: what, where to, which URL, and the handle's stack.
-
-    Paths under ``root`` are shown relative to it; frames whose path contains one of
-    ``hide`` (a test runner's own frames) are left out.
-    """
-    host = rec.host or _url_host(rec.url)
-    where = f"{host} ({rec.peer})" if host and host not in rec.peer else rec.peer
-    lines = [
-        f"fd {rec.fd} (inode {rec.inode}) {rec.kind} to {where}"
-        + (f", url {rec.url}" if rec.url else ", url unknown")
-        + f", opened in {rec.opened_in or 'no test (outside the test run)'}"
-    ]
-    lines.extend(f"  note: {note}" for note in rec.notes)
-    lines.append("  the handle was made at:")
-    lines.append(_format_site(rec.handle_site, root, hide))
-    return "\n".join(lines)
-
-
-def _format_site(site: Site | str, root: str | None, hide: Iterable[str] = ()) -> str:
-    if not isinstance(site, Site):
-        return f"    {site}"
-    hidden = tuple(hide)
-    frames = [f for f in site.frames if not any(h in f[0] for h in hidden)] or list(site.frames)
-    if not frames:
-        return "    ?"
-    return "\n".join(
-        f"    {_relative(filename, root)}:{lineno} in {function}"
-        for filename, lineno, function in frames
-    )
-
-
-def _relative(path: str, root: str | None) -> str:
-    if root and path.startswith(root.rstrip(os.sep) + os.sep):
-        return path[len(root.rstrip(os.sep)) + 1 :]
-    return path
-
-
-def _url_host(url: str) -> str:
-    if not url:
-        return ""
-    try:
-        return urlsplit(url if "://" in url else f"http://{url}").hostname or ""
-    except ValueError:
-        return ""
-
-
-class _TrackWiring:
-    """The two callbacks of one tracked handle, and the user's own values for them."""
-
-    __slots__ = (
-        "__weakref__",
-        "_curl",
-        "owned",
-        "site",
-        "tracker",
-        "url",
-        "user_close",
-        "user_connect_to",
-        "user_open",
-        "user_trust",
-    )
-
-    def __init__(self, tracker: Tracker, site: Site, curl: Any) -> None:
-        self.tracker = tracker
-        self.site = site
-        self.owned = tracker._owned
-        self.url = ""
-        self.user_trust = True  # never touch trust options: this is the real network
-        self.user_open: Any = None
-        self.user_close: Any = None
-        self.user_connect_to: list[str] = []
-        self._curl = weakref.ref(curl)
-
-    # what InterceptedCurl asks of its wiring -------------------------------------------
-    def install(self, curl: Any) -> None:
-        tracker = self.tracker
-        _SETOPT(curl, _OPEN, self._opensocket)
-        if tracker.leaks:
-            _SETOPT(curl, _CLOSE, self._closesocket)
-        if tracker.strict:
-            _SETOPT(curl, _CONNECT_TO, self.user_connect_to + tracker._pins())
-
-    def user_setopt(self, curl: Any, option: int, value: Any) -> None:
-        if option == _OPEN:
-            self.user_open = value
-        elif option == _CLOSE:
-            # Never passed down: unsetting CLOSESOCKETFUNCTION while a connection is pooled
-            # segfaults pycurl 7.49 on the next close.
-            self.user_close = value
-        elif option == _CONNECT_TO:
-            # The user's entries first: the sink entry matches every host.
-            self.user_connect_to = list(value or [])
-            _SETOPT(curl, _CONNECT_TO, self.user_connect_to + self.tracker._pins())
-
-    def refresh(self, curl: Any) -> None:
-        pass  # nothing changes per transfer: the allow-list is fixed
-
-    def raise_pending(self) -> None:
-        pass  # the user's exceptions take pycurl's own path; ours are events
-
-    def after_reset(self, curl: Any) -> None:
-        self.user_open = self.user_close = None
-        self.user_connect_to, self.url = [], ""
-        self.install(curl)
-
-    def duplicate(self, dup: Any, site: Site) -> _TrackWiring:
-        new = _TrackWiring(self.tracker, site, dup)
-        new.url, new.user_open, new.user_close = self.url, self.user_open, self.user_close
-        new.user_connect_to = list(self.user_connect_to)
-        new.install(dup)
-        return new
-
-    # the callbacks ---------------------------------------------------------------------
-    def _opensocket(self, purpose: int, address: Any) -> int:
-        tracker = self.tracker
-        if tracker.strict:
-            try:
-                allowed = tracker._allowed(self, address)
-            except Exception as exc:
-                tracker._internal_error("opensocket callback", exc)
-                allowed = False
-            if not allowed:
-                return _SOCKET_BAD
-        user = self.user_open
-        if user is not None:
-            # Exceptions take pycurl's own path (printed, then CURLcode 7), as untracked.
-            result = user(purpose, address)
-            fd = os.dup(result.fileno()) if hasattr(result, "fileno") else int(result)
-        else:
-            family, socktype, protocol, _addr = address
-            try:
-                fd = socket.socket(family, socktype & _SOCKTYPE_MASK, protocol).detach()
-            except OSError:
-                return _SOCKET_BAD  # what libcurl does when socket() fails: next address, or 7
-        if fd >= 0 and tracker.leaks:
-            try:
-                tracker._opened(self, fd, address)
-            except Exception as exc:
-                tracker._internal_error("opensocket callback", exc)
-                tracker._unrecorded.add(fd)  # still ours to close when libcurl asks
-        return fd
-
-    def _closesocket(self, fd: int) -> int:
-        tracker = self.tracker
-        try:
-            rec, inode = tracker._closing(self, fd)
-        except Exception as exc:
-            tracker._internal_error("closesocket callback", exc)
-            rec, inode = None, None
-        user = self.user_close
-        if user is not None:
-            try:
-                result = user(fd)  # libcurl's contract: the callback closes the descriptor
-            finally:
-                if rec is not None:
-                    tracker._closed_socket(rec, still_open=socket_inode(fd) == inode)
-            return result if isinstance(result, int) else 0
-        if rec is not None or fd in tracker._unrecorded:
-            tracker._unrecorded.discard(fd)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            if rec is not None:
-                tracker._closed_socket(rec, still_open=False)
-        # An unknown descriptor is left alone: closing a number libcurl no longer owns
-        # could close somebody else's socket. The event says so.
-        return 0
+# One recorded socket: (inode, seq, label, url, site), under its descriptor number.
+_Entry = tuple[int, int, str, str, Site]
 
 
 class Tracker:
@@ -328,19 +120,23 @@ class Tracker:
         self._closed = False
         self._token: int | None = None
         self._owned = frozenset(
-            {_OPEN}
-            | ({_CLOSE} if self.leaks else set())
-            | ({_CONNECT_TO} if self.strict else set())
+            ({_SOCKOPT, _CLOSE} if self.leaks else set())
+            | ({_OPEN, _CONNECT_TO} if self.strict else set())
         )
+        assert self._owned <= _intercept.WATCHED_OPTIONS
+        self._leaks_only = self._owned if self.leaks and not self.strict else None
         self._lock = threading.Lock()
-        self._open: dict[int, SocketRecord] = {}
-        self._seq = 0
+        # Written by the sockopt callback without the lock (one dict store); see open_records.
+        self._open: dict[int, _Entry] = {}
+        self._seq = itertools.count(1)
+        self._records: dict[int, SocketRecord] = {}  # by inode: entries made into records
+        self._kept: dict[int, object] = {}  # by inode: handles kept for a pooled connection
         self._events: list[TrackEvent] = []
         self._graveyard: list[object] = []
         self._unrecorded: set[int] = set()  # fds handed out that an internal error kept out
         self._pin_list: list[str] | None = None
         self._allowed_ips: set[str] = set()
-        self._names = tuple(h for h in self.allow_hosts if not _is_ip(h))
+        self._names = tuple(h for h in self.allow_hosts if not is_ip(h))
 
     # installing ------------------------------------------------------------------------
     @property
@@ -371,9 +167,10 @@ class Tracker:
         self._closed = True
         self._bury()
         with self._lock:
-            # Still-open connections made inside a multi or share keep their handle alive
-            # for the rest of the process (see the module docstring).
-            _KEPT_FOREVER.extend(r.owner for r in self._open.values() if r.owner is not None)
+            # Handles kept for connections still pooled live for the rest of the process
+            # (see the module docstring).
+            _KEPT_FOREVER.extend(self._kept.values())
+            self._kept.clear()
 
     def __enter__(self) -> Tracker:
         return self.install()
@@ -381,9 +178,12 @@ class Tracker:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _wire(self, curl: Any, site: Site) -> _TrackWiring:
-        wiring = _TrackWiring(self, site, curl)
-        wiring.install(curl)
+    def _wire(self, curl: Any, site: Site) -> TrackWiring:
+        wiring = TrackWiring(self, site)
+        if self._owned is self._leaks_only:
+            _SETOPT(curl, _SOCKOPT, wiring._sockopt)  # what install() does, for the usual case
+        else:
+            wiring.install(curl)
         return wiring
 
     # strict mode -----------------------------------------------------------------------
@@ -394,7 +194,7 @@ class Tracker:
             hosts = list(self.allow_hosts)
             for name in self._names:
                 hosts.extend(self._resolve(name))
-            self._allowed_ips.update(h for h in hosts if _is_ip(h))
+            self._allowed_ips.update(h for h in hosts if is_ip(h))
             entries = []
             for host in dict.fromkeys(hosts):
                 h = f"[{host}]" if ":" in host else host
@@ -414,7 +214,7 @@ class Tracker:
             return []  # libcurl will fail to resolve it too (CURLcode 6)
         return [ipaddress.ip_address(str(info[4][0]).split("%")[0]).compressed for info in infos]
 
-    def _allowed(self, wiring: _TrackWiring, address: Any) -> bool:
+    def _allowed(self, wiring: TrackWiring, address: Any) -> bool:
         family, _socktype, _protocol, addr = address
         if family == _AF_UNIX:
             return True  # CURLOPT_UNIX_SOCKET_PATH: local, not the network
@@ -431,9 +231,9 @@ class Tracker:
         self._refused(wiring, ip, port)
         return False
 
-    def _refused(self, wiring: _TrackWiring, ip: str, port: int) -> None:
+    def _refused(self, wiring: TrackWiring, ip: str, port: int) -> None:
         url = wiring.url
-        host = _url_host(url)
+        host = url_host(url)
         if ip == SINK_IP:
             target = f"{host or '?'}:{port}"
             why = "which is not an allowed host"
@@ -454,44 +254,69 @@ class Tracker:
         )
 
     # the ledger ------------------------------------------------------------------------
-    def _opened(self, wiring: _TrackWiring, fd: int, address: Any) -> None:
-        family, socktype, _protocol, addr = address
-        keep = None
-        curl = wiring._curl()
-        if curl is not None and (curl.multi() is not None or curl.share() is not None):
-            keep = curl  # pooled outside the handle: it must outlive the connection
-        if family == _AF_UNIX:
-            kind, peer = "unix", str(addr)
-        else:
-            kind = "udp" if socktype & _SOCKTYPE_MASK == socket.SOCK_DGRAM else "tcp"
-            peer = f"[{addr[0]}]:{addr[1]}" if family == socket.AF_INET6 else f"{addr[0]}:{addr[1]}"
-        rec = SocketRecord(
-            inode=os.fstat(fd).st_ino,
-            fd=fd,
-            family=str(family),
-            peer=peer,
-            host="",
-            url=wiring.url,
-            kind=kind,
-            opened_in=self.label,
-            handle_site=wiring.site,
-            owner=keep,
-            connected=False,
-        )
-        with self._lock:
-            self._seq += 1
-            rec.seq = self._seq
-            self._open[rec.inode] = rec
+    def _record(self, fd: int, entry: _Entry) -> SocketRecord:
+        """The record of an entry whose socket is open now (made once, then kept)."""
+        inode, seq, label, url, site = entry
+        rec = self._records.get(inode)
+        if rec is None:
+            family, kind, peer = describe_fd(fd)
+            rec = SocketRecord(
+                inode=inode,
+                fd=fd,
+                family=family,
+                peer=peer,
+                host="",
+                url=url,
+                kind=kind,
+                opened_in=label,
+                handle_site=site,
+                seq=seq,
+                connected=False,
+            )
+            rec = self._records.setdefault(inode, rec)
+        return rec
 
-    def _closing(self, wiring: _TrackWiring, fd: int) -> tuple[SocketRecord | None, int | None]:
+    def _forget(self, fd: int, entry: _Entry) -> None:
+        """Drop ``entry`` (closed); a newer entry under the same number is kept."""
+        inode = entry[0]
+        with self._lock:  # the sockopt callback stores without it: one atomic dict store
+            current = self._open.pop(fd, None)
+            if current is not None and current is not entry:
+                self._open.setdefault(fd, current)  # newer than ours: put it back
+            rec = self._records.pop(inode, None)
+            kept = self._kept.pop(inode, None)
+            if kept is not None:
+                # Not dropped here: this may be the handle's last reference, and freeing a
+                # handle inside its own callback is unsafe. The next audit drops it.
+                self._graveyard.append(kept)
+        if rec is not None:
+            rec.closed_by_pycurl = rec.closes == 0
+
+    def _sweep(self) -> None:
+        """Drop what belongs to entries a new socket replaced (closed without a callback)."""
+        current = {entry[0] for entry in list(self._open.values())}
+        with self._lock:
+            for inode in [i for i in self._kept if i not in current]:
+                self._graveyard.append(self._kept.pop(inode))
+            for inode in [i for i in self._records if i not in current]:
+                del self._records[inode]
+
+    def _guard(self, wiring: TrackWiring, inode: int) -> None:
+        curl = wiring.pooled_handle()
+        if curl is not None:
+            with self._lock:
+                self._kept[inode] = curl  # pooled outside the handle: it must outlive it
+
+    def _closing(self, wiring: TrackWiring, fd: int) -> tuple[SocketRecord | None, int | None]:
         inode = socket_inode(fd)
         with self._lock:
-            rec = self._open.get(inode) if inode is not None else None
-            if rec is not None:
+            entry = self._open.get(fd)
+        if entry is not None and entry[0] == inode:
+            rec = self._record(fd, entry)
+            with self._lock:
                 rec.closes += 1
-        if rec is not None:
             if rec.closes > 1:
-                host = _url_host(rec.url) or rec.peer
+                host = url_host(rec.url) or rec.peer
                 self._event(
                     DOUBLE_CLOSE,
                     f"closesocket({fd}) called {rec.closes} times for one socket: fd {fd} "
@@ -514,20 +339,16 @@ class Tracker:
         )
         return None, inode
 
-    def _closed_socket(self, rec: SocketRecord, *, still_open: bool) -> None:
+    def _closed_socket(self, fd: int, rec: SocketRecord, *, still_open: bool) -> None:
         if still_open:
             note = "the handle's CLOSESOCKETFUNCTION returned without closing it"
             if note not in rec.notes:
                 rec.notes.append(note)
             return
-        with self._lock:
-            if self._open.get(rec.inode) is rec:
-                del self._open[rec.inode]
-            if rec.owner is not None:
-                # Not dropped here: this may be the handle's last reference, and freeing a
-                # handle inside its own callback is unsafe. The next audit drops it.
-                self._graveyard.append(rec.owner)
-                rec.owner = None
+        entry = self._open.get(fd)
+        if entry is not None and entry[0] == rec.inode:
+            self._forget(fd, entry)
+        rec.closed_by_pycurl = False
 
     def _event(self, kind: str, text: str, site: Site | None = None) -> None:
         with self._lock:
@@ -546,27 +367,21 @@ class Tracker:
     def open_records(self, label: str | None = None) -> list[SocketRecord]:
         """Descriptors handed to libcurl (under ``label``, or any) that are still open.
 
-        Records whose socket is gone from ``/proc/self/fd`` (pycurl closed them in C at
-        multi/share teardown) are dropped.
+        A record is open while its descriptor number still holds its inode; the others
+        (closed by libcurl, by pycurl at multi/share teardown, or by anyone) are dropped.
         """
         self._bury()
-        with self._lock:
-            candidates = [r for r in self._open.values() if label is None or r.opened_in == label]
-        if not candidates:
-            return []
-        live = open_socket_inodes()
-        gone = [r for r in candidates if r.inode not in live]
-        if gone:
-            with self._lock:
-                for r in gone:
-                    r.closed_by_pycurl = True
-                    if self._open.get(r.inode) is r:
-                        del self._open[r.inode]
-                    if r.owner is not None:
-                        self._graveyard.append(r.owner)
-                        r.owner = None
-            self._bury()
-        return sorted((r for r in candidates if r.inode in live), key=lambda r: r.seq)
+        entries = [(fd, e) for fd, e in list(self._open.items()) if label is None or e[2] == label]
+        live: list[SocketRecord] = []
+        for fd, entry in entries:
+            if socket_inode(fd) == entry[0]:
+                live.append(self._record(fd, entry))
+            else:
+                self._forget(fd, entry)
+        if self._kept or self._records:
+            self._sweep()
+        self._bury()
+        return sorted(live, key=lambda r: r.seq)
 
     def still_open(self, records: Iterable[SocketRecord]) -> list[SocketRecord]:
         """Those of ``records`` that are still open (after a garbage collection if any is)."""
@@ -636,14 +451,5 @@ _ERROR_OF: dict[str, type[CurlFaultError]] = {
     UNEXPECTED: UnexpectedConnection,
     CALLBACK_ERROR: CallbackError,
 }
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
 
 Tracker.__module__ = "curlfault"

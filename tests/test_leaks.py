@@ -11,6 +11,7 @@ import re
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,10 @@ import pytest
 # imported twice in one process, and pytester drops what an inner run imported).
 import trustme  # noqa: F401
 from pytest_curlfault._leaks import parse_handle_scope
+from pytester_support import QUIET, report, write_inner
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = (Path(__file__).with_name("loopback_server.py")).read_text(encoding="utf-8")
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:randomly")
 
 HELPER = '''
 import io
@@ -37,23 +38,8 @@ KEEP = []
 
 def get(url, curl=None, **opts):
     """One transfer on a fresh (or the given) handle: (CURLcode, body)."""
-    own = curl is None
-    c = pycurl.Curl() if own else curl
-    buf = io.BytesIO()
-    c.setopt(pycurl.URL, url)
-    c.setopt(pycurl.WRITEDATA, buf)
-    c.setopt(pycurl.TIMEOUT, 10)
-    c.setopt(pycurl.CONNECTTIMEOUT, 5)
-    for name, value in opts.items():
-        c.setopt(getattr(pycurl, name), value)
-    code = 0
-    try:
-        c.perform()
-    except pycurl.error as exc:
-        code = exc.args[0]
-    if own:
-        c.close()
-    return code, buf.getvalue()
+    code, _status, body = _transfer(url, curl, opts)
+    return code, body
 
 
 def kept(url):
@@ -90,21 +76,18 @@ def make_tests(
     pytester: pytest.Pytester, source: str, name: str = "test_inner", conftest: str = ""
 ) -> None:
     setup_dir(pytester, conftest)
-    pytester.makepyfile(**{name: HELPER + textwrap.dedent(source)})
+    write_inner(pytester, name, HELPER, textwrap.dedent(source))
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest(*QUIET, "-W", "error", *args)
 
 
-def properties(result: pytest.RunResult, nodeid_part: str, when: str = "teardown") -> list:
-    reprec = result.reprec  # type: ignore[attr-defined]
-    (report,) = [
-        r
-        for r in reprec.getreports("pytest_runtest_logreport")
-        if r.when == when and nodeid_part in r.nodeid
-    ]
-    return [(k, v) for k, v in report.user_properties if k.startswith("curlfault_")]
+def properties(
+    result: pytest.RunResult, nodeid_part: str, when: str = "teardown"
+) -> list[tuple[str, Any]]:
+    props = report(result, nodeid_part, when).user_properties
+    return [(k, v) for k, v in props if k.startswith("curlfault_")]
 
 
 LEAKY = """
@@ -427,12 +410,18 @@ def test_misuse_is_a_usage_error(
 # pycurl's pooled-close warning under filterwarnings = error --------------------------------
 
 MULTI = """
-def run_multi(url, n=2):
+import os
+
+
+def run_multi(url, n=2, close=None, keep=None):
     m = pycurl.CurlMulti()
     for _ in range(n):
         c = pycurl.Curl()
         c.setopt(pycurl.URL, url)
         c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
+        if close is not None:
+            c.setopt(pycurl.CLOSESOCKETFUNCTION, close)
+            keep.append(c)  # pycurl calls into it when the multi closes its pool
         m.add_handle(c)
         while m.perform()[1]:
             m.select(0.05)
@@ -443,8 +432,19 @@ def run_multi(url, n=2):
 def test_multi_close_with_pooled_connections(server):
     run_multi(server.url).close()
 
-def test_the_warning_is_pycurls_and_real(server):
+def test_no_pooled_close_warning_without_a_close_callback(server):
     m = run_multi(server.url)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.close()
+    assert [str(w.message) for w in caught] == []
+
+def test_own_close_callback_makes_pycurl_warn(server):
+    def own_close(fd):
+        os.close(fd)
+        return 0
+
+    m = run_multi(server.url, close=own_close, keep=[])
     with pytest.warns(RuntimeWarning, match="closesocket_callback failed to acquire thread"):
         m.close()
 
@@ -478,25 +478,19 @@ def test_other_runtime_warnings_still_fail():
 
 
 @pytest.mark.parametrize("how", ["ini", "cmdline"])
-def test_pooled_close_warning_does_not_fail_innocent_tests(
-    pytester: pytest.Pytester, how: str
+@pytest.mark.parametrize("tracked", [True, False], ids=["leaks", "untracked"])
+def test_tracking_adds_no_pooled_close_warning(
+    pytester: pytest.Pytester, how: str, tracked: bool
 ) -> None:
+    # Tracked handles get no closesocket callback of curlfault's unless they set their own,
+    # so pycurl warns exactly when it would without tracking: no filter is needed.
     if how == "ini":
         pytester.makeini("[pytest]\nfilterwarnings = error\n")
     make_tests(pytester, MULTI)
     args = ("-W", "error") if how == "cmdline" else ()
-    result = pytester.runpytest(*QUIET, *args, "--curlfault-leaks")
-    result.assert_outcomes(passed=4, failed=1)
+    result = pytester.runpytest(*QUIET, *args, *(["--curlfault-leaks"] if tracked else []))
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(["*RuntimeWarning: something else*"])
-
-
-def test_without_tracking_pycurl_does_not_warn(pytester: pytest.Pytester) -> None:
-    # The warning exists only because a closesocket callback is set: nothing to filter
-    # in a plain run.
-    make_tests(pytester, MULTI)
-    result = run(pytester)
-    result.assert_outcomes(passed=3, failed=2)
-    result.stdout.fnmatch_lines(["*DID NOT WARN*"])
 
 
 def test_tornado_client_under_filterwarnings_error(pytester: pytest.Pytester) -> None:
@@ -616,15 +610,17 @@ def test_xdist_worker_reports_reach_the_controller(pytester: pytest.Pytester) ->
         assert f"ERROR at teardown of test_leaky[{n}]" in text
 
 
-def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytester) -> None:
-    # pytest tears the session down in the teardown of the test that stops the run
+def run_stopping_with_a_session_client(
+    pytester: pytest.Pytester, stop: str, *args: str
+) -> pytest.RunResult:
+    """A session ``client`` that is never closed; ``test_one`` uses it, then runs ``stop``."""
     conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
     make_tests(
         pytester,
-        """
+        f"""
         def test_one(server, client):
             assert get(server.url, curl=client)[0] == 0
-            assert False
+            {stop}
 
         def test_two():
             pass
@@ -632,7 +628,12 @@ def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytes
         conftest=conftest,
     )
     pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
-    result = pytester.runpytest_subprocess(*QUIET, "-x", "--curlfault-leaks", timeout=120)
+    return pytester.runpytest_subprocess(*QUIET, *args, "--curlfault-leaks", timeout=120)
+
+
+def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytester) -> None:
+    # pytest tears the session down in the teardown of the test that stops the run
+    result = run_stopping_with_a_session_client(pytester, "assert False", "-x")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -647,21 +648,7 @@ def test_exitfirst_checks_the_session_at_the_failing_test(pytester: pytest.Pytes
 
 def test_interrupted_run_lists_what_the_session_left_open(pytester: pytest.Pytester) -> None:
     # No teardown of the interrupted test: session fixtures end in sessionfinish.
-    conftest = "import pycurl\nLEFT = []\n" + SESSION_CLIENT.format(close="LEFT.append(c)")
-    make_tests(
-        pytester,
-        """
-        def test_one(server, client):
-            assert get(server.url, curl=client)[0] == 0
-            raise KeyboardInterrupt
-
-        def test_two():
-            pass
-        """,
-        conftest=conftest,
-    )
-    pytester.makeini("[pytest]\ncurlfault_handle_scopes = session conftest.py::client\n")
-    result = pytester.runpytest_subprocess(*QUIET, "--curlfault-leaks", timeout=120)
+    result = run_stopping_with_a_session_client(pytester, "raise KeyboardInterrupt")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         [

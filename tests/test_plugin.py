@@ -1,10 +1,10 @@
-"""The pytest plugin, driven through ``pytester``: fixtures, marker, options, report sections.
+"""The plugin, driven through ``pytester``: fixtures, marker, options, report sections.
 
 Every generated test file starts with ``HELPER``: a ``get()`` that runs one real pycurl
-transfer (always with a TIMEOUT) and a one-shot loopback HTTP server for the cases where a
-connection must reach a real listener. Inner runs are in-process unless they need a
-separate interpreter (xdist); our own ``_no_leaks`` check then proves that an inner session
-leaves no descriptor or thread behind.
+transfer (``cfhelpers.transfer`` with a TIMEOUT, see ``pytester_support``) and a one-shot
+loopback HTTP server for the cases where a connection must reach a real listener. Inner
+runs are in-process unless they need a separate interpreter (xdist); our own ``_no_leaks``
+check then proves that an inner session leaves no descriptor or thread behind.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 # be imported twice (its Rust extension keeps the first copy's classes: "curve must be an
 # EllipticCurve instance"), so it is imported once here, outside every inner run.
 import trustme  # noqa: F401
+from pytester_support import QUIET, report, write_inner
 
 from curlfault import InterceptedCurl
 
@@ -35,24 +36,7 @@ ORIGINAL_CURL = pycurl.Curl
 
 def get(url, curl=None, **opts):
     """One transfer on a fresh (or the given) handle: (CURLcode, HTTP status, body)."""
-    own = curl is None
-    c = pycurl.Curl() if own else curl
-    buf = io.BytesIO()
-    c.setopt(pycurl.URL, url)
-    c.setopt(pycurl.WRITEDATA, buf)
-    c.setopt(pycurl.TIMEOUT, 10)
-    c.setopt(pycurl.CONNECTTIMEOUT, 5)
-    for name, value in opts.items():
-        c.setopt(getattr(pycurl, name), value)
-    code = 0
-    try:
-        c.perform()
-    except pycurl.error as exc:
-        code = exc.args[0]
-    status = c.getinfo(pycurl.RESPONSE_CODE)
-    if own:
-        c.close()
-    return code, status, buf.getvalue()
+    return _transfer(url, curl, opts)
 
 
 class LoopbackServer:
@@ -108,13 +92,7 @@ class LoopbackServer:
 
 
 def make_tests(pytester: pytest.Pytester, source: str, name: str = "test_inner") -> None:
-    pytester.makepyfile(**{name: HELPER + textwrap.dedent(source)})
-
-
-# Inner runs leave out hypothesis's plugin: it imports all of hypothesis at every session end,
-# and pytester drops modules an inner run imported, so each run would pay that again. Inner
-# tests that share module state rely on file order, so no reordering plugin either.
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:randomly")
+    write_inner(pytester, name, HELPER, textwrap.dedent(source))
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -123,14 +101,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def sections(result: pytest.RunResult, nodeid_part: str, when: str) -> dict[str, str]:
     """The report sections of the ``when`` phase of the inner test whose id contains the part."""
-    reprec = result.reprec  # type: ignore[attr-defined]
-    reports = [
-        r
-        for r in reprec.getreports("pytest_runtest_logreport")
-        if r.when == when and nodeid_part in r.nodeid
-    ]
-    assert len(reports) == 1, reports
-    return dict(reports[0].sections)
+    return dict(report(result, nodeid_part, when).sections)
 
 
 # the fixture -----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import pytest
 # Imported once, outside every inner run (see test_plugin.py).
 import trustme  # noqa: F401
 from pytest_curlfault._leaks import parse_allow_hosts
-from test_leaks import QUIET, make_tests, properties
+from pytester_support import QUIET
+from test_leaks import make_tests, properties
 
 STRICT = """
 def test_swallows_the_error():

@@ -1,0 +1,165 @@
+"""What leak tracking costs on a real loopback transfer, in time and in instructions.
+
+    python benchmarks/leak_cost.py time --rounds 200   # interleaved wall-clock ratios
+    python benchmarks/leak_cost.py count               # instructions per transfer (valgrind)
+
+Rows (each a real loopback GET on a fresh handle, the transfer of run.py's leak row):
+
+- ``off``: untracked; ``on``: under ``curlfault.Tracker(leaks=True)``; ``aa``: ``off`` again
+  (an A/A control: how far two identical rows drift apart on this machine);
+- ``sockopt``: an untracked handle with a trivial Python SOCKOPTFUNCTION, the floor of
+  tracking with one callback per connection;
+- ``open+close``: an untracked handle with trivial Python OPENSOCKETFUNCTION and
+  CLOSESOCKETFUNCTION (the floor of a design that makes and closes each socket itself).
+
+``time`` runs the rows interleaved (run.py's harness) and prints each row's median ratio to
+``off`` over rounds. On a shared machine wall-clock ratios wander by several percent; the
+``count`` view is repeatable under load: each row runs under ``valgrind --tool=callgrind``
+twice (100 and 400 transfers) and the difference over 300 is the user-space instructions
+per transfer (kernel time is not counted, so the instruction ratio overstates the time ratio
+of a transfer that spends most of its time in syscalls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import pycurl  # noqa: E402
+from _cases import Loopback  # noqa: E402
+from _common import median, quantile  # noqa: E402
+from _timing import Case, run_interleaved  # noqa: E402
+
+ROWS = ("off", "on", "aa", "sockopt", "open+close")
+
+
+def _sockopt(fd: int, purpose: int) -> int:
+    return 0
+
+
+def _open(purpose: int, address: Any) -> int:
+    family, socktype, protocol, _addr = address
+    return socket.socket(family, socktype, protocol).detach()
+
+
+def _close(fd: int) -> int:
+    os.close(fd)
+    return 0
+
+
+class Floor(Loopback):
+    """The untracked loopback GET with trivial Python callbacks of its own (or none)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(tracked=False)
+        self.key = key
+        self.label = f"real loopback GET, fresh handle, trivial callbacks: {key}"
+
+    def configure(self, curl: Any) -> None:
+        if self.key == "sockopt":
+            curl.setopt(pycurl.SOCKOPTFUNCTION, _sockopt)
+        elif self.key == "open+close":
+            curl.setopt(pycurl.OPENSOCKETFUNCTION, _open)
+            curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
+
+
+def make(row: str) -> Loopback:
+    if row in ("off", "on"):
+        return Loopback(tracked=row == "on")
+    return Floor(row)
+
+
+def run_row(row: str, n: int) -> None:
+    case = make(row)
+    case.setup()
+    case.begin()
+    try:
+        for _ in range(n):
+            case.op()
+    finally:
+        case.end()
+        case.teardown()
+
+
+def time_rows(rounds: int) -> None:
+    cases: list[Case] = [make(row) for row in ROWS]
+    timings = run_interleaved(cases, rounds, verbose=False)
+    off = timings.rounds[cases[0].key]
+    print(f"{'row':12} {'median us':>10} {'ratio to off':>13} {'p10':>6} {'p90':>6}")
+    for row, case in zip(ROWS, cases, strict=True):
+        ratios = [median(a) / median(b) for a, b in zip(timings.rounds[case.key], off, strict=True)]
+        print(
+            f"{row:12} {median(timings.samples(case.key)) / 1000:10.1f} "
+            f"{median(ratios):13.3f} {quantile(ratios, 0.1):6.3f} {quantile(ratios, 0.9):6.3f}"
+        )
+
+
+def _instructions(row: str, n: int) -> int:
+    proc = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "row",
+            row,
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def count_rows(rows: list[str]) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed")
+    per: dict[str, int] = {}
+    for row in rows:
+        per[row] = (_instructions(row, 400) - _instructions(row, 100)) // 300
+        print(f"{row:12} {per[row]:8d} instructions per transfer", flush=True)
+    if "off" in per:
+        for row, ir in per.items():
+            print(f"{row:12} {ir / per['off']:.3f}x off")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("time", help="interleaved wall-clock ratios")
+    t.add_argument("--rounds", type=int, default=200)
+    c = sub.add_parser("count", help="instructions per transfer under callgrind")
+    c.add_argument("rows", nargs="*", default=["off", "on", "sockopt", "open+close"])
+    r = sub.add_parser("row", help="run one row N times (what callgrind runs)")
+    r.add_argument("row", choices=ROWS)
+    r.add_argument("n", type=int)
+    args = ap.parse_args(argv)
+    if args.what == "time":
+        time_rows(args.rounds)
+    elif args.what == "count":
+        count_rows(args.rows)
+    else:
+        run_row(args.row, args.n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

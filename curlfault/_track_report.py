@@ -1,0 +1,175 @@
+"""What a ``Tracker`` reports: events, audit reports, and leaked descriptors in words.
+
+Also the allow-list entry parser, shared by ``Tracker(allow_hosts=...)`` and the pytest
+options. Nothing here runs on a transfer: it is read when a problem is reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ._errors import UsageError
+from ._ledger import Site, SocketRecord
+
+__all__ = [
+    "CALLBACK_ERROR",
+    "DOUBLE_CLOSE",
+    "UNEXPECTED",
+    "UNKNOWN_CLOSE",
+    "TrackEvent",
+    "TrackReport",
+    "describe_fd",
+    "describe_record",
+    "is_ip",
+    "parse_host",
+    "url_host",
+]
+
+UNEXPECTED = "unexpected-connection"
+DOUBLE_CLOSE = "double-close"
+UNKNOWN_CLOSE = "unknown-close"
+CALLBACK_ERROR = "callback-error"
+
+
+@dataclass
+class TrackEvent:
+    """Something a tracked handle did that is a problem by itself (not a leak)."""
+
+    kind: str  # UNEXPECTED, DOUBLE_CLOSE, UNKNOWN_CLOSE or CALLBACK_ERROR
+    label: str  # the label current when it happened
+    text: str
+    site: Site | None = None  # where the handle involved was made
+
+    def describe(self, root: str | None = None, hide: Iterable[str] = ()) -> str:
+        """The text, then the stack where the handle was made (see ``describe_record``)."""
+        if self.site is None:
+            return self.text
+        return f"{self.text}\n  the handle was made at:\n{format_site(self.site, root, hide)}"
+
+
+@dataclass
+class TrackReport:
+    """What ``Tracker.audit()`` found for one label (or for every label)."""
+
+    label: str | None
+    leaked: list[SocketRecord] = field(default_factory=list)
+    events: list[TrackEvent] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.leaked or self.events)
+
+
+def parse_host(value: str) -> str:
+    """One allow-list entry, validated: a host name or an IP literal, lower-cased.
+
+    Raises ``UsageError`` for anything else (a URL, a port, a path, an empty string).
+    """
+    if not isinstance(value, str):
+        raise UsageError(f"an allowed host must be a str, got {value!r}")
+    host = value.strip()
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return ipaddress.ip_address(bare).compressed
+    except ValueError:
+        pass
+    if (
+        not host
+        or len(host) > 253
+        or any(c in host for c in "/:@[]?# \t\r\n,")
+        or host.startswith(".")
+        or ".." in host
+    ):
+        raise UsageError(
+            f"{value!r} is not a host name or an IP address; give names like "
+            "'localhost' or 'db.internal' and addresses like '127.0.0.1' or '::1' "
+            "(no scheme, port or path)"
+        )
+    return host.lower().rstrip(".")
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def describe_record(rec: SocketRecord, root: str | None = None, hide: Iterable[str] = ()) -> str:
+    """A leaked descriptor in a few lines: what, where to, which URL, and the handle's stack.
+
+    Paths under ``root`` are shown relative to it; frames whose path contains one of
+    ``hide`` (a test runner's own frames) are left out.
+    """
+    host = rec.host or url_host(rec.url)
+    where = f"{host} ({rec.peer})" if host and host not in rec.peer else rec.peer
+    lines = [
+        f"fd {rec.fd} (inode {rec.inode}) {rec.kind} to {where}"
+        + (f", url {rec.url}" if rec.url else ", url unknown")
+        + f", opened in {rec.opened_in or 'no test (outside the test run)'}"
+    ]
+    lines.extend(f"  note: {note}" for note in rec.notes)
+    lines.append("  the handle was made at:")
+    lines.append(format_site(rec.handle_site, root, hide))
+    return "\n".join(lines)
+
+
+def describe_fd(fd: int) -> tuple[str, str, str]:
+    """``(family, kind, peer)`` of the open socket ``fd``, read from the socket itself.
+
+    Called for a descriptor that is still open (a leak being reported), never on a transfer.
+    """
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return "?", "tcp", "unknown peer"
+    try:
+        family, socktype = sock.family, sock.type
+        try:
+            addr = sock.getpeername()
+        except OSError:
+            addr = None
+    finally:
+        sock.detach()  # the descriptor stays libcurl's
+    if family == getattr(socket, "AF_UNIX", -1):
+        return str(int(family)), "unix", str(addr or "unknown path")
+    kind = "udp" if socktype == socket.SOCK_DGRAM else "tcp"
+    if not addr:
+        return str(int(family)), kind, "not connected"
+    ip, port = addr[0], addr[1]
+    peer = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+    return str(int(family)), kind, peer
+
+
+def format_site(site: Site | str, root: str | None, hide: Iterable[str] = ()) -> str:
+    if not isinstance(site, Site):
+        return f"    {site}"
+    hidden = tuple(hide)
+    frames = [f for f in site.frames if not any(h in f[0] for h in hidden)] or list(site.frames)
+    if not frames:
+        return "    ?"
+    return "\n".join(
+        f"    {_relative(filename, root)}:{lineno} in {function}"
+        for filename, lineno, function in frames
+    )
+
+
+def _relative(path: str, root: str | None) -> str:
+    if root and path.startswith(root.rstrip(os.sep) + os.sep):
+        return path[len(root.rstrip(os.sep)) + 1 :]
+    return path
+
+
+def url_host(url: str) -> str:
+    if not url:
+        return ""
+    try:
+        return urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+    except ValueError:
+        return ""

@@ -1,0 +1,372 @@
+"""The run under ``--curlfault-leaks`` / ``--curlfault-strict``: attribution and reports.
+
+The label of the descriptors the tracker records is the running test's node id. After a
+test's teardown (its fixtures are finalized by then) the test's own descriptors that are
+still open, and whatever its handles did wrong (double or unknown closes, refused
+connections), fail the test as an error at teardown. Problems travel in the teardown
+report's ``user_properties``, so xdist carries them to the controller, whose terminal
+summary lists them all.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from curlfault import SocketRecord, Tracker
+from curlfault._tracking import (
+    CALLBACK_ERROR,
+    DOUBLE_CLOSE,
+    UNEXPECTED,
+    UNKNOWN_CLOSE,
+    describe_record,
+)
+
+from ._leaks_options import MARKER, waiver
+
+__all__ = ["LeakPlugin"]
+
+# user_properties names: one per kind of problem, the value is the problem's text.
+LEAK = "curlfault_leak"
+PROPERTY = {
+    UNEXPECTED: "curlfault_unexpected_connection",
+    DOUBLE_CLOSE: "curlfault_close_error",
+    UNKNOWN_CLOSE: "curlfault_close_error",
+    CALLBACK_ERROR: "curlfault_internal_error",
+}
+WAIVED = "curlfault_leak_waived"
+TITLE = {
+    LEAK: "LeakError",
+    "curlfault_unexpected_connection": "UnexpectedConnection",
+    "curlfault_close_error": "LeakError",
+    "curlfault_internal_error": "CallbackError",
+}
+# pytest's and pluggy's own frames between a test function and the code that made a handle.
+HIDE = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}")
+failed_key = pytest.StashKey[bool]()
+findings_key = pytest.StashKey["list[tuple[str, str]]"]()
+maker_key = pytest.StashKey[str]()
+shown_key = pytest.StashKey["list[tuple[str, str]]"]()
+
+
+@dataclass
+class _Deferred:
+    record: SocketRecord
+    scope: str
+    module: str
+    why: str
+
+
+class LeakPlugin:
+    """Per-test attribution, teardown errors and the terminal summary."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        tracker: Tracker | None,
+        *,
+        leaks: bool,
+        strict: bool,
+        scopes: list[tuple[str, str]],
+    ) -> None:
+        self.config = config
+        self.tracker = tracker
+        self.leaks = leaks
+        self.strict = strict
+        self.scopes = scopes
+        self.root = str(config.rootpath)
+        self._deferred: list[_Deferred] = []
+        self._session_checked = False
+        # What the terminal summary lists: (property, nodeid, text), from every report.
+        self.found: list[tuple[str, str, str]] = []
+        self._failed: set[str] = set()
+
+    # attribution -----------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        if self.tracker is None:
+            return (yield)
+        self.tracker.label = item.nodeid
+        try:
+            return (yield)
+        finally:
+            self.tracker.label = ""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        tracker = self.tracker
+        if tracker is None:
+            return report
+        if report.when in ("setup", "call"):
+            skipped = call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception)
+            if report.failed or (call.excinfo is not None and not skipped):
+                item.stash[failed_key] = True
+                # The failure shows pycurl's error 7; say here why the connection failed.
+                events = tracker.take_events(item.nodeid, kinds=[UNEXPECTED])
+                if events:
+                    texts = [e.describe(self.root, HIDE) for e in events]
+                    report.sections.append(
+                        (
+                            f"curlfault: refused by --curlfault-strict ({report.when})",
+                            "\n".join(texts),
+                        )
+                    )
+                    shown = item.stash.setdefault(shown_key, [])
+                    shown.extend((PROPERTY[UNEXPECTED], t) for t in texts)
+        elif report.when == "teardown":
+            findings = item.stash.get(findings_key, [])
+            # Every problem of the test travels in its teardown report: xdist carries it to
+            # the controller, junitxml writes it, the summary counts it once.
+            earlier: list[tuple[str, str]] = item.stash.get(shown_key, [])
+            report.user_properties.extend(earlier + findings)
+            already_failed = item.stash.get(failed_key, False)
+            if findings and already_failed:
+                report.sections.append(
+                    (
+                        "curlfault problems at teardown (test had already failed)",
+                        "\n".join(f"{TITLE.get(k, k)}: {t}" for k, t in findings if k != WAIVED),
+                    )
+                )
+        return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, None, None]:
+        tracker = self.tracker
+        if tracker is None:
+            return (yield)
+        try:
+            result = yield
+        except BaseException:
+            # The teardown failed already: note what we found, raise theirs.
+            item.stash[failed_key] = True
+            self._check(tracker, item, nextitem)
+            raise
+        findings = self._check(tracker, item, nextitem)
+        counted = [(k, t) for k, t in findings if k != WAIVED]
+        if counted and not item.stash.get(failed_key, False):
+            pytest.fail(self._message(item, counted), pytrace=False)
+        return result
+
+    def _check(
+        self, tracker: Tracker, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> list[tuple[str, str]]:
+        """The test's problems, and those of the scopes that end with it."""
+        nodeid, root = item.nodeid, self.root
+        findings: list[tuple[str, str]] = []
+        if self.leaks:
+            report = tracker.audit(nodeid)
+            marked, marker_scope, reason = waiver(item)
+            for rec in report.leaked:
+                if rec.reported:
+                    continue
+                scope, why = (
+                    (marker_scope, f"@pytest.mark.{MARKER}") if marked else self._scope_of(rec)
+                )
+                if scope is not None:
+                    self._deferred.append(_Deferred(rec, scope, _module_of(nodeid), why))
+                elif marked:
+                    rec.reported = True
+                    note = f" ({reason})" if reason else ""
+                    findings.append(
+                        (WAIVED, describe_record(rec, root, HIDE).splitlines()[0] + note)
+                    )
+                else:
+                    rec.reported = True
+                    findings.append(
+                        (LEAK, f"descriptor never closed: {describe_record(rec, root, HIDE)}")
+                    )
+                    if maker_key not in item.stash:
+                        item.stash[maker_key] = self._maker(rec)
+            events = report.events
+        else:
+            events = tracker.take_events(nodeid)
+        findings.extend((PROPERTY[e.kind], e.describe(root, HIDE)) for e in events)
+        if self.leaks:
+            findings.extend(self._scope_ends(tracker, item, nextitem))
+        if nextitem is None:
+            self._session_checked = True
+            findings.extend(
+                (PROPERTY[e.kind], e.describe(root, HIDE)) for e in tracker.take_events("")
+            )
+        if findings:
+            item.stash[findings_key] = findings
+        return findings
+
+    def _maker(self, rec: SocketRecord) -> str:
+        """``path::function`` of the innermost frame that made the record's handle."""
+        site = rec.handle_site
+        if isinstance(site, str) or not site.frames:
+            return ""
+        frames = [f for f in site.frames if not any(h in f[0] for h in HIDE)] or site.frames
+        filename, _lineno, function = frames[0]
+        return f"{_relative(filename, self.root)}::{function}"
+
+    def _scope_of(self, rec: SocketRecord) -> tuple[str | None, str]:
+        """The scope the ini setting gives this record's handle, and which line did."""
+        if not self.scopes or isinstance(rec.handle_site, str):
+            return None, ""
+        keys = [f"{_relative(f, self.root)}::{fn}" for f, _n, fn in rec.handle_site.frames]
+        for scope, pattern in self.scopes:
+            if any(fnmatch.fnmatchcase(key, pattern) for key in keys):
+                return scope, f"curlfault_handle_scopes: {scope} {pattern}"
+        return None, ""
+
+    def _scope_ends(
+        self, tracker: Tracker, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> list[tuple[str, str]]:
+        """Deferred descriptors whose scope ends with this test and that are still open."""
+        module = _module_of(item.nodeid)
+        module_ends = nextitem is None or _module_of(nextitem.nodeid) != module
+        due: list[_Deferred] = []
+        keep: list[_Deferred] = []
+        for d in self._deferred:
+            ends = nextitem is None or (d.scope == "module" and d.module == module and module_ends)
+            (due if ends else keep).append(d)
+        self._deferred = keep
+        out: list[tuple[str, str]] = []
+        still = {r.inode for r in tracker.still_open([d.record for d in due])}
+        for d in due:
+            if d.record.inode in still and not d.record.reported:
+                d.record.reported = True
+                where = f"module {d.module}" if d.scope == "module" else "the session"
+                out.append(
+                    (
+                        LEAK,
+                        f"descriptor still open at the end of {where} ({d.scope} scope from "
+                        f"{d.why}): {describe_record(d.record, self.root, HIDE)}",
+                    )
+                )
+        if nextitem is None:
+            # Descriptors opened outside any test (at import, in a session hook).
+            for rec in tracker.still_open(r for r in tracker.open_records("") if not r.reported):
+                rec.reported = True
+                out.append(
+                    (
+                        LEAK,
+                        f"descriptor still open at the end of the session: "
+                        f"{describe_record(rec, self.root, HIDE)}",
+                    )
+                )
+        return out
+
+    def _message(self, item: pytest.Item, findings: list[tuple[str, str]]) -> str:
+        leaks = sum(k == LEAK for k, _ in findings)
+        refused = sum(k == PROPERTY[UNEXPECTED] for k, _ in findings)
+        other = len(findings) - leaks - refused
+        parts = []
+        if leaks:
+            parts.append(f"{leaks} descriptor{'s' * (leaks != 1)} left open")
+        if refused:
+            parts.append(
+                f"{refused} connection{'s' * (refused != 1)} refused by --curlfault-strict"
+            )
+        if other:
+            parts.append(f"{other} other problem{'s' * (other != 1)}")
+        lines = [f"curlfault: {item.nodeid}: {', '.join(parts)}"]
+        for i, (kind, text) in enumerate(findings, 1):
+            lines.append(f"{i}. {TITLE.get(kind, kind)}: {text}")
+        maker = item.stash.get(maker_key, "")
+        if maker:
+            lines.append(
+                "Close each handle (curl.close()) before the test ends. If a handle is meant to "
+                f'outlive the test, mark the test @pytest.mark.{MARKER}(scope="module"), or '
+                f"add the line 'session {maker}' to the curlfault_handle_scopes ini setting."
+            )
+        elif leaks:
+            lines.append(
+                "A handle given a longer scope must be closed by the end of that scope, for "
+                "instance in the teardown of the fixture that made it."
+            )
+        return "\n".join(lines)
+
+    # after the last test ---------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        tracker = self.tracker
+        if tracker is None or self._session_checked:
+            return
+        # The run stopped early (-x, --maxfail, interrupted): session fixtures were torn down
+        # after the last test, so what is still open is listed without a test to blame.
+        found: list[str] = []
+        if self.leaks:
+            open_now = [r for r in tracker.open_records() if not r.reported]
+            for rec in tracker.still_open(open_now):
+                rec.reported = True
+                found.append(
+                    f"descriptor still open at the end of the session: "
+                    f"{describe_record(rec, self.root, HIDE)}"
+                )
+        found.extend(e.describe(self.root, HIDE) for e in tracker.take_events())
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["curlfault_after_run"] = found
+        else:
+            self.found.extend((LEAK, "(after the last test)", text) for text in found)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        for text in output.get("curlfault_after_run", []):
+            self.found.append((LEAK, "(after the last test)", text))
+
+    # the summary -----------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when in ("setup", "call") and report.failed:
+            self._failed.add(report.nodeid)
+        for name, value in report.user_properties:
+            if isinstance(name, str) and name.startswith("curlfault_"):
+                self.found.append((name, report.nodeid, str(value)))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        tr = terminalreporter
+        counted = [f for f in self.found if f[0] != WAIVED]
+        waived = [f for f in self.found if f[0] == WAIVED]
+        what = " and ".join(
+            w
+            for w, on in (("--curlfault-leaks", self.leaks), ("--curlfault-strict", self.strict))
+            if on
+        )
+        if not counted:
+            tr.write_sep(
+                "-",
+                f"curlfault ({what}): no problems"
+                + (f", {len(waived)} descriptor(s) waived" if waived else ""),
+            )
+            return
+        tr.write_sep("=", f"curlfault ({what}): {len(counted)} problem(s)")
+        for name, nodeid, text in counted:
+            first, _, rest = text.partition("\n")
+            note = " (test had already failed)" if nodeid in self._failed else ""
+            tr.write_line(f"{nodeid}{note}")
+            tr.write_line(f"  {TITLE.get(name, name)}: {first}")
+            made = [line for line in rest.splitlines() if line.startswith("    ")]
+            if made:
+                tr.write_line(f"    handle made at {made[0].strip()}")
+        if waived:
+            tests = sorted({nodeid for _, nodeid, _ in waived})
+            tr.write_line(
+                f"{len(waived)} descriptor(s) left open in {len(tests)} test(s) were waived by "
+                f"@pytest.mark.{MARKER}: {', '.join(tests)}"
+            )
+
+
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _relative(path: str, root: str) -> str:
+    prefix = root.rstrip(os.sep) + os.sep
+    rel = path[len(prefix) :] if path.startswith(prefix) else path
+    return rel.replace(os.sep, "/")
