@@ -19,25 +19,18 @@ from typing import ClassVar
 
 from ._errors import UsageError
 
-__all__ = [
+__all__: list[str] = [
     "POINTS",
-    "BadChunkSize",
-    "BadContentLength",
-    "BodyLength",
     "Close",
     "Compose",
-    "ConflictingContentLength",
     "ConnectTimeout",
     "ConnectionFault",
     "ConnectionRefused",
     "Delay",
     "Drip",
-    "EarlyResponse",
     "Fault",
     "Garbage",
     "Latency",
-    "NoContinue",
-    "OversizedHeader",
     "Pacing",
     "PointFault",
     "Refuse",
@@ -46,32 +39,20 @@ __all__ = [
     "SlowClose",
     "SlowConnect",
     "Stall",
-    "StopReading",
     "StreamFault",
-    "UploadFault",
-    "WrongEncoding",
-    "bad_chunk_size",
-    "bad_content_length",
-    "body_length",
     "close",
-    "conflicting_content_length",
     "connect_timeout",
     "connection_refused",
     "delay",
     "drip",
-    "early_response",
     "garbage",
     "latency",
-    "no_continue",
-    "oversized_header",
     "refuse",
     "reset",
     "slicer",
     "slow_close",
     "slow_connect",
     "stall",
-    "stop_reading",
-    "wrong_encoding",
 ]
 
 
@@ -374,122 +355,6 @@ class SlowClose(StreamFault):
         _seconds(self.seconds, "slow_close(seconds=...)")
 
 
-# Protocol-level breakage: the response is rewritten, then sent.
-
-
-@dataclass(frozen=True, repr=False)
-class BadContentLength(StreamFault):
-    """``Content-Length`` replaced by ``value`` (not a number): 8 (``WEIRD_SERVER_REPLY``)."""
-
-    value: str = "abc"
-    curlcode: ClassVar[int] = 8
-    name: ClassVar[str] = "bad_content_length"
-
-
-@dataclass(frozen=True, repr=False)
-class ConflictingContentLength(StreamFault):
-    """A second ``Content-Length`` header that disagrees with the first: 8."""
-
-    curlcode: ClassVar[int] = 8
-    name: ClassVar[str] = "conflicting_content_length"
-
-
-@dataclass(frozen=True, repr=False)
-class BodyLength(StreamFault):
-    """The body is ``delta`` bytes shorter (delta > 0) or longer (delta < 0) than its
-    ``Content-Length`` says; the server then closes.
-
-    Shorter: 18 (``PARTIAL_FILE``). Longer: libcurl reads what was declared, discards the
-    excess and does not reuse the connection: 0.
-    """
-
-    delta: int = 1
-    curlcode: ClassVar[int] = 18
-    name: ClassVar[str] = "body_length"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.delta, bool) or not isinstance(self.delta, int) or self.delta == 0:
-            raise UsageError(f"body_length(delta=...) must be a non-zero int, got {self.delta!r}")
-
-
-@dataclass(frozen=True, repr=False)
-class BadChunkSize(StreamFault):
-    """The response is sent chunked with a chunk-size line that is not hex: 56."""
-
-    size_line: bytes = b"zz"
-    curlcode: ClassVar[int] = 56
-    name: ClassVar[str] = "bad_chunk_size"
-
-
-@dataclass(frozen=True, repr=False)
-class WrongEncoding(StreamFault):
-    """``Content-Encoding: <encoding>`` on a body that is not encoded.
-
-    61 (``BAD_CONTENT_ENCODING``) when the client asked libcurl to decode
-    (``ACCEPT_ENCODING``); 0 otherwise, and the client gets the bytes as sent.
-    """
-
-    encoding: str = "gzip"
-    curlcode: ClassVar[int] = 61
-    name: ClassVar[str] = "wrong_encoding"
-
-
-@dataclass(frozen=True, repr=False)
-class OversizedHeader(StreamFault):
-    """One response header of ``size`` bytes (libcurl's limit is 100 KiB per header line
-    and 300 KiB for the whole head): 100 (``TOO_LARGE``)."""
-
-    size: int = 200 * 1024
-    curlcode: ClassVar[int] = 100
-    name: ClassVar[str] = "oversized_header"
-
-    def __post_init__(self) -> None:
-        if _byte_count(self.size, "oversized_header(size=...)") == 0:
-            raise UsageError("oversized_header(size=...) must be >= 1")
-
-
-# Upload side: what the server does while the request body arrives.
-
-
-@dataclass(frozen=True, repr=False)
-class UploadFault(StreamFault):
-    """A fault applied while the request body is still arriving (canned responses only)."""
-
-
-@dataclass(frozen=True, repr=False)
-class StopReading(UploadFault):
-    """Stop reading the request after ``after_bytes`` body bytes and never answer: the
-    client's send blocks once the socket buffers fill; its ``TIMEOUT`` gives 28."""
-
-    after_bytes: int = 0
-    curlcode: ClassVar[int] = 28
-    name: ClassVar[str] = "stop_reading"
-
-    def __post_init__(self) -> None:
-        _byte_count(self.after_bytes, "stop_reading(after_bytes=...)")
-
-
-@dataclass(frozen=True, repr=False)
-class NoContinue(UploadFault):
-    """Never answer ``Expect: 100-continue``: libcurl waits ``EXPECT_100_TIMEOUT_MS``
-    (1 s by default), sends the body anyway, and the transfer succeeds (0), late."""
-
-    curlcode: ClassVar[int] = 0
-    name: ClassVar[str] = "no_continue"
-
-
-@dataclass(frozen=True, repr=False)
-class EarlyResponse(UploadFault):
-    """Answer as soon as the request head arrives, without reading the body, then close.
-
-    The classic ``413 Payload Too Large`` while the client is still uploading. libcurl
-    stops sending and reports the response: 0, with the status the route gave.
-    """
-
-    curlcode: ClassVar[int] = 0
-    name: ClassVar[str] = "early_response"
-
-
 @dataclass(frozen=True, repr=False)
 class Compose(StreamFault):
     """Several stream faults on one response, e.g. ``delay(0.5) + reset(after_bytes=100)``.
@@ -585,56 +450,12 @@ def slow_close(seconds: float) -> SlowClose:
     return SlowClose(seconds=seconds)
 
 
-def bad_content_length(value: str = "abc") -> BadContentLength:
-    """A Content-Length that is not a number (CURLcode 8)."""
-    return BadContentLength(value=value)
-
-
-def conflicting_content_length() -> ConflictingContentLength:
-    """Two Content-Length headers that disagree (CURLcode 8)."""
-    return ConflictingContentLength()
-
-
-def body_length(delta: int) -> BodyLength:
-    """The body is ``delta`` bytes shorter (>0, CURLcode 18) or longer (<0, 0) than declared."""
-    return BodyLength(delta=delta)
-
-
-def bad_chunk_size(size_line: bytes = b"zz") -> BadChunkSize:
-    """A chunk-size line that is not hex (CURLcode 56)."""
-    return BadChunkSize(size_line=size_line)
-
-
-def wrong_encoding(encoding: str = "gzip") -> WrongEncoding:
-    """A Content-Encoding the body does not have (61 when the client decodes)."""
-    return WrongEncoding(encoding=encoding)
-
-
-def oversized_header(size: int = 200 * 1024) -> OversizedHeader:
-    """A response header of ``size`` bytes (CURLcode 100 past libcurl's limit)."""
-    return OversizedHeader(size=size)
-
-
-def stop_reading(after_bytes: int = 0) -> StopReading:
-    """Stop reading the request body after ``after_bytes`` and never answer (28)."""
-    return StopReading(after_bytes=after_bytes)
-
-
-def no_continue() -> NoContinue:
-    """Never answer Expect: 100-continue (0, after libcurl's expect timeout)."""
-    return NoContinue()
-
-
-def early_response() -> EarlyResponse:
-    """Answer before reading the request body, then close (0 with the route's status)."""
-    return EarlyResponse()
-
-
 # Protocol faults live in modules of their own and belong to this namespace; they are
 # imported last because they subclass the bases above.
-from . import _faults_h2, _faults_tls, _faults_ws  # noqa: E402
+from . import _faults_h2, _faults_http1, _faults_tls, _faults_ws  # noqa: E402
 from ._faults_h2 import *  # noqa: E402, F403
+from ._faults_http1 import *  # noqa: E402, F403
 from ._faults_tls import *  # noqa: E402, F403
 from ._faults_ws import *  # noqa: E402, F403
 
-__all__ += [*_faults_tls.__all__, *_faults_h2.__all__, *_faults_ws.__all__]
+__all__ += [*_faults_http1.__all__, *_faults_tls.__all__, *_faults_h2.__all__, *_faults_ws.__all__]

@@ -23,18 +23,10 @@ from ._leaks_plugin import LeakPlugin
 __all__ = [
     "addoption",
     "configure",
-    "is_tracking",
     "parse_allow_hosts",
     "parse_handle_scope",
     "waiver",
 ]
-
-tracking_key = pytest.StashKey[bool]()
-
-
-def is_tracking(config: pytest.Config) -> bool:
-    """Whether this run tracks pycurl handles (``--curlfault-leaks`` or ``--curlfault-strict``)."""
-    return config.stash.get(tracking_key, False)
 
 
 def configure(config: pytest.Config) -> None:
@@ -59,7 +51,6 @@ def configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_MarkerCheck(), "curlfault-leaks-markers")
     if not (leaks or strict):
         return
-    config.stash[tracking_key] = True
     controller = not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
     tracker = None if controller else Tracker(leaks=leaks, strict=strict, allow_hosts=hosts)
     plugin = LeakPlugin(config, tracker, leaks=leaks, strict=strict, scopes=scopes)
