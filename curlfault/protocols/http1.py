@@ -132,12 +132,7 @@ class Http1Server:
                 self._complete()
                 if self._dead or self._plan is not None:
                     return
-                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-                    self._dead = True
-                    self.transport.finish()
-                    return
-                if h.our_state is h11.DONE and h.their_state is h11.DONE:
-                    h.start_next_cycle()
+                self._next_cycle(h)
             elif isinstance(event, h11.ConnectionClosed):
                 self._dead = True
                 return
@@ -169,22 +164,10 @@ class Http1Server:
         """Answer a request whose bytes h11 parsed before; False to parse it now instead."""
         method, target, headers, version, body = parsed
         ep = self.endpoint
-        request = Request(
-            method=method,
-            target=target,
-            headers=list(headers),
-            http_version=version,
-            scheme=ep.scheme,
-            host=ep.host,
-            port=ep.port or 0,
-            connection_id=self.conn.id,
-        )
+        request = self._new_request(method, target, list(headers), version)
         if ep.websocket_route(request) is not None:
             return False  # a WebSocket path: the handshake (or its 426) needs h11's parse
-        route = ep.match(request)
-        if route is not None and any(
-            isinstance(f, UploadFault) for f in flatten(route.peek_fault())
-        ):
+        if self._upload_fault_of(request) is not None:
             return False  # upload faults act while the request streams in
         self._request = request
         self.conn.event(f"request {method} {target}")
@@ -206,26 +189,39 @@ class Http1Server:
         ):  # pragma: no cover - h11 is deterministic
             raise RuntimeError(f"h11 parsed {data!r} differently the second time")
         self._send(request, response)
-        if self._dead or self._plan is not None:
-            return True
+        if not self._dead and self._plan is None:
+            self._next_cycle(h)
+        return True
+
+    def _next_cycle(self, h: h11.Connection) -> None:
+        """After a response h11 sent: close as h11 says, or get ready for the next request."""
         if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
             self._dead = True
             self.transport.finish()
         elif h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
-        return True
 
-    def _start(self, event: h11.Request) -> None:
+    def _new_request(
+        self, method: str, target: str, headers: list[tuple[str, str]], version: str
+    ) -> Request:
         ep = self.endpoint
-        self._request = Request(
-            method=event.method.decode("ascii", "replace"),
-            target=event.target.decode("ascii", "replace"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
-            http_version=event.http_version.decode("ascii", "replace"),
+        return Request(
+            method=method,
+            target=target,
+            headers=headers,
+            http_version=version,
             scheme=ep.scheme,
             host=ep.host,
             port=ep.port or 0,
             connection_id=self.conn.id,
+        )
+
+    def _start(self, event: h11.Request) -> None:
+        self._request = self._new_request(
+            event.method.decode("ascii", "replace"),
+            event.target.decode("ascii", "replace"),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
+            event.http_version.decode("ascii", "replace"),
         )
         self._body = []
         self.conn.event(f"request {self._request.method} {self._request.target}")
@@ -249,13 +245,8 @@ class Http1Server:
         """Look ahead at the step that will answer this request: an upload fault acts now."""
         request = self._request
         assert request is not None
-        route = self.endpoint.match(request)
-        fault = route.peek_fault() if route is not None else None
-        self._upload = None
+        self._upload = self._upload_fault_of(request)
         self._body_seen = 0
-        for f in flatten(fault):
-            if isinstance(f, UploadFault):
-                self._upload = f
         if isinstance(self._upload, EarlyResponse):
             self.conn.event("early response: answering before the request body")
             response = self.endpoint.dispatch(request, self.conn)
@@ -265,6 +256,15 @@ class Http1Server:
             self._stop_reading()
             return True
         return False
+
+    def _upload_fault_of(self, request: Request) -> UploadFault | None:
+        """The upload fault of the step that will answer ``request`` (the last one given)."""
+        route = self.endpoint.match(request)
+        found = None
+        for f in flatten(route.peek_fault() if route is not None else None):
+            if isinstance(f, UploadFault):
+                found = f
+        return found
 
     def _stop_reading(self) -> None:
         request = self._request
@@ -364,15 +364,8 @@ class Http1Server:
 
     def _after_response(self) -> None:
         """A faulted response ended normally: go on with the connection as h11 says."""
-        h = self.h11
-        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
-            self._dead = True
-            self.transport.finish()
-            return
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-            self._process()
-        elif h.our_state is h11.IDLE:  # sent from cached bytes: a fresh h11 state
+        self._next_cycle(self.h11)
+        if not self._dead:  # pipelined requests waited for this response
             self._process()
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
