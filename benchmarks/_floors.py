@@ -25,6 +25,7 @@ import queue
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pycurl
@@ -86,6 +87,21 @@ class _PairCase(Case):
     def teardown(self) -> None:
         self._close_servers()
 
+    def _get(
+        self, url: str, body: bytes, configure: Callable[[Any, io.BytesIO], None] | None = None
+    ) -> None:
+        """One GET on a fresh handle wired to ``_open``; ``configure(curl, buf)`` adds options."""
+        c = REAL_CURL()
+        buf = io.BytesIO()
+        basic_options(c, url, buf)
+        if configure is not None:
+            configure(c, buf)
+        self._wire(c)
+        c.perform()
+        c.close()
+        self._close_servers()
+        expect(buf, body, self.key)
+
 
 class FloorFresh(_PairCase):
     key = "floor.get.fresh"
@@ -98,14 +114,7 @@ class FloorFresh(_PairCase):
         return client.detach()
 
     def op(self) -> None:
-        c = REAL_CURL()
-        buf = io.BytesIO()
-        basic_options(c, URL, buf)
-        self._wire(c)
-        c.perform()
-        c.close()
-        self._close_servers()
-        expect(buf, BODY, self.key)
+        self._get(URL, BODY)
 
 
 class FloorKeepAlive(_PairCase):
@@ -190,13 +199,7 @@ class FloorBigThread(_PairCase):
         return client.detach()
 
     def op(self) -> None:
-        c = REAL_CURL()
-        buf = io.BytesIO()
-        basic_options(c, URL, buf)
-        self._wire(c)
-        c.perform()
-        c.close()
-        expect(buf, BIG_BODY, self.key)
+        self._get(URL, BIG_BODY)
 
     def teardown(self) -> None:
         self.writer.stop()
@@ -228,15 +231,11 @@ class FloorBigInline(_PairCase):
             self._top_up()
 
     def op(self) -> None:
-        c = REAL_CURL()
-        self.buf = buf = io.BytesIO()
-        basic_options(c, URL, buf)
-        c.setopt(pycurl.WRITEFUNCTION, self._write)
-        self._wire(c)
-        c.perform()
-        c.close()
-        self._close_servers()
-        expect(buf, BIG_BODY, self.key)
+        self._get(URL, BIG_BODY, self._configure)
+
+    def _configure(self, curl: Any, buf: io.BytesIO) -> None:
+        self.buf = buf
+        curl.setopt(pycurl.WRITEFUNCTION, self._write)
 
 
 def tls_server_context(ca: Any, host: str) -> ssl.SSLContext:
@@ -282,14 +281,7 @@ class FloorTlsThread(_PairCase):
         return client.detach()
 
     def op(self) -> None:
-        c = REAL_CURL()
-        buf = io.BytesIO()
-        basic_options(c, TLS_URL, buf)
-        tls_client_options(c, self.ca)
-        self._wire(c)
-        c.perform()
-        c.close()
-        expect(buf, BODY, self.key)
+        self._get(TLS_URL, BODY, lambda c, buf: tls_client_options(c, self.ca))
 
     def teardown(self) -> None:
         self.writer.stop()
@@ -349,14 +341,9 @@ class FloorTlsInline(_PairCase):
             server.send(out)
 
     def op(self) -> None:
-        c = REAL_CURL()
-        buf = io.BytesIO()
-        basic_options(c, TLS_URL, buf)
-        tls_client_options(c, self.ca)
-        c.setopt(pycurl.VERBOSE, 1)
-        c.setopt(pycurl.DEBUGFUNCTION, self._pump)
-        self._wire(c)
-        c.perform()
-        c.close()
-        self._close_servers()
-        expect(buf, BODY, self.key)
+        self._get(TLS_URL, BODY, self._configure)
+
+    def _configure(self, curl: Any, buf: io.BytesIO) -> None:
+        tls_client_options(curl, self.ca)
+        curl.setopt(pycurl.VERBOSE, 1)
+        curl.setopt(pycurl.DEBUGFUNCTION, self._pump)
