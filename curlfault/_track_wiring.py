@@ -27,6 +27,7 @@ import pycurl
 
 from . import _intercept
 from ._ledger import Site, socket_inode
+from ._wiring import pooled
 
 if TYPE_CHECKING:
     from ._tracking import Tracker
@@ -120,11 +121,7 @@ class TrackWiring:
 
     def pooled_handle(self) -> Any:
         """The handle, if curlfault's close callback is on it and it is in a multi or share."""
-        ref = self.closing
-        curl = ref() if ref is not None else None
-        if curl is not None and (curl.multi() is not None or curl.share() is not None):
-            return curl
-        return None
+        return pooled(self.closing)
 
     # the callbacks ---------------------------------------------------------------------
     def _sockopt(self, fd: int, purpose: int) -> int:

@@ -124,11 +124,7 @@ class Wiring:
 
     def pool_keepalive(self) -> Any:
         """This wiring's handle if it belongs to a CurlMulti or CurlShare, else None."""
-        ref = self._handle
-        curl = ref() if ref is not None else None
-        if curl is not None and (curl.multi() is not None or curl.share() is not None):
-            return curl
-        return None
+        return pooled(self._handle)
 
     def after_reset(self, curl: Any) -> None:
         """``curl.reset()`` cleared every option in C: forget the user's, wire it again."""
@@ -321,3 +317,15 @@ class Wiring:
         except OSError:
             pass
         return 0
+
+
+def pooled(ref: weakref.ref[Any] | None) -> Any:
+    """The handle behind ``ref`` if it is alive and in a CurlMulti or CurlShare, else None.
+
+    Such a handle must outlive its pooled connection (freeing it first is a use-after-free
+    in pycurl when the multi or share closes), so the caller keeps it.
+    """
+    curl = ref() if ref is not None else None
+    if curl is not None and (curl.multi() is not None or curl.share() is not None):
+        return curl
+    return None
