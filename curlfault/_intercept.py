@@ -98,17 +98,18 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     """The first ``depth`` frames outside curlfault, innermost first (a frame walk, cheap).
 
     Only each frame's code object and instruction offset are read here; ``Site.frames``
-    turns them into file names and line numbers when a report needs them.
+    turns them into file names and line numbers when a report needs them. This runs for
+    every handle made under a network or a tracker, so it reads nothing else: each frame
+    attribute read costs about as much as the rest of the loop.
     """
     frame: Any = _getframe(skip)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame = frame.f_back
     raw: list[Any] = []
-    append = raw.append
-    end = 2 * depth
-    while frame is not None and len(raw) < end:
-        append(frame.f_code)
-        append(frame.f_lasti)
+    for _ in range(depth):
+        if frame is None:
+            break
+        raw += (frame.f_code, frame.f_lasti)
         frame = frame.f_back
     return Site.capture(raw)
 
@@ -124,11 +125,10 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     __slots__ = ("_cf_wiring",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _REAL_CURL.__init__(self, *args, **kwargs)
+        if args or kwargs:
+            _REAL_CURL.__init__(self, *args, **kwargs)  # the TypeError pycurl.Curl(1) raises
         net = InterceptedCurl._cf_network
-        _set_wiring(
-            self, net._wire(self, caller_site()) if net is not None and not net.closed else None
-        )
+        _set_wiring(self, None if net is None or net.closed else net._wire(self, caller_site()))
 
     def _cf(self) -> HandleWiring | None:
         try:
@@ -152,7 +152,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if w is not None:
             if option == _URL:
                 w.url = value.decode() if isinstance(value, bytes) else str(value)
-                w.refresh(self)
+                if type(w) not in PASSIVE_WIRINGS:
+                    w.refresh(self)
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -196,7 +197,14 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
 
     def perform(self) -> None:
         __tracebackhide__ = True
-        self._routed(_PERFORM)
+        try:
+            w = self._cf_wiring
+        except AttributeError:
+            w = None
+        if w is None or type(w) in PASSIVE_WIRINGS:
+            _PERFORM(self)  # the usual tracked handle: no second Python frame
+        else:
+            self._routed(_PERFORM)
 
     def perform_rb(self) -> bytes:
         __tracebackhide__ = True

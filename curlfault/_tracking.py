@@ -117,7 +117,7 @@ class Tracker:
         self.strict = bool(strict)
         self.allow_hosts = tuple(dict.fromkeys(parse_host(h) for h in allow_hosts))
         self.label = label
-        self._closed = False
+        self.closed = False  # read for every handle made: a plain attribute
         self._token: int | None = None
         self._owned = frozenset(
             ({_SOCKOPT, _CLOSE} if self.leaks else set())
@@ -140,16 +140,12 @@ class Tracker:
 
     # installing ------------------------------------------------------------------------
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def installed(self) -> bool:
         return self._token is not None
 
     def install(self) -> Tracker:
         """Make ``pycurl.Curl()`` a tracked handle until ``uninstall()``; returns self."""
-        if self._closed:
+        if self.closed:
             raise UsageError("this Tracker is closed; make a new one")
         if self._token is None:
             self._token = _intercept.install(self)
@@ -164,7 +160,7 @@ class Tracker:
     def close(self) -> None:
         """Uninstall for good. Idempotent."""
         self.uninstall()
-        self._closed = True
+        self.closed = True
         self._bury()
         with self._lock:
             # Handles kept for connections still pooled live for the rest of the process
