@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._http import Request, Response, Route
 from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
+from ._plan import flatten
 from ._tls import TlsLayer
 from ._transports import ENDPOINT_TRANSPORTS, Channel
 from ._websocket import WebSocketRoute
@@ -35,6 +36,7 @@ from .faults import (
     SlowConnect,
     StreamFault,
     TlsFault,
+    UploadFault,
 )
 from .protocols.http1 import Http1Server
 
@@ -142,6 +144,9 @@ class Endpoint:
         self.dual_stack = False
         self._points: dict[str, ConnectPoint] = {}  # family -> the port libcurl connects to
         self._needs_tcp = False
+        # Whether any canned response declared an upload fault: until one does, a request
+        # needs no look-ahead at the step that will answer it (the keep-alive hot path).
+        self.has_upload_faults = False
 
     def connection_faults(
         self, *faults: ConnectionFault | None, family: str | None = None
@@ -256,6 +261,8 @@ class Endpoint:
                 "declare it with http2=True (net.https(host, http2=True) or net.http(host, "
                 "http2=True) for h2c)"
             )
+        if any(isinstance(f, UploadFault) for f in flatten(fault)):
+            self.has_upload_faults = True
         if any(isinstance(f, Reset) for f in faults) and self.transport == "socketpair":
             self._needs_tcp = True  # RST needs TCP whatever the configured transport
 

@@ -259,6 +259,8 @@ class Http1Server:
 
     def _upload_fault_of(self, request: Request) -> UploadFault | None:
         """The upload fault of the step that will answer ``request`` (the last one given)."""
+        if not self.endpoint.has_upload_faults:
+            return None
         route = self.endpoint.match(request)
         found = None
         for f in flatten(route.peek_fault() if route is not None else None):
@@ -307,7 +309,10 @@ class Http1Server:
     def _emit(self, data: bytes, response: Response, close: bool) -> None:
         """Write a serialized response, or play it with its faults."""
         self.conn.event(f"response {response.status}, {len(data)} bytes")
-        faults = [f for f in flatten(response.fault) if not isinstance(f, UploadFault)]
+        if response.fault is None:
+            faults: list[StreamFault] = []
+        else:
+            faults = [f for f in flatten(response.fault) if not isinstance(f, UploadFault)]
         if not faults:
             self.transport.write(data)
             if close:
