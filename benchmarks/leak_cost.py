@@ -12,6 +12,11 @@ Rows (each a real loopback GET on a fresh handle, the transfer of run.py's leak 
 - ``open+close``: an untracked handle with trivial Python OPENSOCKETFUNCTION and
   CLOSESOCKETFUNCTION (the floor of a design that makes and closes each socket itself).
 
+- ``srv.off`` / ``srv.on``: the same fresh-handle GET against the standard library's
+  ``ThreadingHTTPServer`` on 127.0.0.1 (a real server thread, what a downstream suite runs
+  under ``--curlfault-leaks``), untracked and tracked; ``srv.on`` is compared with ``srv.off``.
+  The tracking cost per transfer is the same; the transfer it is added to is longer.
+
 ``time`` runs the rows interleaved (run.py's harness) and prints each row's median ratio to
 ``off`` over rounds. On a shared machine wall-clock ratios wander by several percent; the
 ``count`` view is repeatable under load: each row runs under ``valgrind --tool=callgrind``
@@ -38,9 +43,11 @@ sys.path.insert(0, str(HERE))
 import pycurl  # noqa: E402
 from _cases import Loopback  # noqa: E402
 from _common import median, quantile  # noqa: E402
+from _peers import StdlibPeer  # noqa: E402
 from _timing import Case, run_interleaved  # noqa: E402
 
-ROWS = ("off", "on", "aa", "sockopt", "open+close")
+ROWS = ("off", "on", "aa", "sockopt", "open+close", "srv.off", "srv.on")
+BASELINE = {"srv.off": "srv.off", "srv.on": "srv.off"}  # the others: "off"
 
 
 def _sockopt(fd: int, purpose: int) -> int:
@@ -73,9 +80,31 @@ class Floor(Loopback):
             curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
 
 
+class ServerLoopback(Loopback):
+    """A fresh-handle GET against ``ThreadingHTTPServer`` on loopback, tracked or not."""
+
+    def __init__(self, tracked: bool) -> None:
+        super().__init__(tracked=tracked)
+        self.key = "srv.on" if tracked else "srv.off"
+        self.label = f"real loopback GET against ThreadingHTTPServer, {self.key}"
+
+    def setup(self) -> None:
+        self.peer = StdlibPeer()
+        self.url = f"http://127.0.0.1:{self.peer.port}/"
+        self.served: list[socket.socket] = []
+
+    def configure(self, curl: Any) -> None:
+        curl.setopt(pycurl.PREREQFUNCTION, lambda *args: pycurl.PREREQFUNC_OK)
+
+    def teardown(self) -> None:
+        self.peer.stop()
+
+
 def make(row: str) -> Loopback:
     if row in ("off", "on"):
         return Loopback(tracked=row == "on")
+    if row in ("srv.off", "srv.on"):
+        return ServerLoopback(tracked=row == "srv.on")
     return Floor(row)
 
 
@@ -94,13 +123,16 @@ def run_row(row: str, n: int) -> None:
 def time_rows(rounds: int) -> None:
     cases: list[Case] = [make(row) for row in ROWS]
     timings = run_interleaved(cases, rounds, verbose=False)
-    off = timings.rounds[cases[0].key]
-    print(f"{'row':12} {'median us':>10} {'ratio to off':>13} {'p10':>6} {'p90':>6}")
+    keys = dict(zip(ROWS, (c.key for c in cases), strict=True))
+    print(f"{'row':12} {'median us':>10} {'ratio':>13} {'p10':>6} {'p90':>6}  to")
     for row, case in zip(ROWS, cases, strict=True):
+        base = BASELINE.get(row, "off")
+        off = timings.rounds[keys[base]]
         ratios = [median(a) / median(b) for a, b in zip(timings.rounds[case.key], off, strict=True)]
         print(
             f"{row:12} {median(timings.samples(case.key)) / 1000:10.1f} "
             f"{median(ratios):13.3f} {quantile(ratios, 0.1):6.3f} {quantile(ratios, 0.9):6.3f}"
+            f"  {base}"
         )
 
 
