@@ -122,3 +122,22 @@ def drain(sock: socket.socket) -> None:
             pass
     except (BlockingIOError, InterruptedError):
         pass
+
+
+def callgrind_instructions(argv: list[str], timeout: float = 900) -> int:
+    """User-space instructions of ``python argv...`` under ``valgrind --tool=callgrind``."""
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))

@@ -13,15 +13,15 @@ not counted, so read it next to ``run.py``'s wall-clock ratios, not instead of t
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from _common import callgrind_instructions  # noqa: E402
 
 
 def _cases() -> dict[str, Any]:
@@ -57,26 +57,7 @@ def run_row(key: str, n: int) -> None:
 
 
 def _collected(key: str, n: int) -> int:
-    proc = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--row",
-            key,
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind_instructions([__file__, "--row", key, str(n)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import pycurl  # noqa: E402
 from _cases import Loopback  # noqa: E402
-from _common import median, quantile  # noqa: E402
+from _common import callgrind_instructions, median, quantile  # noqa: E402
 from _peers import StdlibPeer  # noqa: E402
 from _timing import Case, run_interleaved  # noqa: E402
 
@@ -137,26 +135,7 @@ def time_rows(rounds: int) -> None:
 
 
 def _instructions(row: str, n: int) -> int:
-    proc = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "row",
-            row,
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind_instructions([__file__, "row", row, str(n)])
 
 
 def count_rows(rows: list[str]) -> None:

@@ -146,7 +146,7 @@ class Endpoint:
         self._needs_tcp = False
         # Whether any canned response declared an upload fault: until one does, a request
         # needs no look-ahead at the step that will answer it (the keep-alive hot path).
-        self.has_upload_faults = False
+        self._upload_faults_declared = False
 
     def connection_faults(
         self, *faults: ConnectionFault | None, family: str | None = None
@@ -262,7 +262,7 @@ class Endpoint:
                 "http2=True) for h2c)"
             )
         if any(isinstance(f, UploadFault) for f in flatten(fault)):
-            self.has_upload_faults = True
+            self._upload_faults_declared = True
         if any(isinstance(f, Reset) for f in faults) and self.transport == "socketpair":
             self._needs_tcp = True  # RST needs TCP whatever the configured transport
 

@@ -152,8 +152,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if w is not None:
             if option == _URL:
                 w.url = value.decode() if isinstance(value, bytes) else str(value)
-                if type(w) not in PASSIVE_WIRINGS:
-                    w.refresh(self)
+                w.refresh(self)
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -197,14 +196,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
 
     def perform(self) -> None:
         __tracebackhide__ = True
-        try:
-            w = self._cf_wiring
-        except AttributeError:
-            w = None
-        if w is None or type(w) in PASSIVE_WIRINGS:
-            _PERFORM(self)  # the usual tracked handle: no second Python frame
-        else:
-            self._routed(_PERFORM)
+        self._routed(_PERFORM)
 
     def perform_rb(self) -> bytes:
         __tracebackhide__ = True

@@ -388,3 +388,15 @@ def test_upload_fault_on_a_repeated_request_is_applied(curlfault) -> None:
     assert (first.code, first.status) == (0, 201)
     assert (second.code, second.status) == (0, 413)
     assert [r.body for r in api.requests] == [b"a=1", b""]  # answered before its body
+
+
+def test_upload_fault_declared_after_requests_were_served_is_applied(curlfault) -> None:
+    """Requests skip the upload-fault look-ahead only until the endpoint declares one."""
+    api = curlfault.http("replay.test")
+    api.post("/up").respond(201)
+    first = transfer("http://replay.test/up", POSTFIELDS="a=1")
+    api.post("/late").respond(413, fault=faults.early_response())
+    second = transfer("http://replay.test/late", POSTFIELDS="a=1")
+    assert (first.code, first.status) == (0, 201)
+    assert (second.code, second.status) == (0, 413)
+    assert [r.body for r in api.requests] == [b"a=1", b""]  # answered before its body

@@ -259,7 +259,7 @@ class Http1Server:
 
     def _upload_fault_of(self, request: Request) -> UploadFault | None:
         """The upload fault of the step that will answer ``request`` (the last one given)."""
-        if not self.endpoint.has_upload_faults:
+        if not self.endpoint._upload_faults_declared:
             return None
         route = self.endpoint.match(request)
         found = None
