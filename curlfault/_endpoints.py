@@ -9,6 +9,7 @@ decides per connection; the endpoint says what the n-th connection meets.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import time
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,22 @@ __all__ = ["Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
 
 _ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
 _ALIAS6_BASE = int(ipaddress.IPv6Address("fdcf::"))  # unique local: never routed anywhere
+
+
+# Every network numbers its endpoints from the same base, so the spellings repeat from test
+# to test: made once (ipaddress is slow next to the rest of declaring an endpoint).
+@functools.lru_cache(maxsize=4096)
+def alias_address(n: int) -> str:
+    """The IPv4 loopback alias of a network's endpoint number ``n`` (from 0)."""
+    return str(ipaddress.IPv4Address(_ALIAS_BASE + n))
+
+
+@functools.lru_cache(maxsize=4096)
+def _alias6_of(alias: str) -> str:
+    n = int(ipaddress.IPv4Address(alias)) - _ALIAS_BASE + 1
+    return str(ipaddress.IPv6Address(_ALIAS6_BASE + n))
+
+
 FAMILIES = ("ipv6", "ipv4")  # happy eyeballs order: libcurl tries the first one first
 # Faults met by libcurl's own connect() to a reserved loopback port.
 _SELF_CONNECT = (ConnectionRefused, ConnectTimeout, SlowConnect)
@@ -280,8 +297,7 @@ class Endpoint:
         A unique local address (``fdcf::N``): libcurl only hands it to the opensocket
         callback. When libcurl must connect over IPv6 itself, the address is ``::1``.
         """
-        n = int(ipaddress.IPv4Address(self.alias)) - _ALIAS_BASE + 1
-        return str(ipaddress.IPv6Address(_ALIAS6_BASE + n))
+        return _alias6_of(self.alias)
 
     def pin_entries(self) -> tuple[list[str], str]:
         """(RESOLVE entries, CONNECT_TO entry) that route this host to its addresses.

@@ -11,7 +11,6 @@ the opensocket callback refuses and reports. The opensocket decision itself is i
 from __future__ import annotations
 
 import gc
-import ipaddress
 import threading
 import time
 import weakref
@@ -40,13 +39,13 @@ if TYPE_CHECKING:
 
 
 from ._endpoints import (
-    _ALIAS_BASE,
     Connection,
     Endpoint,
     HttpEndpoint,
     RefusingEndpoint,
     _host,
     _port,
+    alias_address,
 )
 
 __all__ = ["Connection", "Endpoint", "FakeNetwork", "HttpEndpoint"]
@@ -175,7 +174,7 @@ class FakeNetwork:
         n = len(self.endpoints)
         if n >= 65000:
             raise UsageError("a FakeNetwork holds at most 65000 endpoints")
-        return str(ipaddress.IPv4Address(_ALIAS_BASE + n))
+        return alias_address(n)
 
     def _add(self, ep: Endpoint) -> Endpoint:
         if self.closed:

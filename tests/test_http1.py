@@ -267,6 +267,35 @@ def test_cached_response_bytes_are_h11s(response: Response) -> None:
     assert _keepalive_bytes(response) is _keepalive_bytes(response)  # made once
 
 
+def test_equal_responses_share_one_framing_by_content() -> None:
+    """Each test declares its routes anew: an equal response is framed by h11 only once."""
+    from curlfault.protocols.http1 import _keepalive_bytes
+
+    first = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
+    again = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
+    assert again is first
+    other = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "other"}))
+    assert b"X-Key: other" in other
+    assert b"X-Key: content" not in other
+    assert _keepalive_bytes(Response.make(203, body=b"same", headers={"X-Key": "content"})) != (
+        first
+    )
+    # Built by hand with a list of headers (unhashable): framed, never cached by content.
+    by_hand = Response(200, b"hand", [("X-Key", "list")])  # type: ignore[arg-type]
+    assert b"X-Key: list" in _keepalive_bytes(by_hand)
+    assert _keepalive_bytes(by_hand).endswith(b"\r\n\r\nhand")
+
+
+def test_content_cached_responses_reach_the_client_unmixed() -> None:
+    """Networks one after another, equal bodies, different headers: each gets its own."""
+    for value in ["one", "two", "one"]:
+        with FakeNetwork() as net, net.intercept():
+            net.http("api.test").get("/").respond(body="b", headers={"X-Value": value})
+            r = transfer("http://api.test/")
+            assert (r.code, r.body) == (0, b"b")
+            assert f"x-value: {value}".encode() in r.headers.lower()
+
+
 def test_keep_alive_mixes_cached_and_h11_responses_on_one_connection(curlfault) -> None:
     """GET (cached bytes), HEAD and POST (h11), a faulted response, then GET again."""
     api = curlfault.http("api.test")

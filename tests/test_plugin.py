@@ -131,6 +131,43 @@ def test_fixture_serves_a_real_get_without_import(pytester: pytest.Pytester) -> 
     assert pycurl.Curl is not InterceptedCurl
 
 
+def test_fixture_finds_its_own_test_when_overridden_or_requested_late(
+    pytester: pytest.Pytester,
+) -> None:
+    # The fixture takes its request from pytest_fixture_setup (not a ``request`` argument):
+    # an overriding fixture, a lazy getfixturevalue() and a marker must all still reach the
+    # right test.
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def curlfault(curlfault):
+            curlfault.http("from-conftest.test").get("/").respond(200, body="c")
+            yield curlfault
+        """
+    )
+    make_tests(
+        pytester,
+        """
+        def test_overridden(curlfault):
+            assert get("http://from-conftest.test/") == (0, 200, b"c")
+            assert curlfault.label.endswith("::test_overridden")
+
+        @pytest.mark.curlfault(strict=False)
+        def test_late(request):
+            net = request.getfixturevalue("curlfault")
+            assert not net.strict
+            assert net.label.endswith("::test_late")
+
+        def test_after_late(curlfault):
+            assert curlfault.strict
+            assert curlfault.label.endswith("::test_after_late")
+        """,
+    )
+    run(pytester).assert_outcomes(passed=3)
+
+
 # teardown failures -----------------------------------------------------------------------
 
 

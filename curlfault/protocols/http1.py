@@ -42,6 +42,12 @@ _Parsed = tuple[str, str, tuple[tuple[str, str], ...], str, bytes]
 _PARSED: dict[bytes, _Parsed] = {}
 _PARSED_MAX = 512
 _PARSED_MAX_BYTES = 4096
+# h11's bytes for a keep-alive GET's response, by (status, headers, body): bounded in
+# entries and in body size, like ``_PARSED``.
+_WireKey = tuple[int, tuple[tuple[str, str], ...], bytes]
+_WIRE: dict[_WireKey, bytes] = {}
+_WIRE_MAX = 512
+_WIRE_MAX_BODY = 64 * 1024
 
 
 class ByteTransport(Protocol):
@@ -417,19 +423,39 @@ def error_response_bytes(
 def _keepalive_bytes(response: Response) -> bytes:
     """h11's bytes for ``response`` to a keep-alive HTTP/1.1 GET, or b"" if it must close.
 
-    Made once per response object with a template connection and cached on the response.
+    Made with a template connection, then cached on the response object and, for a small
+    response, by its content: each test declares its routes anew, so an equal response
+    comes back as a new object, and h11 would frame it the same way again.
     """
     data = response.wire.get("keepalive-get")
     if data is None:
-        template = h11.Connection(h11.SERVER)
-        template.receive_data(_TEMPLATE_REQUEST)
-        template.next_event()
-        template.next_event()
-        data = _serialize(template, response, False, True)
-        if template.our_state is not h11.DONE:  # the response itself closes the connection
-            data = b""
+        key = _wire_key(response)
+        data = _WIRE.get(key) if key is not None else None
+        if data is None:
+            template = h11.Connection(h11.SERVER)
+            template.receive_data(_TEMPLATE_REQUEST)
+            template.next_event()
+            template.next_event()
+            data = _serialize(template, response, False, True)
+            if template.our_state is not h11.DONE:  # the response itself closes
+                data = b""
+            if key is not None and len(_WIRE) < _WIRE_MAX:
+                _WIRE[key] = data
         response.wire["keepalive-get"] = data
     return data
+
+
+def _wire_key(response: Response) -> _WireKey | None:
+    """What h11's framing of ``response`` depends on, if it is small and hashable."""
+    body, headers = response.body, response.headers
+    if type(body) is not bytes or len(body) > _WIRE_MAX_BODY or type(headers) is not tuple:
+        return None
+    key = (response.status, headers, body)
+    try:
+        hash(key)
+    except TypeError:  # a Response built by hand with unhashable headers
+        return None
+    return key
 
 
 def _serialize(h: h11.Connection, response: Response, close: bool, with_body: bool) -> bytes:
