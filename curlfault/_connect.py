@@ -6,7 +6,9 @@ endpoint's reserved port), recorded in the ledger.
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
+import os
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -207,7 +209,5 @@ def _describe_url(url: str) -> tuple[str, str]:
     return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
 
 
-def _inode(sock: socket.socket) -> int:
-    import os
-
+def _inode(sock: _socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino

@@ -11,6 +11,7 @@ and an abortive close (``SO_LINGER(1, 0)``) that sends RST on TCP.
 
 from __future__ import annotations
 
+import _socket
 import socket
 import struct
 import time
@@ -32,10 +33,15 @@ ENDPOINT_TRANSPORTS = (*TRANSPORTS, "listener")
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
-def make_pair(kind: str) -> tuple[socket.socket, socket.socket]:
-    """A connected (client, server) socket pair of the given transport kind."""
+def make_pair(kind: str) -> tuple[_socket.socket, _socket.socket]:
+    """A connected (client, server) socket pair of the given transport kind.
+
+    A socketpair comes as the C socket objects, without the ``socket.socket`` wrappers
+    (which cost more than the system call): the client end is detached at once and the
+    server end only needs the methods the C type has.
+    """
     if kind == "socketpair":
-        return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return _socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if kind == "tcp":
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
             listener.bind(("127.0.0.1", 0))
@@ -68,7 +74,7 @@ class Channel:
 
     DRAIN_SECONDS = 5.0
 
-    def __init__(self, loop: Loop, sock: socket.socket, conn: Connection) -> None:
+    def __init__(self, loop: Loop, sock: _socket.socket, conn: Connection) -> None:
         sock.setblocking(False)
         self.loop = loop
         self.sock = sock

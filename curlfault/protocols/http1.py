@@ -66,7 +66,10 @@ class Http1Server:
         self.endpoint = endpoint
         self.transport = transport
         self.conn = conn
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        # h11's state for this connection, made when a request needs parsing: a request whose
+        # bytes were parsed before, answered from cached bytes, never touches it, so an idle
+        # keep-alive connection holds none.
+        self._h11: h11.Connection | None = None
         self._request: Request | None = None
         self._body: list[bytes] = []
         self._dead = False
@@ -76,6 +79,14 @@ class Http1Server:
         self._fresh = True  # h11 has seen nothing since it was made
         self._candidate: bytes | None = None  # the read that may hold one whole request
         self._upgraded: StreamProtocol | None = None  # a WebSocket session after a 101
+
+    @property
+    def parser(self) -> h11.Connection:
+        """h11's state for this connection (a fresh one after a response from cached bytes)."""
+        h = self._h11
+        if h is None:
+            h = self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        return h
 
     def data_received(self, data: bytes) -> None:
         if self._upgraded is not None:
@@ -91,7 +102,7 @@ class Http1Server:
                 return
             if len(data) <= _PARSED_MAX_BYTES:
                 self._candidate = data
-        self.h11.receive_data(data)
+        self.parser.receive_data(data)
         if self._plan is None:  # pipelined requests wait for the faulted response
             self._process()
 
@@ -103,12 +114,12 @@ class Http1Server:
             return
         self._fresh = False
         self._candidate = None
-        self.h11.receive_data(b"")
+        self.parser.receive_data(b"")
         self._process()
 
     def _process(self) -> None:
         while not self._dead:
-            h = self.h11  # a new one after a response sent from its cached bytes
+            h = self.parser  # a new one after a response sent from its cached bytes
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
@@ -188,7 +199,7 @@ class Http1Server:
             return True
         # The response needs h11 (HEAD, a closing response): let it parse the same bytes,
         # which gives the same request, so that it is in the state its send() expects.
-        h = self.h11
+        h = self.parser
         h.receive_data(data)
         if not isinstance(h.next_event(), h11.Request) or not isinstance(
             h.next_event(), h11.EndOfMessage
@@ -286,7 +297,7 @@ class Http1Server:
             stop()
 
     def _send(self, request: Request, response: Response, close: bool = False) -> None:
-        h = self.h11
+        h = self.parser
         data = None
         if (
             not close
@@ -302,12 +313,12 @@ class Http1Server:
             # h11 did not see this response: the next request goes to a fresh connection
             # state with whatever the client already sent after this one.
             trailing, closed = h.trailing_data
-            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            self._h11 = None
             self._fresh = not trailing and not closed
             if trailing:
-                self.h11.receive_data(trailing)
+                self.parser.receive_data(trailing)
             if closed:
-                self.h11.receive_data(b"")
+                self.parser.receive_data(b"")
         else:
             data = _serialize(h, response, close, request.method != "HEAD")
         self._emit(data, response, close)
@@ -375,7 +386,7 @@ class Http1Server:
 
     def _after_response(self) -> None:
         """A faulted response ended normally: go on with the connection as h11 says."""
-        self._next_cycle(self.h11)
+        self._next_cycle(self.parser)
         if not self._dead:  # pipelined requests waited for this response
             self._process()
 
@@ -395,9 +406,9 @@ class Http1Server:
         )
         self.conn.event(f"malformed request: {exc}; answering {status}")
         body = f"curlfault: malformed request: {exc}\n".encode()
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        if self.parser.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
-                self.transport.write(error_response_bytes(self.h11, status, body))
+                self.transport.write(error_response_bytes(self.parser, status, body))
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()

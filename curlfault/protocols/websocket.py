@@ -64,7 +64,7 @@ def _handshake_problem(server: Http1Server, request: Request) -> tuple[int, str]
     if "upgrade" not in _header_tokens(request, "Connection"):
         return 400, "no 'Connection: Upgrade' header"
     # h11 leaves its state names out of __all__; this one is public API all the same.
-    if server.h11.their_state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+    if server.parser.their_state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
         return 400, "the request cannot switch protocols (it has a body?)"
     if (request.header("Sec-WebSocket-Version") or "").strip() != "13":
         return 426, "Sec-WebSocket-Version must be 13"
@@ -83,7 +83,7 @@ def upgrade(
     endpoint._requests.append(request)
     endpoint.network.requests.append(request)
     route.requests.append(request)
-    h = server.h11
+    h = server.parser
     problem = _handshake_problem(server, request)
     if problem is not None:
         status, reason = problem
