@@ -168,6 +168,53 @@ def test_fixture_finds_its_own_test_when_overridden_or_requested_late(
     run(pytester).assert_outcomes(passed=3)
 
 
+def test_every_fixture_use_shares_the_session_loop(pytester: pytest.Pytester) -> None:
+    # The fixture takes the loop from the first test's curlfault_loop, not as an argument.
+    make_tests(
+        pytester,
+        """
+        LOOPS = []
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_uses(curlfault, n):
+            curlfault.http("api.test").get("/").respond(200, body="x")
+            assert get("http://api.test/") == (0, 200, b"x")
+            LOOPS.append(curlfault.loop)
+
+        def test_same_loop(curlfault_loop):
+            assert len(LOOPS) == 3
+            assert all(loop is curlfault_loop for loop in LOOPS)
+        """,
+    )
+    run(pytester).assert_outcomes(passed=4)
+
+
+def test_an_overridden_curlfault_loop_is_the_one_used(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        from curlfault import Loop
+
+        @pytest.fixture(scope="session")
+        def curlfault_loop():
+            loop = Loop(name="mine")
+            yield loop
+            loop.stop()
+        """
+    )
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(2))
+        def test_uses(curlfault, n):
+            curlfault.http("api.test").get("/").respond(200, body="x")
+            assert get("http://api.test/") == (0, 200, b"x")
+            assert curlfault.loop.name == "mine"
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
 # teardown failures -----------------------------------------------------------------------
 
 
