@@ -165,7 +165,8 @@ class LeakPlugin:
         findings: list[tuple[str, str]] = []
         if self.leaks:
             report = tracker.audit(nodeid)
-            marked, marker_scope, reason = waiver(item)
+            # The marker is read only when there is something to waive (most tests: nothing).
+            marked, marker_scope, reason = waiver(item) if report.leaked else (False, None, "")
             for rec in report.leaked:
                 if rec.reported:
                     continue
@@ -225,6 +226,8 @@ class LeakPlugin:
         self, tracker: Tracker, item: pytest.Item, nextitem: pytest.Item | None
     ) -> list[tuple[str, str]]:
         """Deferred descriptors whose scope ends with this test and that are still open."""
+        if not self._deferred and nextitem is not None:
+            return []  # nothing deferred, and the session goes on
         module = _module_of(item.nodeid)
         module_ends = nextitem is None or _module_of(nextitem.nodeid) != module
         due: list[_Deferred] = []

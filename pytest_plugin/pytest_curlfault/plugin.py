@@ -224,14 +224,16 @@ def curlfault() -> Iterator[FakeNetwork]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    net = item.stash.get(network_key, None)
+    if net is None:
+        return report  # a test without the curlfault fixture: nothing to add
     if report.when == "call":
         # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
         item.stash[call_failed_key] = report.failed or call.excinfo is not None
     note = item.stash.get(teardown_note_key, None)
     if note is not None and report.when == "teardown":
         report.sections.append(("curlfault problems at teardown (test had already failed)", note))
-    net = item.stash.get(network_key, None)
-    if net is not None and report.when in ("call", "teardown"):
+    if report.when in ("call", "teardown"):
         trace = item.config.getoption("curlfault_trace") or item.config.getini("curlfault_trace")
         # A failed check() already carries the trace in its message.
         own_failure = (
