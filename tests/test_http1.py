@@ -286,6 +286,17 @@ def test_equal_responses_share_one_framing_by_content() -> None:
     assert _keepalive_bytes(by_hand).endswith(b"\r\n\r\nhand")
 
 
+def test_framing_cache_by_content_is_bounded_in_bytes(monkeypatch) -> None:
+    from curlfault.protocols import http1
+
+    monkeypatch.setattr(http1, "_WIRE_MAX_HELD", 0)  # nothing fits: framed each time
+    body = b"bounded-" + str(id(monkeypatch)).encode()
+    first = http1._keepalive_bytes(Response.make(200, body=body))
+    again = http1._keepalive_bytes(Response.make(200, body=body))
+    assert first == again
+    assert first is not again
+
+
 def test_content_cached_responses_reach_the_client_unmixed() -> None:
     """Networks one after another, equal bodies, different headers: each gets its own."""
     for value in ["one", "two", "one"]:

@@ -43,11 +43,13 @@ _PARSED: dict[bytes, _Parsed] = {}
 _PARSED_MAX = 512
 _PARSED_MAX_BYTES = 4096
 # h11's bytes for a keep-alive GET's response, by (status, headers, body): bounded in
-# entries and in body size, like ``_PARSED``.
+# entries, in body size and in bytes held (key bodies and framed bytes), like ``_PARSED``.
 _WireKey = tuple[int, tuple[tuple[str, str], ...], bytes]
 _WIRE: dict[_WireKey, bytes] = {}
 _WIRE_MAX = 512
 _WIRE_MAX_BODY = 64 * 1024
+_WIRE_MAX_HELD = 8 * 1024 * 1024
+_wire_held = 0
 
 
 class ByteTransport(Protocol):
@@ -450,10 +452,18 @@ def _keepalive_bytes(response: Response) -> bytes:
             data = _serialize(template, response, False, True)
             if template.our_state is not h11.DONE:  # the response itself closes
                 data = b""
-            if key is not None and len(_WIRE) < _WIRE_MAX:
-                _WIRE[key] = data
+            if key is not None:
+                _remember_wire(key, data)
         response.wire["keepalive-get"] = data
     return data
+
+
+def _remember_wire(key: _WireKey, data: bytes) -> None:
+    global _wire_held
+    size = len(key[2]) + len(data)
+    if len(_WIRE) < _WIRE_MAX and _wire_held + size <= _WIRE_MAX_HELD:
+        _WIRE[key] = data
+        _wire_held += size
 
 
 def _wire_key(response: Response) -> _WireKey | None:
