@@ -141,3 +141,15 @@ def callgrind_instructions(argv: list[str], timeout: float = 900) -> int:
     if found is None:
         raise RuntimeError(f"no instruction count from callgrind:\n{proc.stderr[-2000:]}")
     return int(found.group(1))
+
+
+def run_case(case: Any, n: int) -> None:
+    """``case``'s whole life with ``n`` operations (a row run alone, as under callgrind)."""
+    case.setup()
+    case.begin()
+    try:
+        for _ in range(n):
+            case.op()
+    finally:
+        case.end()
+        case.teardown()

@@ -21,7 +21,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import callgrind_instructions  # noqa: E402
+from _common import callgrind_instructions, run_case  # noqa: E402
 
 
 def _cases() -> dict[str, Any]:
@@ -43,15 +43,7 @@ def run_row(key: str, n: int) -> None:
     loop.start()
     try:
         cls = _cases()[key]
-        case = cls(loop) if key.startswith("cf.") else cls()
-        case.setup()
-        case.begin()
-        try:
-            for _ in range(n):
-                case.op()
-        finally:
-            case.end()
-            case.teardown()
+        run_case(cls(loop) if key.startswith("cf.") else cls(), n)
     finally:
         loop.stop()
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 
 import pycurl  # noqa: E402
 from _cases import Loopback  # noqa: E402
-from _common import callgrind_instructions, median, quantile  # noqa: E402
+from _common import callgrind_instructions, median, quantile, run_case  # noqa: E402
 from _peers import StdlibPeer  # noqa: E402
 from _timing import Case, run_interleaved  # noqa: E402
 
@@ -107,15 +107,7 @@ def make(row: str) -> Loopback:
 
 
 def run_row(row: str, n: int) -> None:
-    case = make(row)
-    case.setup()
-    case.begin()
-    try:
-        for _ in range(n):
-            case.op()
-    finally:
-        case.end()
-        case.teardown()
+    run_case(make(row), n)
 
 
 def time_rows(rounds: int) -> None:

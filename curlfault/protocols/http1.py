@@ -70,7 +70,7 @@ class Http1Server:
         self.conn = conn
         # h11's state for this connection, made when a request needs parsing: a request whose
         # bytes were parsed before, answered from cached bytes, never touches it, so an idle
-        # keep-alive connection holds none.
+        # keep-alive connection holds none. None also means h11 has seen nothing yet.
         self._h11: h11.Connection | None = None
         self._request: Request | None = None
         self._body: list[bytes] = []
@@ -78,7 +78,6 @@ class Http1Server:
         self._plan: Plan | None = None  # a faulted response still being played
         self._upload: UploadFault | None = None
         self._body_seen = 0
-        self._fresh = True  # h11 has seen nothing since it was made
         self._candidate: bytes | None = None  # the read that may hold one whole request
         self._upgraded: StreamProtocol | None = None  # a WebSocket session after a 101
 
@@ -97,8 +96,7 @@ class Http1Server:
         if self._dead:
             return
         self._candidate = None
-        if self._fresh and self._plan is None:
-            self._fresh = False
+        if self._h11 is None and self._plan is None:  # a fresh state: maybe parsed before
             parsed = _PARSED.get(data)
             if parsed is not None and self._replay(data, parsed):
                 return
@@ -114,7 +112,6 @@ class Http1Server:
             return
         if self._dead:
             return
-        self._fresh = False
         self._candidate = None
         self.parser.receive_data(b"")
         self._process()
@@ -196,7 +193,6 @@ class Http1Server:
         if version == "1.1" and method not in ("HEAD", "CONNECT"):
             wire = _keepalive_bytes(response)
         if wire:
-            self._fresh = True  # h11 never saw this exchange: still fresh
             self._emit(wire, response, False)
             return True
         # The response needs h11 (HEAD, a closing response): let it parse the same bytes,
@@ -316,7 +312,6 @@ class Http1Server:
             # state with whatever the client already sent after this one.
             trailing, closed = h.trailing_data
             self._h11 = None
-            self._fresh = not trailing and not closed
             if trailing:
                 self.parser.receive_data(trailing)
             if closed:
