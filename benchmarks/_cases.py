@@ -12,7 +12,7 @@ import socket
 from typing import Any
 
 import pycurl
-from _common import BIG_BODY, BODY, RESPONSE, TIMEOUT, basic_options, expect
+from _common import BIG_BODY, BODY, RESPONSE, TIMEOUT, basic_options, drain, expect
 from _timing import Case
 
 import curlfault
@@ -180,58 +180,103 @@ class Loopback(Case):
 
     ``tracked=True`` makes the handle under a ``curlfault.Tracker(leaks=True)`` installed for
     the batch, as ``pytest --curlfault-leaks`` does for a whole run, and audits the batch's
-    label at its end.
+    label at its end. ``kind`` says which transfer:
+
+    - ``"fresh"``: a fresh handle per GET (the worst case: tracking's cost is per handle);
+    - ``"reused"``: one handle per batch, each GET on its warm keep-alive connection;
+    - ``"server"``: a fresh handle per GET against the standard library's
+      ``ThreadingHTTPServer`` on 127.0.0.1, the kind of server a downstream suite runs
+      under ``--curlfault-leaks``.
     """
 
     batch = 150
+    KINDS = ("fresh", "reused", "server")
 
-    def __init__(self, tracked: bool) -> None:
+    def __init__(self, tracked: bool, kind: str = "fresh") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
         self.tracked = tracked
-        self.key = "leaks.on" if tracked else "leaks.off"
-        self.label = (
-            "real loopback GET, fresh handle, under `Tracker(leaks=True)`"
-            if tracked
-            else "real loopback GET, fresh handle (served from PREREQFUNCTION)"
-        )
+        self.kind = kind
+        state = "on" if tracked else "off"
+        self.key = f"leaks.{state}" if kind == "fresh" else f"leaks.{kind}.{state}"
+        what = {
+            "fresh": "real loopback GET, fresh handle",
+            "reused": "real loopback GET, reused handle (keep-alive)",
+            "server": "real loopback GET, fresh handle, ThreadingHTTPServer",
+        }[kind]
+        self.label = f"{what}, under `Tracker(leaks=True)`" if tracked else what
         self.group = "leaks"
 
     def setup(self) -> None:
+        self.served: list[socket.socket] = []
+        self.peer: Any = None
+        if self.kind == "server":
+            from _peers import StdlibPeer
+
+            self.peer = StdlibPeer()
+            self.url = f"http://127.0.0.1:{self.peer.port}/"
+            return
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
         self.listener.settimeout(TIMEOUT)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
-        self.served: list[socket.socket] = []
 
     def _prereq(self, *args: Any) -> int:
-        conn, _ = self.listener.accept()
+        if self.kind == "reused" and self.served:
+            conn = self.served[0]
+            drain(conn)  # the previous request
+        else:
+            conn, _ = self.listener.accept()
+            self.served.append(conn)
         conn.sendall(RESPONSE)
-        self.served.append(conn)
         return pycurl.PREREQFUNC_OK
+
+    def _new_handle(self) -> Any:
+        c = pycurl.Curl()  # a tracked handle while the tracker is installed
+        buf = io.BytesIO()
+        basic_options(c, self.url, buf)
+        if self.peer is None:
+            c.setopt(pycurl.PREREQFUNCTION, self._prereq)
+        self.configure(c)
+        return c, buf
 
     def begin(self) -> None:
         self.tracker = None
         if self.tracked:
             self.tracker = curlfault.Tracker(leaks=True, label=self.key)
             self.tracker.install()
+        self.curl: Any = None
+        if self.kind == "reused":
+            self.curl, buf = self._new_handle()
+            self.curl.perform()  # the connection, untimed
+            expect(buf, BODY, self.key)
 
     def op(self) -> None:
-        c = pycurl.Curl()  # a tracked handle while the tracker is installed
-        buf = io.BytesIO()
-        basic_options(c, self.url, buf)
-        c.setopt(pycurl.PREREQFUNCTION, self._prereq)
-        self.configure(c)
-        c.perform()
-        c.close()
+        if self.curl is not None:
+            buf = io.BytesIO()
+            self.curl.setopt(pycurl.WRITEDATA, buf)
+            self.curl.perform()
+        else:
+            c, buf = self._new_handle()
+            c.perform()
+            c.close()
+            self._close_served()
+        expect(buf, BODY, self.key)
+
+    def _close_served(self) -> None:
         for conn in self.served:
             conn.close()
         self.served.clear()
-        expect(buf, BODY, self.key)
 
     def configure(self, curl: Any) -> None:
         """More options for the handle (benchmarks/leak_cost.py's callback floors)."""
 
     def end(self) -> None:
+        if self.curl is not None:
+            self.curl.close()
+            self.curl = None
+        self._close_served()
         if self.tracker is not None:
             try:
                 self.tracker.check(self.key)
@@ -239,7 +284,10 @@ class Loopback(Case):
                 self.tracker.close()
 
     def teardown(self) -> None:
-        self.listener.close()
+        if self.peer is not None:
+            self.peer.stop()
+        else:
+            self.listener.close()
 
 
 def leak_tracking_built() -> bool:

@@ -3,26 +3,33 @@
     python benchmarks/leak_cost.py time --rounds 200   # interleaved wall-clock ratios
     python benchmarks/leak_cost.py count               # instructions per transfer (valgrind)
 
-Rows (each a real loopback GET on a fresh handle, the transfer of run.py's leak row):
+Rows (each a real loopback GET, the transfers of run.py's leak rows):
 
-- ``off``: untracked; ``on``: under ``curlfault.Tracker(leaks=True)``; ``aa``: ``off`` again
-  (an A/A control: how far two identical rows drift apart on this machine);
+- ``off``: a fresh handle per GET, served from ``PREREQFUNCTION`` (no server thread: the
+  cheapest real transfer there is, so the worst case for a per-handle cost); ``on``: the
+  same under ``curlfault.Tracker(leaks=True)``; ``aa``: ``off`` again (an A/A control: how
+  far two identical rows drift apart on this machine);
 - ``sockopt``: an untracked handle with a trivial Python SOCKOPTFUNCTION, the floor of
   tracking with one callback per connection;
+- ``subclass``: a handle of a minimal Python subclass of ``pycurl.Curl`` whose ``__init__``
+  sets that trivial SOCKOPTFUNCTION: the least any tracking written in Python can cost per
+  fresh handle (a subclass so that ``pycurl.Curl()`` wires itself, one callback, nothing
+  recorded);
 - ``open+close``: an untracked handle with trivial Python OPENSOCKETFUNCTION and
-  CLOSESOCKETFUNCTION (the floor of a design that makes and closes each socket itself).
-
-- ``srv.off`` / ``srv.on``: the same fresh-handle GET against the standard library's
+  CLOSESOCKETFUNCTION (the floor of a design that makes and closes each socket itself);
+- ``reused.off`` / ``reused.on``: one handle per batch, each GET on its warm keep-alive
+  connection, untracked and tracked (compared with ``reused.off``);
+- ``srv.off`` / ``srv.on``: a fresh-handle GET against the standard library's
   ``ThreadingHTTPServer`` on 127.0.0.1 (a real server thread, what a downstream suite runs
-  under ``--curlfault-leaks``), untracked and tracked; ``srv.on`` is compared with ``srv.off``.
-  The tracking cost per transfer is the same; the transfer it is added to is longer.
+  under ``--curlfault-leaks``), untracked and tracked (compared with ``srv.off``). The
+  tracking cost per transfer is the same; the transfer it is added to is longer.
 
 ``time`` runs the rows interleaved (run.py's harness) and prints each row's median ratio to
-``off`` over rounds. On a shared machine wall-clock ratios wander by several percent; the
-``count`` view is repeatable under load: each row runs under ``valgrind --tool=callgrind``
-twice (100 and 400 transfers) and the difference over 300 is the user-space instructions
-per transfer (kernel time is not counted, so the instruction ratio overstates the time ratio
-of a transfer that spends most of its time in syscalls).
+its baseline over rounds. On a shared machine wall-clock ratios wander by several percent;
+the ``count`` view is repeatable under load: each row runs under ``valgrind
+--tool=callgrind`` twice (100 and 400 transfers) and the difference over 300 is the
+user-space instructions per transfer (kernel time is not counted, so the instruction ratio
+overstates the time ratio of a transfer that spends much of its time in syscalls).
 """
 
 from __future__ import annotations
@@ -40,12 +47,27 @@ sys.path.insert(0, str(HERE))
 
 import pycurl  # noqa: E402
 from _cases import Loopback  # noqa: E402
-from _common import callgrind_instructions, median, quantile, run_case  # noqa: E402
-from _peers import StdlibPeer  # noqa: E402
+from _common import REAL_CURL, callgrind_instructions, median, quantile, run_case  # noqa: E402
 from _timing import Case, run_interleaved  # noqa: E402
 
-ROWS = ("off", "on", "aa", "sockopt", "open+close", "srv.off", "srv.on")
-BASELINE = {"srv.off": "srv.off", "srv.on": "srv.off"}  # the others: "off"
+ROWS = (
+    "off",
+    "on",
+    "aa",
+    "sockopt",
+    "subclass",
+    "open+close",
+    "reused.off",
+    "reused.on",
+    "srv.off",
+    "srv.on",
+)
+BASELINE = {  # the others: "off"
+    "reused.off": "reused.off",
+    "reused.on": "reused.off",
+    "srv.off": "srv.off",
+    "srv.on": "srv.off",
+}
 
 
 def _sockopt(fd: int, purpose: int) -> int:
@@ -62,6 +84,16 @@ def _close(fd: int) -> int:
     return 0
 
 
+class _WiredCurl(REAL_CURL):  # type: ignore[misc, valid-type]
+    """The ``subclass`` row's handle: wires one trivial callback of its own when made."""
+
+    def __init__(self) -> None:
+        _SETOPT(self, pycurl.SOCKOPTFUNCTION, _sockopt)
+
+
+_SETOPT = REAL_CURL.setopt
+
+
 class Floor(Loopback):
     """The untracked loopback GET with trivial Python callbacks of its own (or none)."""
 
@@ -69,6 +101,16 @@ class Floor(Loopback):
         super().__init__(tracked=False)
         self.key = key
         self.label = f"real loopback GET, fresh handle, trivial callbacks: {key}"
+
+    def _new_handle(self) -> Any:
+        if self.key != "subclass":
+            return super()._new_handle()
+        saved = pycurl.Curl
+        pycurl.Curl = _WiredCurl  # type: ignore[misc]
+        try:
+            return super()._new_handle()
+        finally:
+            pycurl.Curl = saved  # type: ignore[misc]
 
     def configure(self, curl: Any) -> None:
         if self.key == "sockopt":
@@ -78,31 +120,12 @@ class Floor(Loopback):
             curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
 
 
-class ServerLoopback(Loopback):
-    """A fresh-handle GET against ``ThreadingHTTPServer`` on loopback, tracked or not."""
-
-    def __init__(self, tracked: bool) -> None:
-        super().__init__(tracked=tracked)
-        self.key = "srv.on" if tracked else "srv.off"
-        self.label = f"real loopback GET against ThreadingHTTPServer, {self.key}"
-
-    def setup(self) -> None:
-        self.peer = StdlibPeer()
-        self.url = f"http://127.0.0.1:{self.peer.port}/"
-        self.served: list[socket.socket] = []
-
-    def configure(self, curl: Any) -> None:
-        curl.setopt(pycurl.PREREQFUNCTION, lambda *args: pycurl.PREREQFUNC_OK)
-
-    def teardown(self) -> None:
-        self.peer.stop()
-
-
 def make(row: str) -> Loopback:
     if row in ("off", "on"):
         return Loopback(tracked=row == "on")
-    if row in ("srv.off", "srv.on"):
-        return ServerLoopback(tracked=row == "srv.on")
+    if "." in row:
+        kind, state = row.split(".")
+        return Loopback(tracked=state == "on", kind="server" if kind == "srv" else kind)
     return Floor(row)
 
 
@@ -137,9 +160,10 @@ def count_rows(rows: list[str]) -> None:
     for row in rows:
         per[row] = (_instructions(row, 400) - _instructions(row, 100)) // 300
         print(f"{row:12} {per[row]:8d} instructions per transfer", flush=True)
-    if "off" in per:
-        for row, ir in per.items():
-            print(f"{row:12} {ir / per['off']:.3f}x off")
+    for row, ir in per.items():
+        base = BASELINE.get(row, "off")
+        if base in per:
+            print(f"{row:12} {ir / per[base]:.3f}x {base}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("time", help="interleaved wall-clock ratios")
     t.add_argument("--rounds", type=int, default=200)
     c = sub.add_parser("count", help="instructions per transfer under callgrind")
-    c.add_argument("rows", nargs="*", default=["off", "on", "sockopt", "open+close"])
+    c.add_argument("rows", nargs="*", default=["off", "on", "sockopt", "subclass", "open+close"])
     r = sub.add_parser("row", help="run one row N times (what callgrind runs)")
     r.add_argument("row", choices=ROWS)
     r.add_argument("n", type=int)

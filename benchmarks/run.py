@@ -148,7 +148,8 @@ def request_cases(loop: Any, ca: Any) -> list[Case]:
         for kind in ("fresh", "keepalive", "big", "https"):
             cases.append(PeerCase(peer, kind, ca))
     if leak_tracking_built():
-        cases += [Loopback(tracked=False), Loopback(tracked=True)]
+        for kind in Loopback.KINDS:
+            cases += [Loopback(tracked=False, kind=kind), Loopback(tracked=True, kind=kind)]
     return cases
 
 
@@ -239,10 +240,16 @@ def build(
     line("httpserver.https", "floor.https.thread", group="peer")
     line("stdlib.https", "floor.https.thread", group="peer")
     # leak tracking, once it exists
-    tracked = None
+    tracked: dict[str, Line] = {}
     if "leaks.on" in labels:
-        line("leaks.off")
-        tracked = line("leaks.on", "leaks.off", T_LEAKS_RATIO, "curlfault")
+        for kind in Loopback.KINDS:
+            off, on = (
+                ("leaks.off", "leaks.on")
+                if kind == "fresh"
+                else (f"leaks.{kind}.off", f"leaks.{kind}.on")
+            )
+            line(off)
+            tracked[kind] = line(on, off, T_LEAKS_RATIO, "curlfault")
 
     # The peer target: pytest-httpserver's time over curlfault's.
     speed_fresh = hs_fresh.median_us / cf_fresh.median_us
@@ -336,7 +343,7 @@ def build(
             )
         )
     what = "leak tracking (`--curlfault-leaks`) overhead on a real loopback transfer"
-    if tracked is None:
+    if not tracked:
         C.append(
             Check(
                 what,
@@ -345,17 +352,24 @@ def build(
                 "not built yet",
             )
         )
-    else:
+    for kind, how in (
+        ("fresh", "fresh handle, served from PREREQFUNCTION (no server work: worst case)"),
+        ("server", "fresh handle, ThreadingHTTPServer"),
+        ("reused", "reused handle (keep-alive), served from PREREQFUNCTION"),
+    ):
+        if kind not in tracked:
+            continue
+        ln = tracked[kind]
         measured = (
-            f"{(tracked.ratio - 1) * 100:+.0f}% per transfer "
-            f"({fmt_us(tracked.median_us)} vs {fmt_us(tracked.median_us / tracked.ratio)})"
+            f"{(ln.ratio - 1) * 100:+.0f}% per transfer "
+            f"({fmt_us(ln.median_us)} vs {fmt_us(ln.median_us / ln.ratio)})"
         )
-        if leaks is not None:
+        if kind == "fresh" and leaks is not None:
             measured += (
                 f"; per pytest test {leaks['overhead'] * 100:+.0f}% "
                 f"(A/A control {leaks['control'] * 100:+.0f}%)"
             )
-        C.append(Check(what, measured, T_LEAKS.text, tracked.result))
+        C.append(Check(f"{what}: {how}", measured, T_LEAKS.text, ln.result))
 
     # the chart
     def colour(ln: Line) -> str:
@@ -379,7 +393,9 @@ def build(
         "cf.https.h2": "HTTP/2 over TLS: curlfault",
         "httpserver.https": "HTTPS: pytest-httpserver",
         "stdlib.https": "HTTPS: ThreadingHTTPServer",
-        "leaks.on": "loopback GET: under leak tracking",
+        "leaks.on": "loopback GET, fresh handle: under leak tracking",
+        "leaks.server.on": "ThreadingHTTPServer GET, fresh handle: under leak tracking",
+        "leaks.reused.on": "loopback GET, reused handle: under leak tracking",
     }
     bars: list[tuple[str, float, float | None, str]] = []
     for ln in L:
@@ -557,14 +573,32 @@ def page(
             "the option it also times whole pytest runs with and without it.\n"
         )
     else:
-        on, off = t.samples("leaks.on"), t.samples("leaks.off")
+
+        def pct(on_key: str, off_key: str) -> str:
+            on, off = median(t.samples(on_key)), median(t.samples(off_key))
+            return (
+                f"{fmt_us(off / 1000)} without, {fmt_us(on / 1000)} with "
+                f"({(on / off - 1) * 100:+.0f}%)"
+            )
+
         w(
-            "A real loopback TCP GET that libcurl connects itself (the listener's backlog "
-            "completes the handshake; `PREREQFUNCTION` accepts and writes the response, so no "
-            "server thread adds noise), on a fresh handle, with and without a "
-            "`curlfault.Tracker(leaks=True)` installed, interleaved in one process: "
-            f"{fmt_us(median(off) / 1000)} without, {fmt_us(median(on) / 1000)} with "
-            f"({(median(on) / median(off) - 1) * 100:+.0f}%).\n"
+            "Real loopback TCP GETs that libcurl connects itself, with and without a "
+            "`curlfault.Tracker(leaks=True)` installed, interleaved in one process:\n\n"
+            "- a fresh handle per GET, the listener's backlog completing the handshake and "
+            "`PREREQFUNCTION` accepting and writing the response (no server thread, so no "
+            "server work: the cheapest real transfer, and the worst case for a cost paid per "
+            f"handle): {pct('leaks.on', 'leaks.off')};\n"
+            "- a fresh handle per GET against the standard library's `ThreadingHTTPServer` on "
+            "127.0.0.1, the kind of server a suite runs: "
+            f"{pct('leaks.server.on', 'leaks.server.off')};\n"
+            "- one handle per batch, each GET on its warm keep-alive connection: "
+            f"{pct('leaks.reused.on', 'leaks.reused.off')}.\n\n"
+            "Tracking costs once per handle (the intercepting subclass, the creation-site frame "
+            "walk) and once per connection (one SOCKOPTFUNCTION call and an `fstat`); a reused "
+            "connection costs only the `perform()`/`setopt()` overrides. `python "
+            "benchmarks/leak_cost.py count` gives the same rows as instructions per transfer, "
+            "with the floor of any tracking written in Python (a bare `pycurl.Curl` subclass "
+            "that sets one trivial callback).\n"
         )
         if leaks is not None:
             w(
@@ -603,9 +637,10 @@ METHOD = """\
   on an `SSLObject` pumped from the debug callback) as context.
 - **curlfault** rows use one shared `Loop` (as the pytest plugin's session loop) and a fresh
   `FakeNetwork` per batch (as per test), intercepting while the batch runs.
-- **Leak tracking** is timed on a real loopback TCP GET that libcurl connects itself to a
-  listener (served from `PREREQFUNCTION`, no server thread), with and without a
-  `curlfault.Tracker(leaks=True)` installed, interleaved like every other row.
+- **Leak tracking** is timed on real loopback TCP GETs that libcurl connects itself (to a
+  listener served from `PREREQFUNCTION` with no server thread, fresh and reused handles, and
+  to `ThreadingHTTPServer`), with and without a `curlfault.Tracker(leaks=True)` installed,
+  interleaved like every other row.
 - **Peers** bind 127.0.0.1 only. pytest-httpserver is configured as its fixture configures it
   (werkzeug, `threaded=False`, which answers HTTP/1.0 and closes after each response, so its
   "reused" handle reconnects every time). `ThreadingHTTPServer` speaks HTTP/1.1 keep-alive
