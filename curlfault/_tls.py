@@ -311,31 +311,15 @@ class TlsLayer:
         self._choose: Callable[[str | None], StreamProtocol] | None = None
         self.handshaken = False
         self._closing = False
-        self._eager = False
-        channel.on_close = self._handshake_over
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
-        self._set_eager(True)
         self.channel.start(self)
 
     def start_negotiated(self, choose: Callable[[str | None], StreamProtocol]) -> None:
         """Like ``start``, but the protocol is ``choose(alpn)``, made after the handshake."""
         self._choose = choose
-        self._set_eager(True)
         self.channel.start(self)
-
-    def _handshake_over(self) -> None:
-        self._set_eager(False)
-
-    def _set_eager(self, on: bool) -> None:
-        # Raised in the thread calling perform(), lowered in the loop thread (or at
-        # teardown): every update under the loop's lock, so none is lost.
-        loop = self.channel.loop
-        with loop.lock:
-            if self._eager is not on:
-                self._eager = on
-                loop.eager += 1 if on else -1
 
     # from the channel (ciphertext) -------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -365,13 +349,11 @@ class TlsLayer:
                 return
             except ssl.SSLError as exc:
                 self.conn.event(f"TLS handshake failed: {exc.reason or exc}")
-                self._handshake_over()
                 self._flush()
                 self._closing = True
                 self.channel.finish()
                 return
             self.handshaken = True
-            self._handshake_over()
             self._record()
             self._flush()
             if self._choose is not None:
@@ -409,7 +391,6 @@ class TlsLayer:
     def _fail_handshake(self) -> None:
         """A handshake fault, once the whole ClientHello is in: stop, reset, or alert."""
         self._closing = True
-        self._handshake_over()
         fault = self.fault
         self.conn.event(f"read the ClientHello; fault {fault!r}")
         if isinstance(fault, HandshakeReset):

@@ -90,7 +90,6 @@ class Channel:
         self.bytes_in = 0
         self.bytes_out = 0
         self._drain_timer: Timer | None = None
-        self.on_close: Callable[[], None] | None = None
 
     def fileno(self) -> int:
         return self.fd
@@ -233,8 +232,6 @@ class Channel:
             self._drain_timer.cancel()
         self.loop.remove(self)
         self.sock.close()
-        if self.on_close is not None:
-            self.on_close()
         self.conn.closed_at = time.monotonic()
         self.conn.event("server end closed")
 

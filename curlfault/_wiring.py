@@ -44,9 +44,12 @@ OWNED_OPTIONS = frozenset(
 )
 # Debug events after which the fake servers are pumped. libcurl emits these right after it
 # wrote request bytes: a server end has input to answer.
-_AFTER_WRITE = frozenset(
-    {pycurl.INFOTYPE_HEADER_OUT, pycurl.INFOTYPE_DATA_OUT, pycurl.INFOTYPE_SSL_DATA_OUT}
-)
+_AFTER_WRITE = frozenset({pycurl.INFOTYPE_HEADER_OUT, pycurl.INFOTYPE_DATA_OUT})
+# Not this one: OpenSSL announces a TLS record (its message callback) before it writes it,
+# so a pump here finds nothing. It arms the loop instead: the next debug event of any kind
+# pumps, and so does every one after it until a pump finds something to serve (in a TLS
+# handshake the record is flushed before libcurl's next line of text).
+_SSL_OUT = pycurl.INFOTYPE_SSL_DATA_OUT
 # And these right after it read response bytes: that made room for a server end whose
 # response did not fit in the socket buffer (only those are pumped: ``Loop.writers``).
 _AFTER_READ = frozenset(
@@ -282,12 +285,15 @@ class Wiring:
     def _debug(self, kind: int, data: bytes) -> None:
         try:
             loop = self.network._loop
-            if loop is not None and (
-                kind in _AFTER_WRITE
-                or loop.eager
-                or (kind in _AFTER_READ and (loop.writers or loop.followers))
-            ):
-                loop.pump()
+            if loop is not None:
+                if kind == _SSL_OUT:
+                    loop.armed = True
+                elif (
+                    kind in _AFTER_WRITE
+                    or loop.armed
+                    or (kind in _AFTER_READ and (loop.writers or loop.followers))
+                ) and loop.pump():
+                    loop.armed = False
             if self.user_verbose:
                 if self.user_debug is not None:
                     self.user_debug(kind, data)

@@ -195,9 +195,9 @@ def test_tls_fault_codes(curlfault, fault, options, code, transport) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_the_handshake_counter_is_back_to_zero_after_many_handshakes(curlfault, transport) -> None:
-    # loop.eager counts handshakes in progress (a pump on every debug event while > 0):
-    # it is raised in the threads calling perform() and lowered in the loop thread.
+def test_many_handshakes_in_threads_with_faults_each_end_as_declared(curlfault, transport) -> None:
+    # Handshakes are served from the debug callbacks of several threads at once (and by the
+    # loop thread): every connection still gets its own fault or success.
     failing = [faults.handshake_close(), faults.tls_alert(), faults.expired_cert()]
     if transport != "socketpair":
         failing.append(faults.handshake_reset())
@@ -223,10 +223,49 @@ def test_the_handshake_counter_is_back_to_zero_after_many_handshakes(curlfault, 
     assert len(codes) == len(script) * rounds * threads
     assert codes.count(0) == 2 * rounds * threads
     assert curlfault.ledger.audit().ok
-    loop = curlfault.loop
-    with loop.lock:  # the loop thread is done with every connection
-        assert loop.eager == 0
-        assert not loop.eager
+
+
+def test_tls_records_are_served_at_the_debug_event_after_their_announcement(
+    curlfault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenSSL announces each record it sends (INFOTYPE_SSL_DATA_OUT) before writing it, so a
+    # pump at that event finds nothing: the loop is armed instead, and the next events pump
+    # until one finds the record. The handshake is then served in the thread calling
+    # perform(), with a handful of pumps rather than one per debug event.
+    from curlfault import _loop, _wiring
+
+    current: list[int] = []
+    events: list[int] = []
+    pumps: list[tuple[int, int]] = []  # (debug event being handled, events served)
+    debug, pump = _wiring.Wiring._debug, _loop.Loop.pump
+
+    def spy_debug(self: Any, kind: int, data: bytes) -> None:
+        events.append(kind)
+        current.append(kind)
+        try:
+            debug(self, kind, data)
+        finally:
+            current.pop()
+
+    def spy_pump(self: Any) -> int:
+        served = pump(self)
+        if current:
+            pumps.append((current[-1], served))
+        return served
+
+    monkeypatch.setattr(_wiring.Wiring, "_debug", spy_debug)
+    monkeypatch.setattr(_loop.Loop, "pump", spy_pump)
+    serve(curlfault, "socketpair")
+    result = transfer(URL)
+    assert (result.code, result.body) == (0, BODY)
+    assert pycurl.INFOTYPE_SSL_DATA_OUT in events
+    assert all(kind != pycurl.INFOTYPE_SSL_DATA_OUT for kind, _ in pumps)
+    first_request_pump = next(
+        i for i, (kind, _) in enumerate(pumps) if kind == pycurl.INFOTYPE_HEADER_OUT
+    )
+    # The ClientHello and the client's Finished, each answered inline.
+    assert sum(1 for _, served in pumps[:first_request_pump] if served) >= 2
+    assert len(pumps) * 4 < len(events)
 
 
 def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
