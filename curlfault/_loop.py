@@ -79,10 +79,6 @@ class Loop:
         # sleeping on a known deadline, so that call_later() and add() wake it.
         self._deadline = float("inf")
         self._sleeping = False
-        # Set when libcurl announced a TLS record it has not written yet (see the debug
-        # callback in ``_wiring``): the next debug events pump until one finds work. Only
-        # the threads calling perform() touch it; a lost update costs a pump or a wake-up.
-        self.armed = False
         self._wake_fd = -1
         self._thread: threading.Thread | None = None
         self._handlers: dict[int, Handler] = {}

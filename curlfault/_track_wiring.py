@@ -97,8 +97,8 @@ class TrackWiring:
             self.user_connect_to = tuple(value or ())
             _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
-    # Neither is called around perform() (the class is in PASSIVE_WIRINGS); refresh() is
-    # still called when the URL is set.
+    # Neither is called (the class is in PASSIVE_WIRINGS: perform() and setopt(URL) skip
+    # them); they are here for the HandleWiring protocol.
     def refresh(self, curl: Any) -> None:
         pass  # nothing changes per transfer: the allow-list is fixed
 

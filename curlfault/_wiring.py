@@ -46,9 +46,10 @@ OWNED_OPTIONS = frozenset(
 # wrote request bytes: a server end has input to answer.
 _AFTER_WRITE = frozenset({pycurl.INFOTYPE_HEADER_OUT, pycurl.INFOTYPE_DATA_OUT})
 # Not this one: OpenSSL announces a TLS record (its message callback) before it writes it,
-# so a pump here finds nothing. It arms the loop instead: the next debug event of any kind
+# so a pump here finds nothing. It arms the handle instead: its next debug event of any kind
 # pumps, and so does every one after it until a pump finds something to serve (in a TLS
-# handshake the record is flushed before libcurl's next line of text).
+# handshake the record is flushed before libcurl's next line of text). A second
+# announcement while armed pumps first: the previous record has been written by then.
 _SSL_OUT = pycurl.INFOTYPE_SSL_DATA_OUT
 # And these right after it read response bytes: that made room for a server end whose
 # response did not fit in the socket buffer (only those are pumped: ``Loop.writers``).
@@ -73,6 +74,7 @@ class Wiring:
     __slots__ = (
         "__weakref__",
         "_handle",
+        "armed",
         "generation",
         "interrupt",
         "network",
@@ -107,6 +109,8 @@ class Wiring:
         self.user_debug: Any = None
         self.interrupt: BaseException | None = None
         self._handle: weakref.ref[Any] | None = None
+        # A TLS record this handle announced is not written yet (see _debug).
+        self.armed = False
 
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any, *, attached: bool) -> None:
@@ -287,13 +291,17 @@ class Wiring:
             loop = self.network._loop
             if loop is not None:
                 if kind == _SSL_OUT:
-                    loop.armed = True
+                    if self.armed:
+                        # The record announced before this one is written by now (an
+                        # HTTP/2 upload ends in a burst of records with no other event).
+                        loop.pump()
+                    self.armed = True
                 elif (
                     kind in _AFTER_WRITE
-                    or loop.armed
+                    or self.armed
                     or (kind in _AFTER_READ and (loop.writers or loop.followers))
                 ) and loop.pump():
-                    loop.armed = False
+                    self.armed = False
             if self.user_verbose:
                 if self.user_debug is not None:
                     self.user_debug(kind, data)

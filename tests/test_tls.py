@@ -259,7 +259,8 @@ def test_tls_records_are_served_at_the_debug_event_after_their_announcement(
     result = transfer(URL)
     assert (result.code, result.body) == (0, BODY)
     assert pycurl.INFOTYPE_SSL_DATA_OUT in events
-    assert all(kind != pycurl.INFOTYPE_SSL_DATA_OUT for kind, _ in pumps)
+    first_served = next(kind for kind, served in pumps if served)
+    assert first_served != pycurl.INFOTYPE_SSL_DATA_OUT  # the ClientHello: after its writing
     first_request_pump = next(
         i for i, (kind, _) in enumerate(pumps) if kind == pycurl.INFOTYPE_HEADER_OUT
     )
@@ -509,3 +510,48 @@ def test_pin_is_the_key_the_endpoint_serves(curlfault) -> None:
     assert other.pin != ep.pin
     assert transfer(URL, PINNEDPUBLICKEY=other.pin).code == 90
     assert curlfault.http("plain.test").pin is None
+
+
+def test_debug_events_pump_by_the_armed_rule() -> None:
+    # The rule itself, on a stand-in loop: an announced TLS record arms the handle; while
+    # armed, every event pumps until a pump serves something; a second announcement pumps
+    # first. Request and response events pump as they always did.
+    from types import SimpleNamespace
+
+    from curlfault._wiring import Wiring
+
+    class StandInLoop:
+        writers: set[int] = set()
+        followers: set[int] = set()
+
+        def __init__(self) -> None:
+            self.results: list[int] = []
+            self.calls = 0
+
+        def pump(self) -> int:
+            self.calls += 1
+            return self.results.pop(0) if self.results else 0
+
+    loop = StandInLoop()
+    wiring = Wiring.__new__(Wiring)
+    wiring.network = SimpleNamespace(_loop=loop)
+    wiring.user_verbose = False
+    wiring.armed = False
+    out, text = pycurl.INFOTYPE_SSL_DATA_OUT, pycurl.INFOTYPE_TEXT
+
+    def calls_after(kind: int) -> int:
+        before = loop.calls
+        wiring._debug(kind, b"")
+        return loop.calls - before
+
+    assert calls_after(text) == 0  # nothing announced: text does not pump
+    assert (calls_after(out), wiring.armed) == (0, True)  # announced, not written yet
+    assert (calls_after(text), wiring.armed) == (1, True)  # pumped, found nothing: still armed
+    assert (calls_after(out), wiring.armed) == (1, True)  # a second announcement pumps first
+    loop.results = [1]
+    assert (calls_after(text), wiring.armed) == (1, False)  # served: disarmed
+    assert calls_after(text) == 0
+    assert calls_after(pycurl.INFOTYPE_HEADER_OUT) == 1  # request bytes written
+    assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 0  # no server end waits to write
+    loop.writers = {5}
+    assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 1  # one does: reading made room
