@@ -84,14 +84,14 @@ def _close(fd: int) -> int:
     return 0
 
 
+_SETOPT = REAL_CURL.setopt
+
+
 class _WiredCurl(REAL_CURL):  # type: ignore[misc, valid-type]
     """The ``subclass`` row's handle: wires one trivial callback of its own when made."""
 
     def __init__(self) -> None:
         _SETOPT(self, pycurl.SOCKOPTFUNCTION, _sockopt)
-
-
-_SETOPT = REAL_CURL.setopt
 
 
 class Floor(Loopback):
