@@ -75,6 +75,9 @@ class Loop:
         # Server ends whose protocol waits on the client between reads (an HTTP/2 server
         # blocked on flow control needs the client's WINDOW_UPDATE): pumped after reads too.
         self.followers: set[int] = set()
+        # Server ends the helper thread sleeps on too (``watch``): their client's next bytes
+        # come with no debug event after them, so only a wake-up serves them promptly.
+        self._watched: set[int] = set()
         # When the thread will next look at its timers and handlers; inf while it is not
         # sleeping on a known deadline, so that call_later() and add() wake it.
         self._deadline = float("inf")
@@ -130,6 +133,7 @@ class Loop:
                     except Exception as exc:  # pragma: no cover - defensive
                         self.errors.append(exc)
             self._handlers.clear()
+            self._watched.clear()
             self._timers.clear()
             self._calls.clear()
             if self._ep is not None:
@@ -171,9 +175,33 @@ class Loop:
             else:
                 self.writers.discard(fd)
 
+    def watch(self, handler: Handler, on: bool = True) -> None:
+        """Let the client's next bytes to ``handler`` wake the helper thread (or stop).
+
+        For a server end whose client writes its last bytes and then waits with no debug
+        event to follow: a TLS 1.2 client's Finished, say. Without a watch only the
+        ``SCAN_SECONDS`` safety net would serve them. Edge-triggered: one wake-up per
+        arrival, and the pump that follows serves it through the ready set as usual.
+        """
+        ep = self._ep
+        fd = handler.fileno()
+        if ep is None or self._handlers.get(fd) is not handler or (fd in self._watched) == on:
+            return
+        try:
+            if on:
+                ep.register(fd, READ | select.EPOLLET)
+                self._watched.add(fd)
+            else:
+                self._watched.discard(fd)
+                ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
     def remove(self, handler: Handler) -> None:
         fd = handler.fileno()
         if self._handlers.get(fd) is handler:
+            if fd in self._watched:
+                self.watch(handler, False)
             del self._handlers[fd]
             self.writers.discard(fd)
             self.followers.discard(fd)
@@ -272,7 +300,7 @@ class Loop:
             if events:
                 try:
                     os.eventfd_read(wake_fd)
-                except BlockingIOError:
+                except BlockingIOError:  # a watched server end woke it (or nobody)
                     pass
             with self.lock:
                 self._run_due()

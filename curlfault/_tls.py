@@ -54,6 +54,7 @@ _VERSIONS = {
     "TLSv1.2": ssl.TLSVersion.TLSv1_2,
     "TLSv1.3": ssl.TLSVersion.TLSv1_3,
 }
+_ALLOWS_TLS13 = (ssl.TLSVersion.MAXIMUM_SUPPORTED, ssl.TLSVersion.TLSv1_3)
 WRONG_HOST = "wrong.curlfault.invalid"
 
 
@@ -239,7 +240,7 @@ def parse_client_hello(data: bytes) -> dict[str, Any] | None:
 
 
 def _hello_fields(hello: bytes) -> dict[str, Any]:
-    out: dict[str, Any] = {"sni": None, "alpn_offered": []}
+    out: dict[str, Any] = {"sni": None, "alpn_offered": [], "tls13_offered": False}
     try:
         p = 34  # legacy_version (2) + random (32)
         p += 1 + hello[p]  # session id
@@ -260,6 +261,10 @@ def _hello_fields(hello: bytes) -> dict[str, Any]:
                     n = value[q]
                     out["alpn_offered"].append(value[q + 1 : q + 1 + n].decode("ascii", "replace"))
                     q += 1 + n
+            elif ext == 43:  # supported_versions: a length byte, then two bytes each
+                out["tls13_offered"] = b"\x03\x04" in {
+                    value[q : q + 2] for q in range(1, 1 + value[0], 2)
+                }
     except (IndexError, struct.error):
         out["error"] = "malformed ClientHello"
     return out
@@ -311,6 +316,9 @@ class TlsLayer:
         self._choose: Callable[[str | None], StreamProtocol] | None = None
         self.handshaken = False
         self._closing = False
+        # TLS 1.2 or older will be negotiated (known from the ClientHello and our context).
+        self._tls12 = False
+        self._watched = False  # the loop thread wakes on our client's bytes (data_received)
 
     def start(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
@@ -332,6 +340,8 @@ class TlsLayer:
                 fields = fields or {}
                 offered = fields.get("alpn_offered")
                 self.conn.tls.update(sni=fields.get("sni"), alpn_offered=offered)
+                top = self.obj.context.maximum_version
+                self._tls12 = not fields.get("tls13_offered") or top not in _ALLOWS_TLS13
                 if self._raw and isinstance(self.fault, AlpnMismatch) and not offered:
                     # A client that offers no ALPN cannot mismatch: the handshake goes on.
                     self.conn.event("alpn_mismatch(): the client offered no ALPN")
@@ -346,6 +356,12 @@ class TlsLayer:
                 self.obj.do_handshake()
             except ssl.SSLWantReadError:
                 self._flush()
+                if self._tls12 and not self._watched:
+                    # TLS 1.2 and older: the client's last flight (key exchange, Finished)
+                    # is followed by no debug event, since libcurl waits for our Finished.
+                    # Its arrival wakes the loop thread instead (SCAN_SECONDS otherwise).
+                    self._watched = True
+                    self.channel.loop.watch(self.channel)
                 return
             except ssl.SSLError as exc:
                 self.conn.event(f"TLS handshake failed: {exc.reason or exc}")
@@ -354,6 +370,8 @@ class TlsLayer:
                 self.channel.finish()
                 return
             self.handshaken = True
+            if self._watched:
+                self.channel.loop.watch(self.channel, False)
             self._record()
             self._flush()
             if self._choose is not None:

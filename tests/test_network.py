@@ -232,6 +232,61 @@ def test_own_loop_thread_is_stopped_on_close() -> None:
     assert {t.ident for t in threading.enumerate()} == before
 
 
+class _Recorder:
+    """A loop handler that records the threads it was served in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.threads: list[str] = []
+        self.got = threading.Event()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def on_readable(self) -> None:
+        self.sock.recv(4096)
+        self.threads.append(threading.current_thread().name)
+        self.got.set()
+
+    def on_writable(self) -> None:
+        pass
+
+    def on_error(self, exc: BaseException) -> None:
+        raise exc
+
+
+def test_a_watched_handler_wakes_the_loop_thread_and_remove_unwatches_it() -> None:
+    from curlfault import Loop
+
+    loop = Loop(name="watch-test")
+    loop.SCAN_SECONDS = 60.0  # only a wake-up can serve within the test's bounds
+    client, server = socket.socketpair()
+    handler = _Recorder(server)
+    try:
+        loop.start()
+        loop.add(handler)
+        loop.watch(handler)
+        loop.watch(handler)  # idempotent
+        assert loop._watched == {server.fileno()}
+        client.send(b"one")
+        assert handler.got.wait(10)
+        assert handler.threads == ["watch-test"]
+        handler.got.clear()
+        client.send(b"two")  # edge-triggered, but every arrival is a new edge
+        assert handler.got.wait(10)
+        loop.watch(handler, False)
+        assert not loop._watched
+        loop.watch(handler)
+        loop.remove(handler)
+        assert not loop._watched
+        loop.watch(handler)  # no longer the loop's: ignored
+        assert not loop._watched
+    finally:
+        loop.stop()
+        client.close()
+        server.close()
+
+
 def test_tornado_curl_async_http_client(curlfault) -> None:
     # tornado builds handles with pycurl.Curl(), drives a CurlMulti and reset()s each one.
     tornado = pytest.importorskip("tornado")

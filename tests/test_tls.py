@@ -138,7 +138,8 @@ def test_parse_client_hello_whole_split_and_not_tls() -> None:
     hello += len(exts).to_bytes(2, "big") + exts
     msg = b"\x01" + len(hello).to_bytes(3, "big") + hello
     record = b"\x16\x03\x01" + len(msg).to_bytes(2, "big") + msg
-    assert parse_client_hello(record) == {"sni": "a.test", "alpn_offered": ["h2"]}
+    fields = {"sni": "a.test", "alpn_offered": ["h2"], "tls13_offered": False}
+    assert parse_client_hello(record) == fields
     # Fed in pieces: nothing until it is whole.
     assert all(parse_client_hello(record[:n]) is None for n in range(len(record)))
     # Split across two handshake records.
@@ -146,7 +147,7 @@ def test_parse_client_hello_whole_split_and_not_tls() -> None:
     two = b"".join(
         b"\x16\x03\x01" + len(part).to_bytes(2, "big") + part for part in (msg[:half], msg[half:])
     )
-    assert parse_client_hello(two) == {"sni": "a.test", "alpn_offered": ["h2"]}
+    assert parse_client_hello(two) == fields
     assert "error" in (parse_client_hello(b"GET / HTTP/1.1\r\n\r\n") or {})
     assert alert_record(40) == b"\x15\x03\x03\x00\x02\x02\x28"
 
@@ -267,6 +268,89 @@ def test_tls_records_are_served_at_the_debug_event_after_their_announcement(
     # The ClientHello and the client's Finished, each answered inline.
     assert sum(1 for _, served in pumps[:first_request_pump] if served) >= 2
     assert len(pumps) * 4 < len(events)
+
+
+def test_parse_client_hello_reads_whether_tls13_is_offered() -> None:
+    def record(versions: bytes) -> bytes:
+        ext = b"\x00\x2b" + (1 + len(versions)).to_bytes(2, "big") + bytes([len(versions)])
+        ext += versions
+        hello = b"\x03\x03" + b"r" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+        hello += len(ext).to_bytes(2, "big") + ext
+        msg = b"\x01" + len(hello).to_bytes(3, "big") + hello
+        return b"\x16\x03\x01" + len(msg).to_bytes(2, "big") + msg
+
+    def offered(versions: bytes) -> Any:
+        return (parse_client_hello(record(versions)) or {}).get("tls13_offered")
+
+    assert offered(b"\x03\x04\x03\x03") is True
+    assert offered(b"\x03\x03\x03\x04") is True
+    assert offered(b"\x03\x03") is False
+    assert offered(b"\x03\x03\x03\x02") is False
+
+
+TLS12 = {
+    "client caps": ({}, {"SSLVERSION": pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2}),
+    "server caps": ({"tls_versions": (None, "TLSv1.2")}, {}),
+    "http2": (
+        {"http2": True},
+        {
+            "SSLVERSION": pycurl.SSLVERSION_MAX_TLSv1_2,
+            "HTTP_VERSION": pycurl.CURL_HTTP_VERSION_2TLS,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("case", list(TLS12))
+def test_tls12_final_flight_is_served_without_the_safety_net_scan(
+    transport: str, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A TLS 1.2 client writes its last flight (key exchange, ChangeCipherSpec, Finished) and
+    # then waits for the server's Finished, with no debug event in between: no pump in its
+    # own thread would serve it. Its arrival wakes the loop thread instead. With the scan
+    # made a minute long, the handshake only completes within TIMEOUT that way.
+    from curlfault import Loop
+
+    endpoint_kw, opts = TLS12[case]
+    watches: list[bool] = []
+    watch = Loop.watch
+
+    def spy_watch(self: Loop, handler: Any, on: bool = True) -> None:
+        watches.append(on)
+        watch(self, handler, on)
+
+    monkeypatch.setattr(Loop, "watch", spy_watch)
+    loop = Loop(name="tls12-no-scan")
+    loop.SCAN_SECONDS = 60.0
+    try:
+        with FakeNetwork(loop=loop) as net:
+            ep = serve(net, transport, **endpoint_kw)
+            with net.intercept():
+                results = [transfer(URL, TIMEOUT=10, **opts) for _ in range(2)]
+            assert [(r.code, r.body) for r in results] == [(0, BODY), (0, BODY)]
+            assert [c.tls["version"] for c in ep.connections] == ["TLSv1.2", "TLSv1.2"]
+            assert watches == [True, False, True, False]  # on for the handshake, then off
+            assert not loop._watched
+    finally:
+        loop.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_tls13_handshake_never_wakes_the_loop_thread(
+    curlfault, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TLS 1.3: the client's Finished comes with the request, whose debug event pumps it in
+    # the client's thread. A wake-up there would only add a thread switch to every request.
+    from curlfault import Loop
+
+    watches: list[bool] = []
+    monkeypatch.setattr(Loop, "watch", lambda self, handler, on=True: watches.append(on))
+    ep = serve(curlfault, transport)
+    assert transfer(URL).code == 0
+    assert transfer(URL, HTTP_VERSION=pycurl.CURL_HTTP_VERSION_2TLS).code == 0
+    assert [c.tls["version"] for c in ep.connections] == ["TLSv1.3", "TLSv1.3"]
+    assert watches == []
 
 
 def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
