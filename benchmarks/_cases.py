@@ -116,6 +116,28 @@ class CfHttps(_NetCase):
         self.get()
 
 
+class CfHttps12(CfHttps):
+    key = "cf.https12"
+    label = "curlfault: HTTPS GET, TLS 1.2, fresh handle (full handshake)"
+
+    def get(self) -> None:
+        c = pycurl.Curl()
+        buf = io.BytesIO()
+        basic_options(c, self.url, buf, own_proxy=False)
+        c.setopt(pycurl.SSLVERSION, pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2)
+        c.perform()
+        c.close()
+        expect(buf, self.body, self.key)
+
+    def end(self) -> None:
+        try:
+            versions = {c.tls.get("version") for c in self.net.connections}
+            if versions != {"TLSv1.2"}:
+                raise RuntimeError(f"{self.key}: served TLS versions {versions}, not TLS 1.2")
+        finally:
+            super().end()
+
+
 class CfHttp2(CfHttps):
     key = "cf.https.h2"
     label = "curlfault: HTTP/2 GET over TLS, fresh handle (full handshake)"

@@ -287,6 +287,23 @@ class FloorTlsThread(_PairCase):
         self.writer.stop()
 
 
+TLS12 = pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2
+
+
+class FloorTls12Thread(FloorTlsThread):
+    """The same floor with the client capped at TLS 1.2 (a full TLS 1.2 handshake)."""
+
+    key = "floor.https12.thread"
+    label = "floor: HTTPS GET, TLS 1.2, fresh handle (TLS server thread on a socketpair)"
+
+    def op(self) -> None:
+        def configure(c: Any, buf: io.BytesIO) -> None:
+            tls_client_options(c, self.ca)
+            c.setopt(pycurl.SSLVERSION, TLS12)
+
+        self._get(TLS_URL, BODY, configure)
+
+
 class FloorTlsInline(_PairCase):
     key = "floor.https.inline"
     label = "floor: HTTPS GET, fresh handle (SSLObject pumped from the debug callback)"

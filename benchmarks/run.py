@@ -37,6 +37,7 @@ from _cases import (  # noqa: E402
     CfFresh,
     CfHttp2,
     CfHttps,
+    CfHttps12,
     CfKeepAlive,
     Loopback,
     leak_tracking_built,
@@ -47,6 +48,7 @@ from _floors import (  # noqa: E402
     FloorBigThread,
     FloorFresh,
     FloorKeepAlive,
+    FloorTls12Thread,
     FloorTlsInline,
     FloorTlsThread,
 )
@@ -136,11 +138,13 @@ def request_cases(loop: Any, ca: Any) -> list[Case]:
         FloorBigInline(),
         FloorTlsThread(ca),
         FloorTlsInline(ca),
+        FloorTls12Thread(ca),
         CfFresh(loop, ca),
         CfKeepAlive(loop, ca),
         CfBig(loop, ca),
         CfHttps(loop, ca),
         CfHttp2(loop, ca),
+        CfHttps12(loop, ca),
         CfFixture(loop, ca),
         CfFixtureEndpoint(loop, ca),
     ]
@@ -239,6 +243,9 @@ def build(
     cf_h2 = line("cf.https.h2", "floor.https.thread", group="curlfault")
     line("httpserver.https", "floor.https.thread", group="peer")
     line("stdlib.https", "floor.https.thread", group="peer")
+    # TLS 1.2: measured against a TLS 1.2 floor, no target of its own
+    line("floor.https12.thread")
+    line("cf.https12", "floor.https12.thread", group="curlfault")
     # leak tracking, once it exists
     tracked: dict[str, Line] = {}
     if "leaks.on" in labels:
@@ -391,6 +398,7 @@ def build(
         "floor.https.inline": "HTTPS: threadless TLS floor",
         "cf.https": "HTTPS: curlfault",
         "cf.https.h2": "HTTP/2 over TLS: curlfault",
+        "cf.https12": "HTTPS, TLS 1.2: curlfault",
         "httpserver.https": "HTTPS: pytest-httpserver",
         "stdlib.https": "HTTPS: ThreadingHTTPServer",
         "leaks.on": "loopback GET, fresh handle: under leak tracking",
