@@ -103,6 +103,8 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     attribute read costs about as much as the rest of the loop (and the loop counts down
     instead of iterating a range, which is measurably cheaper at this size).
     """
+    if depth <= 0:
+        return _site_of([])
     frame: Any = _getframe(skip)
     code = frame.f_code
     while code.co_filename.startswith(_HERE):

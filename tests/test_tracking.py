@@ -129,6 +129,9 @@ def test_creation_site_line_numbers_match_the_frames() -> None:
     site, line = make()
     assert site.frames[0] == (__file__, line, "make")
     assert site.frames[1][2] == "test_creation_site_line_numbers_match_the_frames"
+    assert len(caller_site(skip=1, depth=2).frames) == 2
+    assert caller_site(skip=1, depth=0).frames == ()
+    assert str(caller_site(skip=1, depth=0)) == "?"
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
