@@ -82,6 +82,37 @@ def test_post_body_and_handler_over_http2(curlfault: FakeNetwork, scheme: str) -
     balanced(curlfault)
 
 
+@pytest.mark.parametrize("size", [150_000, 1_000_000])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_upload_tail_is_served_without_the_safety_net_scan(
+    scheme: str, transport: str, size: int
+) -> None:
+    # libcurl announces DATA_OUT when it hands data to nghttp2, which writes the frames
+    # later: an upload's last frames arrive with no debug event after them. While a request
+    # body is incomplete the loop thread watches the connection, so their arrival wakes it.
+    # With the scan made a minute long, the POST only completes within TIMEOUT that way.
+    from curlfault import Loop
+
+    loop = Loop(name="h2-upload-no-scan")
+    loop.SCAN_SECONDS = 60.0
+    upload = bytes(range(256)) * (size // 256)
+    try:
+        with FakeNetwork(loop=loop) as net:
+            api = endpoint(net, scheme, transport)
+            api.post("/up").handle(lambda req: Response.make(201, body=str(len(req.body))))
+            with net.intercept():
+                results = [get(scheme, "/up", POSTFIELDS=upload) for _ in range(2)]
+            assert [(r.code, r.status, r.body) for r in results] == [
+                (0, 201, str(len(upload)).encode())
+            ] * 2
+            assert [r.body == upload for r in api.requests] == [True, True]
+            assert {r.http_version for r in api.requests} == {"2"}
+            assert not loop._watched  # watched only while a body was arriving
+    finally:
+        loop.stop()
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_http1_client_of_an_http2_endpoint_is_served_http1(
     curlfault: FakeNetwork, scheme: str

@@ -162,8 +162,14 @@ class Http2Server:
         self._out: dict[int, _Out] = {}
         self._dead = False
         self._closing = False  # GOAWAY sent: FIN once the last response is out
+        # Streams whose request body is still arriving. libcurl announces DATA_OUT when it
+        # hands data to nghttp2, which writes it later: the last frames of an upload come
+        # with no debug event after them. While a body is incomplete the loop thread
+        # watches this end, so their arrival wakes it (else the 20 ms scan serves them).
+        self._uploading: set[int] = set()
+        self._watching = False
         conn.event("HTTP/2")
-        channel = conn.channel
+        channel = self._channel = conn.channel
         if channel is not None:
             # Flow control makes the server wait for the client's WINDOW_UPDATE, which no
             # debug event announces: pump this end after libcurl reads, too.
@@ -183,9 +189,15 @@ class Http2Server:
             return
         for event in events:
             if self._dead:
-                return
+                break
             self._event(event)
-        self._flush()
+        else:
+            self._flush()
+        channel = self._channel
+        uploading = bool(self._uploading) and not self._dead
+        if uploading != self._watching and channel is not None:
+            self._watching = uploading
+            channel.loop.watch(channel, uploading)
 
     def eof_received(self) -> None:
         self._dead = True
@@ -197,11 +209,15 @@ class Http2Server:
             sid = event.stream_id
             if sid in self._bodies and event.data:
                 self._bodies[sid].append(event.data)
-                self._requests[sid].body = b"".join(self._bodies[sid])
+                if sid in self._stalled:
+                    # Recorded (dispatched) already: its body grows as bytes arrive. The
+                    # others are joined once, when the stream ends.
+                    self._requests[sid].body = b"".join(self._bodies[sid])
             if sid not in self._stalled and event.flow_controlled_length:
                 self.h2.acknowledge_received_data(event.flow_controlled_length, sid)
         elif isinstance(event, h2.events.StreamEnded):
             sid = event.stream_id
+            self._uploading.discard(sid)
             if sid in self._requests and sid not in self._stalled:
                 self._complete(sid)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
@@ -212,6 +228,7 @@ class Http2Server:
                     self._gone(sid)
         elif isinstance(event, h2.events.StreamReset):
             self._out.pop(event.stream_id, None)
+            self._uploading.discard(event.stream_id)
             self.conn.event(f"client reset stream {event.stream_id} ({event.error_code!r})")
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.conn.event(f"client sent GOAWAY ({event.error_code!r})")
@@ -243,11 +260,14 @@ class Http2Server:
         )
         self._requests[sid] = request
         self._bodies[sid] = []
+        if event.stream_ended is None:
+            self._uploading.add(sid)
         self.conn.event(f"request {request.method} {request.target} on stream {sid}")
         route = ep.match(request)
         fault = route.peek_fault() if route is not None else None
         if any(isinstance(f, FlowStall) for f in flatten(fault)):
             self._stalled.add(sid)
+            self._uploading.discard(sid)  # its body is never waited for
             self.conn.event(f"flow_stall(): no WINDOW_UPDATE for stream {sid}, never answered")
             ep.dispatch(request, self.conn)  # recorded now; its body grows as bytes arrive
 
