@@ -30,6 +30,8 @@ __all__ = ["Handler", "Loop", "Timer"]
 READ = select.EPOLLIN
 WRITE = select.EPOLLOUT
 _HUP = select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
+# The thread pumps again while a pump finds work, at most this many times per wake-up.
+_REPUMPS = 16
 
 
 def _mask(events: int) -> int:
@@ -158,6 +160,8 @@ class Loop:
             self.start()
         assert self._ready is not None
         fd = handler.fileno()
+        if fd in self._watched:  # a number reused after a close without remove()
+            self._unwatch_fd(fd)
         self._handlers[fd] = handler
         self._ready.register(fd, _mask(events))
         if events & WRITE:
@@ -181,21 +185,30 @@ class Loop:
         For a server end whose client writes its last bytes and then waits with no debug
         event to follow: a TLS 1.2 client's Finished, say. Without a watch only the
         ``SCAN_SECONDS`` safety net would serve them. Edge-triggered: one wake-up per
-        arrival, and the pump that follows serves it through the ready set as usual.
+        arrival, and the pumps that follow serve it through the ready set as usual (the
+        thread pumps again while a pump finds work, so a burst bigger than one read is
+        served too).
         """
         ep = self._ep
         fd = handler.fileno()
         if ep is None or self._handlers.get(fd) is not handler or (fd in self._watched) == on:
             return
+        if not on:
+            self._unwatch_fd(fd)
+            return
         try:
-            if on:
-                ep.register(fd, READ | select.EPOLLET)
-                self._watched.add(fd)
-            else:
-                self._watched.discard(fd)
-                ep.unregister(fd)
+            ep.register(fd, READ | select.EPOLLET)
+            self._watched.add(fd)
         except (OSError, ValueError):
             pass
+
+    def _unwatch_fd(self, fd: int) -> None:
+        self._watched.discard(fd)
+        if self._ep is not None:
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
 
     def remove(self, handler: Handler) -> None:
         fd = handler.fileno()
@@ -304,7 +317,9 @@ class Loop:
                     pass
             with self.lock:
                 self._run_due()
-            self.pump()
+            for _ in range(_REPUMPS):
+                if not self.pump():
+                    break
 
     def _run_due(self) -> None:
         while self._calls:

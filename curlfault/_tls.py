@@ -340,8 +340,12 @@ class TlsLayer:
                 fields = fields or {}
                 offered = fields.get("alpn_offered")
                 self.conn.tls.update(sni=fields.get("sni"), alpn_offered=offered)
-                top = self.obj.context.maximum_version
-                self._tls12 = not fields.get("tls13_offered") or top not in _ALLOWS_TLS13
+                ctx = self.obj.context
+                self._tls12 = (
+                    not fields.get("tls13_offered")
+                    or ctx.maximum_version not in _ALLOWS_TLS13
+                    or bool(ctx.options & ssl.OP_NO_TLSv1_3)
+                )
                 if self._raw and isinstance(self.fault, AlpnMismatch) and not offered:
                     # A client that offers no ALPN cannot mismatch: the handshake goes on.
                     self.conn.event("alpn_mismatch(): the client offered no ALPN")
@@ -356,10 +360,11 @@ class TlsLayer:
                 self.obj.do_handshake()
             except ssl.SSLWantReadError:
                 self._flush()
-                if self._tls12 and not self._watched:
+                if self._tls12 and not self._watched and not self.obj.session_reused:
                     # TLS 1.2 and older: the client's last flight (key exchange, Finished)
                     # is followed by no debug event, since libcurl waits for our Finished.
                     # Its arrival wakes the loop thread instead (SCAN_SECONDS otherwise).
+                    # A resumed session ends with the client's Finished and its request.
                     self._watched = True
                     self.channel.loop.watch(self.channel)
                 return
@@ -402,6 +407,7 @@ class TlsLayer:
             version=obj.version(),
             cipher=(obj.cipher() or ("",))[0],
             alpn=obj.selected_alpn_protocol(),
+            resumed=obj.session_reused,
             client_cert=_peer_name(obj.getpeercert()) if self.config.client_cert else None,
         )
         self.conn.event(f"TLS handshake done ({obj.version()})")

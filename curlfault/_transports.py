@@ -194,6 +194,7 @@ class Channel:
         if self.closed or self.write_closed:
             return
         self.write_closed = True
+        self.loop.watch(self, False)  # nothing more to serve promptly (a failed handshake)
         self.conn.event("server sent FIN")
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -238,6 +239,7 @@ class Channel:
     def stop_reading(self) -> None:
         """Never read from the client again (the stop_reading() fault)."""
         self.read_eof = True  # no READ interest from now on
+        self.loop.watch(self, False)
         self._update_interest()
 
     def client_closed(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -261,6 +262,7 @@ def test_a_watched_handler_wakes_the_loop_thread_and_remove_unwatches_it() -> No
     loop = Loop(name="watch-test")
     loop.SCAN_SECONDS = 60.0  # only a wake-up can serve within the test's bounds
     client, server = socket.socketpair()
+    other_client, other_server = socket.socketpair()
     handler = _Recorder(server)
     try:
         loop.start()
@@ -281,10 +283,24 @@ def test_a_watched_handler_wakes_the_loop_thread_and_remove_unwatches_it() -> No
         assert not loop._watched
         loop.watch(handler)  # no longer the loop's: ignored
         assert not loop._watched
+        # A server end closed without remove() while watched; its number comes back for a
+        # new one (dup2 closes the old socket): the new one can be watched, and wakes.
+        loop.add(handler)
+        loop.watch(handler)
+        assert loop._watched == {server.fileno()}
+        os.dup2(other_server.fileno(), server.fileno())
+        fresh = _Recorder(server)  # the same number, now other_server's socket
+        loop.add(fresh)
+        assert not loop._watched
+        loop.watch(fresh)
+        assert loop._watched == {server.fileno()}
+        other_client.send(b"three")
+        assert fresh.got.wait(10)
+        assert fresh.threads == ["watch-test"]
     finally:
         loop.stop()
-        client.close()
-        server.close()
+        for s in (client, server, other_client, other_server):
+            s.close()
 
 
 def test_tornado_curl_async_http_client(curlfault) -> None:
