@@ -48,10 +48,14 @@ class _NetCase(Case):
     def op(self) -> None:
         self.get()
 
+    options: dict[int, Any] = {}
+
     def get(self) -> None:
         c = pycurl.Curl()  # InterceptedCurl while the batch runs
         buf = io.BytesIO()
         basic_options(c, self.url, buf, own_proxy=False)
+        for option, value in self.options.items():
+            c.setopt(option, value)
         c.perform()
         c.close()
         expect(buf, self.body, self.key)
@@ -120,14 +124,7 @@ class CfHttps12(CfHttps):
     key = "cf.https12"
     label = "curlfault: HTTPS GET, TLS 1.2, fresh handle (full handshake)"
 
-    def get(self) -> None:
-        c = pycurl.Curl()
-        buf = io.BytesIO()
-        basic_options(c, self.url, buf, own_proxy=False)
-        c.setopt(pycurl.SSLVERSION, pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2)
-        c.perform()
-        c.close()
-        expect(buf, self.body, self.key)
+    options = {pycurl.SSLVERSION: pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2}
 
     def end(self) -> None:
         try:
@@ -145,14 +142,7 @@ class CfHttp2(CfHttps):
     def declare(self, net: FakeNetwork) -> None:
         net.https(self.host, http2=True).get("/").respond(200, body=self.body)
 
-    def get(self) -> None:
-        c = pycurl.Curl()
-        buf = io.BytesIO()
-        basic_options(c, self.url, buf, own_proxy=False)
-        c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
-        c.perform()
-        c.close()
-        expect(buf, self.body, self.key)
+    options = {pycurl.HTTP_VERSION: pycurl.CURL_HTTP_VERSION_2TLS}
 
     def end(self) -> None:
         try:

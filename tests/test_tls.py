@@ -288,6 +288,21 @@ def test_parse_client_hello_reads_whether_tls13_is_offered() -> None:
     assert offered(b"\x03\x03\x03\x02") is False
 
 
+def spy_watches(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every ``Loop.watch(handler, on)`` call's ``on``, from now to the end of the test."""
+    from curlfault import Loop
+
+    watches: list[bool] = []
+    watch = Loop.watch
+
+    def spy_watch(self: Loop, handler: Any, on: bool = True) -> None:
+        watches.append(on)
+        watch(self, handler, on)
+
+    monkeypatch.setattr(Loop, "watch", spy_watch)
+    return watches
+
+
 TLS12 = {
     "client caps": ({}, {"SSLVERSION": pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2}),
     "server caps": ({"tls_versions": (None, "TLSv1.2")}, {}),
@@ -313,14 +328,7 @@ def test_tls12_final_flight_is_served_without_the_safety_net_scan(
     from curlfault import Loop
 
     endpoint_kw, opts = TLS12[case]
-    watches: list[bool] = []
-    watch = Loop.watch
-
-    def spy_watch(self: Loop, handler: Any, on: bool = True) -> None:
-        watches.append(on)
-        watch(self, handler, on)
-
-    monkeypatch.setattr(Loop, "watch", spy_watch)
+    watches = spy_watches(monkeypatch)
     loop = Loop(name="tls12-no-scan")
     loop.SCAN_SECONDS = 60.0
     try:
@@ -342,16 +350,8 @@ def test_a_handle_resumes_its_session_and_a_resumed_tls12_handshake_is_not_watch
 ) -> None:
     # A resumed TLS 1.2 handshake ends with the client's Finished and its request, whose
     # debug event pumps both: no wake-up of the loop thread is needed.
-    from curlfault import Loop
 
-    watches: list[bool] = []
-    watch = Loop.watch
-
-    def spy_watch(self: Loop, handler: Any, on: bool = True) -> None:
-        watches.append(on)
-        watch(self, handler, on)
-
-    monkeypatch.setattr(Loop, "watch", spy_watch)
+    watches = spy_watches(monkeypatch)
     ep = serve(curlfault)
     cap = pycurl.SSLVERSION_TLSv1_2 | pycurl.SSLVERSION_MAX_TLSv1_2
     opts = {"SSLVERSION": cap if version == "TLSv1.2" else pycurl.SSLVERSION_TLSv1_3}
@@ -375,10 +375,8 @@ def test_tls13_handshake_never_wakes_the_loop_thread(
 ) -> None:
     # TLS 1.3: the client's Finished comes with the request, whose debug event pumps it in
     # the client's thread. A wake-up there would only add a thread switch to every request.
-    from curlfault import Loop
 
-    watches: list[bool] = []
-    monkeypatch.setattr(Loop, "watch", lambda self, handler, on=True: watches.append(on))
+    watches = spy_watches(monkeypatch)
     ep = serve(curlfault, transport)
     assert transfer(URL).code == 0
     assert transfer(URL, HTTP_VERSION=pycurl.CURL_HTTP_VERSION_2TLS).code == 0
