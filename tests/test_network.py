@@ -303,6 +303,57 @@ def test_a_watched_handler_wakes_the_loop_thread_and_remove_unwatches_it() -> No
             s.close()
 
 
+def test_one_pump_serves_more_ready_ends_than_one_epoll_batch() -> None:
+    from curlfault import Loop
+    from curlfault._loop import _BATCH
+
+    loop = Loop(name="batch-test")
+    pairs = [socket.socketpair() for _ in range(3 * _BATCH + 5)]
+    handlers = [_Recorder(server) for _, server in pairs]
+    try:
+        loop.start()
+        for h in handlers:
+            loop.add(h)
+        with loop.lock:  # the loop thread waits: this thread's pump serves them all
+            for client, _ in pairs:
+                client.send(b"x")
+            assert loop.pump() == len(pairs)
+        assert all(h.threads == ["MainThread"] for h in handlers)
+    finally:
+        loop.stop()
+        for client, server in pairs:
+            client.close()
+            server.close()
+
+
+def test_serving_a_request_allocates_only_what_it_keeps() -> None:
+    # epoll.poll() left at its default allocates room for 1023 events on every call, and
+    # sock.recv(262144) a 256 KiB block per read (an mmap, shrunk to what arrived): a
+    # request's bytes then hold a page each. A pump and a read allocate what they serve.
+    import tracemalloc
+
+    from curlfault import FakeNetwork
+
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(200, body=b"hello")
+        with net.intercept():
+            first = transfer("http://api.test/")  # warm: the read buffer, caches
+            tracemalloc.start()
+            try:
+                transient = []
+                for _ in range(5):
+                    kept, _ = tracemalloc.get_traced_memory()
+                    tracemalloc.reset_peak()
+                    assert transfer("http://api.test/").body == b"hello"
+                    transient.append(tracemalloc.get_traced_memory()[1] - kept)
+            finally:
+                tracemalloc.stop()
+        assert first.body == b"hello"
+    # About 6 KiB here (a handle, its wiring, the records a network keeps); the 1023-event
+    # poll alone was 12 KiB, the 256 KiB read 270 KiB.
+    assert max(transient) < 10 * 1024, transient
+
+
 def test_tornado_curl_async_http_client(curlfault) -> None:
     # tornado builds handles with pycurl.Curl(), drives a CurlMulti and reset()s each one.
     tornado = pytest.importorskip("tornado")
