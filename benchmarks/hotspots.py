@@ -391,7 +391,7 @@ def pieces(n: int) -> list[str]:
             per_call(http1_server, n // 4),
         )
     )
-    conn.events.clear()
+    conn._log.clear()
     ep._requests.clear()
     net.requests.clear()
     ep.routes[0].requests.clear()

@@ -85,8 +85,38 @@ class _Sequence:
         return self.faults[i] if i < len(self.faults) else None
 
 
+# The texts of connection events, kept once each: most are the same from one connection to
+# the next ("request GET /items"), and a network keeps every connection's timeline.
+_TEXTS: dict[str, str] = {}
+_TEXTS_MAX = 4096
+_TEXT_MAX_LEN = 80
+
+
 class Connection:
     """One connection attempt libcurl made, as the fake network saw it."""
+
+    # A network keeps every connection it saw: slots, a flat timeline and containers made
+    # on first use keep an idle one small.
+    __slots__ = (
+        "_frames",
+        "_log",
+        "_point",
+        "_tls",
+        "channel",
+        "closed_at",
+        "connected_at",
+        "endpoint",
+        "family",
+        "fault",
+        "host",
+        "id",
+        "network",
+        "opened_at",
+        "peer",
+        "refused",
+        "transport",
+        "url",
+    )
 
     def __init__(
         self, network: FakeNetwork, seq: int, endpoint: Endpoint | None, peer: str, url: str
@@ -107,13 +137,36 @@ class Connection:
         self.connected_at: float | None = None
         self.closed_at: float | None = None
         self._point: ConnectPoint | None = None  # the port libcurl connected to itself
-        self.events: list[tuple[float, str]] = []
+        self._log: list[float | str] = []  # time, text, time, text, ...
         self.channel: Channel | None = None
-        self.tls: dict[str, Any] = {}
-        self.frames: list[Frame] = []  # HTTP/2 frames both ways, in order (HTTP/2 only)
+        self._tls: dict[str, Any] | None = None
+        self._frames: list[Frame] | None = None
+
+    @property
+    def events(self) -> list[tuple[float, str]]:
+        """The connection's timeline: ``(time.monotonic(), text)`` pairs, oldest first."""
+        log = self._log
+        return list(zip(log[0::2], log[1::2], strict=True))  # type: ignore[arg-type]
+
+    @property
+    def tls(self) -> dict[str, Any]:
+        """What the TLS handshake saw (TLS endpoints only; empty otherwise)."""
+        if self._tls is None:
+            self._tls = {}
+        return self._tls
+
+    @property
+    def frames(self) -> list[Frame]:
+        """HTTP/2 frames both ways, in order (HTTP/2 only; empty otherwise)."""
+        if self._frames is None:
+            self._frames = []
+        return self._frames
 
     def event(self, text: str) -> None:
-        self.events.append((time.monotonic(), text))
+        kept = _TEXTS.get(text)
+        if kept is None and len(_TEXTS) < _TEXTS_MAX and len(text) <= _TEXT_MAX_LEN:
+            kept = _TEXTS[text] = text
+        self._log += (time.monotonic(), kept or text)
 
     def server_failed(self, exc: BaseException) -> None:
         err = ServerError(f"connection #{self.id} to {self.host or self.peer}: {exc!r}")

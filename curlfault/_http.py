@@ -24,7 +24,7 @@ __all__ = ["Handler", "HeadersLike", "Request", "Response", "Route"]
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
-@dataclass
+@dataclass(slots=True)  # a network keeps every request
 class Request:
     """A request as the fake received it."""
 

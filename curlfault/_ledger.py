@@ -77,7 +77,7 @@ def _line_of(code: CodeType, lasti: int) -> int:
     return code.co_firstlineno
 
 
-@dataclass
+@dataclass(slots=True)  # a ledger keeps one per descriptor, open or closed
 class SocketRecord:
     """One descriptor handed to libcurl."""
 
@@ -94,7 +94,7 @@ class SocketRecord:
     bound: int = 0  # sockopt calls that named this socket
     closes: int = 0  # closesocket calls for this socket
     closed_by_pycurl: bool = False  # gone from /proc/self/fd without our callback
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] | tuple[()] = ()
     owner: object = field(default=None, repr=False)  # the Connection, for the network
     reported: bool = False  # a problem with this record was raised once already
     # The pycurl handle, held while this connection may sit in a CurlMulti or CurlShare

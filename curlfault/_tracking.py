@@ -339,7 +339,7 @@ class Tracker:
         if still_open:
             note = "the handle's CLOSESOCKETFUNCTION returned without closing it"
             if note not in rec.notes:
-                rec.notes.append(note)
+                rec.notes = [*rec.notes, note]
             return
         entry = self._open.get(fd)
         if entry is not None and entry[0] == rec.inode:

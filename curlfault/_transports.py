@@ -92,6 +92,22 @@ class Channel:
     """The server end of one fake connection, served by the loop thread."""
 
     DRAIN_SECONDS = 5.0
+    __slots__ = (
+        "_after_flush",
+        "_drain_timer",
+        "_out",
+        "_writing",
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "conn",
+        "fd",
+        "loop",
+        "protocol",
+        "read_eof",
+        "sock",
+        "write_closed",
+    )
 
     def __init__(self, loop: Loop, sock: _socket.socket, conn: Connection) -> None:
         sock.setblocking(False)
@@ -100,7 +116,7 @@ class Channel:
         self.fd = sock.fileno()
         self.conn = conn
         self.protocol: StreamProtocol | None = None
-        self._out = bytearray()
+        self._out: bytes | bytearray = b""  # a bytearray once something waits in it
         self._after_flush: Callable[[], None] | None = None
         self._writing = False
         self.read_eof = False
@@ -161,7 +177,7 @@ class Channel:
             return
         self.bytes_out += sent
         if sent < len(data):
-            self._out += data[sent:]
+            self._out = bytearray(memoryview(data)[sent:])
             self._want_write(True)
 
     def on_writable(self) -> None:
@@ -177,7 +193,7 @@ class Channel:
                 self.close()
                 return
             self.bytes_out += sent
-            del self._out[:sent]
+            del self._out[:sent]  # type: ignore[union-attr]  # non-empty: a bytearray
         if not self._out:
             self._want_write(False)
             after, self._after_flush = self._after_flush, None

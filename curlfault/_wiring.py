@@ -99,12 +99,12 @@ class Wiring:
         self.trust = trust
         self.user_trust = False
         self.generation = -1
-        self.pending: list[CallbackError] = []
+        self.pending: list[CallbackError] | tuple[()] = ()  # a list from the first error
         self.user_open: Any = None
         self.user_sockopt: Any = None
         self.user_close: Any = None
-        self.user_connect_to: list[str] = []
-        self.user_resolve: list[str] = []
+        self.user_connect_to: list[str] | tuple[()] = ()
+        self.user_resolve: list[str] | tuple[()] = ()
         self.user_verbose = False
         self.user_debug: Any = None
         self.interrupt: BaseException | None = None
@@ -137,7 +137,7 @@ class Wiring:
         """``curl.reset()`` cleared every option in C: forget the user's, wire it again."""
         self.user_open = self.user_sockopt = self.user_close = self.user_debug = None
         self.user_verbose = False
-        self.user_connect_to, self.user_resolve, self.url, self.user_trust = [], [], "", False
+        self.user_connect_to, self.user_resolve, self.url, self.user_trust = (), (), "", False
         self.install(curl, attached=False)
 
     def duplicate(self, dup: Any, site: Site) -> Wiring:
@@ -159,12 +159,12 @@ class Wiring:
         if self.generation == net.generation:
             return
         resolve, connect_to = net.pins()
-        connect_to = connect_to + self.user_connect_to
+        connect_to = [*connect_to, *self.user_connect_to]
         if net.strict:
             connect_to = [*connect_to, _SINK_ENTRY]
         setopt = _SETOPT
         setopt(curl, pycurl.CONNECT_TO, connect_to)
-        setopt(curl, pycurl.RESOLVE, resolve + self.user_resolve)
+        setopt(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
         if self.trust and not self.user_trust and net.has_tls:
             setopt(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
         self.generation = net.generation
@@ -218,7 +218,10 @@ class Wiring:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         err = CallbackError(f"{where} raised {type(exc).__name__}: {exc}\n{tb}")
         err.__cause__ = exc
-        self.pending.append(err)
+        if self.pending:
+            self.pending.append(err)
+        else:
+            self.pending = [err]
         self.network._callback_error(err)
 
     def raise_pending(self) -> None:
@@ -227,7 +230,7 @@ class Wiring:
             exc, self.interrupt = self.interrupt, None
             raise exc
         if self.pending:
-            errors, self.pending = self.pending, []
+            errors, self.pending = self.pending, ()
             for err in errors:
                 self.network._delivered(err)
             raise errors[0]

@@ -64,6 +64,21 @@ class ByteTransport(Protocol):
 
 
 class Http1Server:
+    __slots__ = (
+        "_body",
+        "_body_seen",
+        "_candidate",
+        "_dead",
+        "_h11",
+        "_plan",
+        "_request",
+        "_upgraded",
+        "_upload",
+        "conn",
+        "endpoint",
+        "transport",
+    )
+
     def __init__(self, endpoint: HttpEndpoint, transport: ByteTransport, conn: Connection) -> None:
         self.endpoint = endpoint
         self.transport = transport
@@ -73,7 +88,7 @@ class Http1Server:
         # keep-alive connection holds none. None also means h11 has seen nothing yet.
         self._h11: h11.Connection | None = None
         self._request: Request | None = None
-        self._body: list[bytes] = []
+        self._body: list[bytes] | tuple[()] = ()  # a list while a request body arrives
         self._dead = False
         self._plan: Plan | None = None  # a faulted response still being played
         self._upload: UploadFault | None = None
@@ -136,7 +151,10 @@ class Http1Server:
                     )
                     self.conn.event("sent 100 Continue")
             elif isinstance(event, h11.Data):
-                self._body.append(bytes(event.data))
+                if self._body:
+                    self._body.append(bytes(event.data))
+                else:
+                    self._body = [bytes(event.data)]
                 self._body_seen += len(event.data)
                 if isinstance(self._upload, StopReading) and self._body_seen >= (
                     self._upload.after_bytes
@@ -238,14 +256,14 @@ class Http1Server:
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
             event.http_version.decode("ascii", "replace"),
         )
-        self._body = []
+        self._body = ()
         self.conn.event(f"request {self._request.method} {self._request.target}")
 
     def _complete(self) -> None:
         request = self._request
         assert request is not None
         request.body = b"".join(self._body)
-        self._body = []
+        self._body = ()
         ws_route = self.endpoint.websocket_route(request)
         if ws_route is not None:  # the handshake: wsproto serves the connection from now on
             from .websocket import upgrade
