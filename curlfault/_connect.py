@@ -33,15 +33,22 @@ if TYPE_CHECKING:
 
 __all__ = ["open_socket"]
 
+# "ip:port" by (ip, port): a network keeps every connection, and most go to a few addresses.
+_PEERS: dict[tuple[str, int], str] = {}
+_PEERS_MAX = 4096
+
 
 def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
     """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""
     if family == socket.AF_INET6:
         ip = str(ipaddress.IPv6Address(ip))  # the spelling our pins and points use
-        peer = f"[{ip}]:{port}"
-    else:
-        peer = f"{ip}:{port}"
-    ep = net._by_point.get((ip, port)) or net._by_alias.get(ip)
+    point = (ip, port)
+    peer = _PEERS.get(point)
+    if peer is None:
+        peer = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+        if len(_PEERS) < _PEERS_MAX:
+            _PEERS[point] = peer
+    ep = net._by_point.get(point) or net._by_alias.get(ip)
     with net._lock:
         conn = Connection(net, len(net.connections) + 1, ep, peer, wiring.url)
         net.connections.append(conn)
@@ -91,7 +98,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     kind = "tcp" if ep._needs_tcp else ep.transport
     client, server = make_pair(kind)
     conn.transport = kind
-    conn.connected_at = time.monotonic()
+    conn.connected_at = connected = time.monotonic()
     try:
         inode = _inode(client)
         net.ledger.opened(
@@ -111,7 +118,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         )
         channel = Channel(net.loop, server, conn)
         conn.channel = channel
-        conn.event(f"connected ({kind})")
+        conn.event(f"connected ({kind})", connected)
         ep._serve(channel, conn)
     except BaseException:
         client.close()

@@ -162,11 +162,12 @@ class Connection:
             self._frames = []
         return self._frames
 
-    def event(self, text: str) -> None:
+    def event(self, text: str, at: float | None = None) -> None:
+        """Add ``text`` to the timeline, at ``at`` (a ``time.monotonic()`` value) or now."""
         kept = _TEXTS.get(text)
         if kept is None and len(_TEXTS) < _TEXTS_MAX and len(text) <= _TEXT_MAX_LEN:
             kept = _TEXTS[text] = text
-        self._log += (time.monotonic(), kept or text)
+        self._log += (time.monotonic() if at is None else at, kept or text)
 
     def server_failed(self, exc: BaseException) -> None:
         err = ServerError(f"connection #{self.id} to {self.host or self.peer}: {exc!r}")

@@ -120,10 +120,21 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
             break
         raw += (frame.f_code, frame.f_lasti)
         left -= 1
-    return _site_of(raw)
+    # Handles are made at a few places, again and again: one Site per place, shared. The
+    # key holds code objects by identity (equal code in two files compares equal); a
+    # cached Site keeps its code objects, so their ids are not reused while it is cached.
+    key = (*map(id, raw[0::2]), *raw[1::2])
+    site = _SITES.get(key)
+    if site is None:
+        site = _site_of(tuple(raw))
+        if len(_SITES) < _SITES_MAX:
+            _SITES[key] = site
+    return site
 
 
 _site_of = Site.capture
+_SITES: dict[tuple[Any, ...], Site] = {}
+_SITES_MAX = 4096
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]

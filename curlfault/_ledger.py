@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -32,10 +32,10 @@ class Site:
 
     def __init__(self, frames: tuple[tuple[str, int, str], ...] = ()) -> None:
         self._frames: tuple[tuple[str, int, str], ...] | None = frames
-        self._raw: list[Any] = []
+        self._raw: Sequence[Any] = ()
 
     @staticmethod
-    def capture(raw: list[Any]) -> Site:
+    def capture(raw: Sequence[Any]) -> Site:
         """A site from ``[code, f_lasti, code, f_lasti, ...]``, innermost first."""
         site = _new_site(Site)
         site._frames = None
@@ -52,7 +52,7 @@ class Site:
                 (code.co_filename, _line_of(code, lasti), code.co_name)
                 for code, lasti in zip(raw[::2], raw[1::2], strict=True)
             )
-            self._raw = []
+            # _raw stays: a shared site's code objects must outlive its place in the cache.
         return frames
 
     def __str__(self) -> str:

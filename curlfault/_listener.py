@@ -377,7 +377,8 @@ class ConnectPoint:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.connected_at = now = time.monotonic()
         conn.event(
-            f"accepted: libcurl's connect completed after {(now - conn.opened_at) * 1000:.1f} ms"
+            f"accepted: libcurl's connect completed after {(now - conn.opened_at) * 1000:.1f} ms",
+            now,
         )
         channel = Channel(self.loop, sock, conn)
         conn.channel = channel

@@ -134,6 +134,23 @@ def test_creation_site_line_numbers_match_the_frames() -> None:
     assert str(caller_site(skip=1, depth=0)) == "?"
 
 
+def test_one_site_per_place_and_identical_code_in_two_files_keeps_its_own_file() -> None:
+    from curlfault._intercept import caller_site
+
+    source = "def make(site):\n    return site(skip=1)\n"
+    makers = []
+    for name in ("first.py", "second.py"):
+        scope: dict[str, Any] = {}
+        exec(compile(source, name, "exec"), scope)
+        makers.append(scope["make"])
+    # Equal code objects (code compares by value, not by file) must not share a site.
+    assert makers[0].__code__ == makers[1].__code__
+    sites = [[make(caller_site) for _ in range(3)] for make in makers]
+    assert sites[0][0].frames[0] == ("first.py", 2, "make")
+    assert sites[1][0].frames[0] == ("second.py", 2, "make")
+    assert sites[0][0] is sites[0][1] is sites[0][2]  # a place made again shares its site
+
+
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
     tracker: Tracker, server: LoopbackServer
 ) -> None:
