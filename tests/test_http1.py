@@ -407,6 +407,24 @@ def test_repeated_request_bytes_are_not_parsed_again(curlfault, monkeypatch) -> 
     assert len(request_reads) == 1, request_reads  # parsed once, replayed twice
 
 
+def test_repeated_requests_on_one_keepalive_connection_are_not_parsed_again(
+    curlfault, monkeypatch
+) -> None:
+    api = curlfault.http("replay.test")
+    api.get("/kept").respond(body="K")
+    seen = _count_h11_reads(monkeypatch)
+    c = pycurl.Curl()
+    try:
+        results = [transfer("http://replay.test/kept", curl=c) for _ in range(4)]
+    finally:
+        c.close()
+    assert [(r.code, r.body) for r in results] == [(0, b"K")] * 4
+    assert len(api.connections) == 1  # one connection, kept alive
+    assert [r.connection_id for r in api.requests] == [1] * 4
+    request_reads = [d for d in seen if d.startswith(b"GET /kept")]
+    assert len(request_reads) == 1, request_reads  # parsed once, replayed three times
+
+
 def test_replayed_head_and_post_still_follow_h11(curlfault) -> None:
     api = curlfault.http("replay.test")
     api.get("/f").respond(body=b"12345")

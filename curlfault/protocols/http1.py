@@ -133,7 +133,11 @@ class Http1Server:
 
     def _process(self) -> None:
         while not self._dead:
-            h = self.parser  # a new one after a response sent from its cached bytes
+            h = self._h11
+            if h is None:
+                # The response went out from cached bytes and nothing of the next request is
+                # buffered: the connection's next request may be answered from a parse too.
+                return
             try:
                 event = h.next_event()
             except h11.RemoteProtocolError as exc:
