@@ -39,6 +39,15 @@ _REPUMPS = 16
 _BATCH = 32
 
 
+def _unregister(ep: select.epoll | None, fd: int) -> None:
+    """Drop ``fd`` from ``ep`` if it is there (closed or never added: nothing to do)."""
+    if ep is not None:
+        try:
+            ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+
 def _mask(events: int) -> int:
     # RDHUP only while reading: after EOF it would stay ready forever.
     return events | (select.EPOLLRDHUP if events & READ else 0) | select.EPOLLHUP | select.EPOLLERR
@@ -209,25 +218,17 @@ class Loop:
 
     def _unwatch_fd(self, fd: int) -> None:
         self._watched.discard(fd)
-        if self._ep is not None:
-            try:
-                self._ep.unregister(fd)
-            except (OSError, ValueError):
-                pass
+        _unregister(self._ep, fd)
 
     def remove(self, handler: Handler) -> None:
         fd = handler.fileno()
         if self._handlers.get(fd) is handler:
             if fd in self._watched:
-                self.watch(handler, False)
+                self._unwatch_fd(fd)
             del self._handlers[fd]
             self.writers.discard(fd)
             self.followers.discard(fd)
-            if self._ready is not None:
-                try:
-                    self._ready.unregister(fd)
-                except (OSError, ValueError):
-                    pass
+            _unregister(self._ready, fd)
 
     def pump(self) -> int:
         """Serve every ready server end now, in the calling thread. Returns events served."""
