@@ -101,7 +101,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     conn.connected_at = connected = time.monotonic()
     try:
         inode = _inode(client)
-        net.ledger.opened(
+        rec = net.ledger.opened(
             SocketRecord(
                 inode=inode,
                 fd=client.fileno(),
@@ -124,6 +124,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         client.close()
         server.close()
         raise
+    wiring.just_opened = rec
     return client.detach()
 
 

@@ -185,6 +185,13 @@ class Ledger:
             self._order.append(record)
         return record
 
+    def bind_opened(self, record: SocketRecord) -> SocketRecord:
+        """Bind a record whose descriptor number libcurl was handed as it is, in the
+        opensocket call just before: it is the same socket, so no fstat is needed."""
+        with self._lock:
+            record.bound += 1
+        return record
+
     def bind(self, fd: int) -> SocketRecord | None:
         """Bind libcurl's ``fd`` (sockopt callback) to its record; None if unknown."""
         inode = socket_inode(fd)

@@ -110,11 +110,15 @@ class Loop:
         self._stopping = False
         self.errors: list[BaseException] = []
         self._pid = os.getpid()
+        self._alive = False  # the thread runs (see running)
 
     # lifecycle -------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        # A flag the thread clears as it ends (Thread.is_alive() is three Python calls,
+        # and a network asks on every connection); the pid test covers a forked child,
+        # which has no thread.
+        return self._alive and self._pid == os.getpid()
 
     def start(self) -> Loop:
         if self.running:
@@ -124,8 +128,14 @@ class Loop:
         self._ready = select.epoll()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ep.register(self._wake_fd, READ)
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        self._alive = True
+        try:
+            self._thread.start()
+        except BaseException:
+            self._alive = False
+            raise
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -140,6 +150,7 @@ class Loop:
             if thread.is_alive():  # pragma: no cover - would need a handler stuck in C
                 raise RuntimeError(f"curlfault loop thread did not stop within {timeout}s")
         self._thread = None
+        self._alive = False
         with self.lock:
             for handler in list(self._handlers.values()):
                 close = getattr(handler, "close", None)
@@ -296,6 +307,12 @@ class Loop:
 
     # the thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve_forever()
+        finally:
+            self._alive = False
+
+    def _serve_forever(self) -> None:
         ep = self._ep
         assert ep is not None
         wake_fd = self._wake_fd

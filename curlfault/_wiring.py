@@ -77,6 +77,7 @@ class Wiring:
         "armed",
         "generation",
         "interrupt",
+        "just_opened",
         "network",
         "pending",
         "site",
@@ -108,6 +109,9 @@ class Wiring:
         self.user_verbose = False
         self.user_debug: Any = None
         self.interrupt: BaseException | None = None
+        # The record of the descriptor the last opensocket call returned as it is (not a
+        # dup): libcurl calls sockopt on that very number next, so no fstat is needed.
+        self.just_opened: SocketRecord | None = None
         self._handle: weakref.ref[Any] | None = None
         # A TLS record this handle announced is not written yet (see _debug).
         self.armed = False
@@ -237,6 +241,7 @@ class Wiring:
 
     # the callbacks ---------------------------------------------------------------------
     def _opensocket(self, purpose: int, address: Any) -> int:
+        self.just_opened = None
         try:
             family, _socktype, _protocol, addr = address
             fd = self.network.open_socket(family, addr[0], addr[1], self)
@@ -279,7 +284,10 @@ class Wiring:
 
     def _sockopt(self, fd: int, purpose: int) -> int:
         try:
-            rec = self.network.ledger.bind(fd)
+            rec = self.just_opened
+            self.just_opened = None
+            ledger = self.network.ledger
+            rec = ledger.bind_opened(rec) if rec is not None and rec.fd == fd else ledger.bind(fd)
             if rec is not None and rec.connected:
                 return pycurl.SOCKOPT_ALREADY_CONNECTED
             if self.user_sockopt is not None:

@@ -142,3 +142,35 @@ def test_record_knows_where_the_handle_was_made(curlfault) -> None:
     assert rec.url == "http://api.test/"
     assert rec.bound == 1
     assert rec.closes == 1
+
+
+def test_sockopt_binds_the_descriptor_opensocket_just_handed_out_without_fstat(
+    curlfault, monkeypatch
+) -> None:
+    """libcurl calls sockopt on the very number opensocket returned (no dup in between), so
+    the record is bound as it is; any other number still goes through fstat and the inode."""
+    import curlfault._ledger as ledger_module
+
+    looked_up: list[int] = []
+    real = ledger_module.socket_inode
+
+    def counting(fd: int) -> int | None:
+        looked_up.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(ledger_module, "socket_inode", counting)
+    curlfault.http("api.test").get("/").respond(body="x")
+    assert transfer("http://api.test/").code == 0
+    (rec,) = curlfault.ledger.records
+    assert (rec.bound, rec.closes) == (1, 1)
+    assert looked_up == []
+    # A number the ledger was not just handed: bound by its inode.
+    a, b = socket.socketpair()
+    try:
+        other = curlfault.ledger.opened(_record(a))
+        assert curlfault.ledger.bind(a.fileno()) is other
+        assert looked_up == [a.fileno()]
+        curlfault.ledger.closing(a.fileno(), other.inode)
+    finally:
+        a.close()
+        b.close()

@@ -425,3 +425,75 @@ def test_first_https_connection_is_served_inline_not_by_the_loop(curlfault) -> N
     r = transfer("https://secure.test/")
     assert r.body == b"fast"
     assert time.monotonic() - start < 0.9  # the idle loop thread would take ~1 s
+
+
+def test_loop_running_follows_its_thread(monkeypatch) -> None:
+    """``running`` is a flag, not Thread.is_alive(): it must still turn False when the
+    thread ends by stop(), by an error, or in a forked child (no thread there)."""
+    from curlfault import Loop
+
+    loop = Loop(name="running-test")
+    assert not loop.running
+    loop.start()
+    try:
+        assert loop.running
+        loop._pid = -1  # what a forked child sees: the thread is not in this process
+        assert not loop.running
+        loop._pid = os.getpid()
+    finally:
+        loop.stop()
+    assert not loop.running
+
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    dying = Loop(name="dying-loop")
+
+    def boom() -> None:
+        raise RuntimeError("the loop thread failed")
+
+    monkeypatch.setattr(dying, "_serve_forever", boom)
+    dying.start()
+    thread = dying._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
+    assert not dying.running
+    dying.stop()
+
+
+@pytest.mark.parametrize("sent", [b"", b"late bytes"])
+def test_closesocket_reads_what_the_client_sent_before_it_closed(sent: bytes) -> None:
+    """libcurl's closesocket: the server end reads what is still unread (found without a
+    failing read when there is nothing), then closes; server pairs start non-blocking."""
+    from curlfault import Loop
+    from curlfault._network import Connection
+    from curlfault._transports import Channel, make_pair
+
+    got: list[bytes] = []
+
+    class _Sink:
+        def data_received(self, data: bytes) -> None:
+            got.append(data)
+
+        def eof_received(self) -> None:
+            got.append(b"<eof>")
+
+    client, server = make_pair("socketpair")
+    assert server.gettimeout() == 0.0
+    assert not os.get_blocking(client.fileno())
+    with Loop(name="drain-test") as loop:
+        net = FakeNetwork(loop=loop)
+        try:
+            conn = Connection(net, 1, None, "test", "")
+            channel = Channel(loop, server, conn)
+            channel.start(_Sink())  # type: ignore[arg-type]
+            if sent:
+                client.send(sent)
+            with loop.lock:
+                channel.client_closed()
+            assert channel.closed
+            assert b"".join(got) == sent
+            assert channel.bytes_in == len(sent)
+            assert conn.events[-2][1] == "client closed its end (closesocket)"
+        finally:
+            client.close()
+            net.close()

@@ -203,9 +203,9 @@ class Http1Server:
         method, target, headers, version, body = parsed
         ep = self.endpoint
         request = self._new_request(method, target, list(headers), version)
-        if ep.websocket_route(request) is not None:
+        if ep.websockets and ep.websocket_route(request) is not None:
             return False  # a WebSocket path: the handshake (or its 426) needs h11's parse
-        if self._upload_fault_of(request) is not None:
+        if ep._upload_faults_declared and self._upload_fault_of(request) is not None:
             return False  # upload faults act while the request streams in
         self._request = request
         self.conn.event(f"request {method} {target}")
