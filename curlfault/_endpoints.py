@@ -89,6 +89,7 @@ class _Sequence:
 # the next ("request GET /items"), and a network keeps every connection's timeline.
 _TEXTS: dict[str, str] = {}
 _TEXTS_MAX = 4096
+_MATCHED_MAX = 512  # remembered match() answers per endpoint (targets with queries vary)
 _TEXT_MAX_LEN = 80
 
 
@@ -416,6 +417,9 @@ class HttpEndpoint(Endpoint):
         self.tls = tls
         self.http2 = http2  # also serve HTTP/2: by ALPN over TLS, by its preface (h2c)
         self.routes: list[Route] = []
+        # match()'s answers by (method, target), while the route list keeps its length.
+        self._matched: dict[tuple[str, str], Route | None] = {}
+        self._matched_routes = 0
         self._requests: list[Request] = []
         self.websockets: list[WebSocketRoute] = []
 
@@ -528,13 +532,23 @@ class HttpEndpoint(Endpoint):
         A path with its query beats the bare path, an exact method beats ``"*"`` (a GET
         route also answers HEAD); ties go to the route declared first.
         """
+        routes = self.routes
+        if self._matched_routes != len(routes):  # routes are only ever added
+            self._matched = {}
+            self._matched_routes = len(routes)
+        key = (request.method, request.target)
+        matched = self._matched
+        if key in matched:
+            return matched[key]
         best: Route | None = None
         best_rank = -1
-        for r in self.routes:
+        for r in routes:
             if r.matches(request):
                 rank = 2 * ("?" in r.path) + (r.method == request.method)
                 if rank > best_rank:
                     best, best_rank = r, rank
+        if len(matched) < _MATCHED_MAX:
+            matched[key] = best
         return best
 
     def dispatch(self, request: Request, conn: Connection) -> Response:

@@ -230,8 +230,16 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w = None
         if w is None or type(w) in PASSIVE_WIRINGS:
             _PERFORM(self)
-        else:
-            self._routed(_PERFORM)
+            return
+        # _routed() inline (this is every transfer's path): re-pin if endpoints were added,
+        # raise what a callback recorded.
+        if w.generation != w.network.generation:
+            w.refresh(self)
+        try:
+            _PERFORM(self)
+        finally:
+            if w.pending or w.interrupt is not None:
+                w.raise_pending()
 
     def perform_rb(self) -> bytes:
         __tracebackhide__ = True

@@ -416,6 +416,21 @@ def test_route_with_query_wins_over_bare_path(curlfault) -> None:
     assert transfer("http://api.test/items", CUSTOMREQUEST="PUT").body == b"any method"
 
 
+def test_routes_added_between_requests_take_part_in_matching(curlfault) -> None:
+    """match() remembers its answer per (method, target) only while no route is added."""
+    from curlfault import UnmatchedRequest
+
+    api = curlfault.http("api.test")
+    assert transfer("http://api.test/items?page=2").status == 404  # no route yet
+    api.get("/items").respond(body="all")
+    assert transfer("http://api.test/items?page=2").body == b"all"
+    api.get("/items?page=2").respond(body="page two")
+    assert transfer("http://api.test/items?page=2").body == b"page two"
+    assert transfer("http://api.test/items?page=2", NOBODY=1).status == 200  # HEAD: GET's
+    with pytest.raises(UnmatchedRequest):
+        curlfault.check()
+
+
 def test_first_https_connection_is_served_inline_not_by_the_loop(curlfault) -> None:
     # The handshake is pumped from libcurl's debug callback: no wait for the loop thread.
     import time
