@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _socket
 import fcntl
+import mmap
 import socket
 import struct
 import sys
@@ -93,10 +94,14 @@ class _ReadBuffer(threading.local):
     read; and a request's bytes that stay referenced keep a whole page each. ``recv_into``
     a buffer that lives as long as its thread costs one system call and a copy of what
     arrived. Per thread, because ``recv_into`` releases the GIL while it writes.
+
+    An anonymous mapping, not a ``bytearray``: the kernel gives its pages on first write,
+    so a thread that only ever reads small requests holds one page, not 256 KiB that a
+    ``bytearray`` would zero-fill (and make resident) at once.
     """
 
     def __init__(self) -> None:
-        self.view = memoryview(bytearray(_READ_SIZE))
+        self.view = memoryview(mmap.mmap(-1, _READ_SIZE))
 
 
 _buffer = _ReadBuffer()

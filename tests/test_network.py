@@ -354,6 +354,49 @@ def test_serving_a_request_allocates_only_what_it_keeps() -> None:
     assert max(transient) < 10 * 1024, transient
 
 
+def _resident_kib_of_mapping_at(address: int) -> int:
+    """Rss of the mapping holding ``address``, from /proc/self/smaps."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("Rss:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_a_thread_read_buffer_is_resident_only_where_it_was_written() -> None:
+    # Each thread that reads server ends has a 256 KiB receive buffer. Zero-filled (a
+    # bytearray), all of it would be resident from the start, a fixed cost that also
+    # blurred the per-connection memory benchmark (one thread or two that read); mapped
+    # pages are only resident once a read writes them.
+    import ctypes
+
+    from curlfault._transports import _READ_SIZE, _ReadBuffer
+
+    found: list[int] = []
+
+    def read_once() -> None:
+        buffer = _ReadBuffer()
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            n = b.recv_into(buffer.view)
+            assert bytes(buffer.view[:n]) == b"GET / HTTP/1.1\r\n\r\n"
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buffer.view))
+        found.append(_resident_kib_of_mapping_at(address))
+
+    thread = threading.Thread(target=read_once)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    (resident,) = found
+    assert resident <= 16, f"{resident} KiB of a {_READ_SIZE // 1024} KiB buffer resident"
+
+
 def test_tornado_curl_async_http_client(curlfault) -> None:
     # tornado builds handles with pycurl.Curl(), drives a CurlMulti and reset()s each one.
     tornado = pytest.importorskip("tornado")
