@@ -165,10 +165,10 @@ class TrackWiring:
     def _closesocket(self, fd: int) -> int:
         tracker = self.tracker
         try:
-            rec, inode = tracker._closing(self, fd)
+            rec, inode, unrecorded = tracker._closing(self, fd)
         except Exception as exc:
             tracker._internal_error("closesocket callback", exc)
-            rec, inode = None, None
+            rec, inode, unrecorded = None, None, False
         user = self.user_close
         if user is not None:
             try:
@@ -177,7 +177,7 @@ class TrackWiring:
                 if rec is not None:
                     tracker._closed_socket(fd, rec, still_open=socket_inode(fd) == inode)
             return result if isinstance(result, int) else 0
-        if rec is not None or fd in tracker._unrecorded:
+        if rec is not None or unrecorded:
             tracker._unrecorded.discard(fd)
             try:
                 os.close(fd)

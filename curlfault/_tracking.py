@@ -29,6 +29,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import itertools
+import os
 import socket
 import threading
 import traceback
@@ -84,6 +85,15 @@ _KEPT_FOREVER: list[object] = []
 
 # One recorded socket: (inode, seq, label, url, site), under its descriptor number.
 _Entry = tuple[int, int, str, str, Site]
+
+
+def _is_listening(fd: int) -> bool:
+    """Whether socket ``fd`` is listening (``SO_ACCEPTCONN``); read through a duplicate."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as probe:
+            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
 
 
 class Tracker:
@@ -303,7 +313,11 @@ class Tracker:
             with self._lock:
                 self._kept[inode] = curl  # pooled outside the handle: it must outlive it
 
-    def _closing(self, wiring: TrackWiring, fd: int) -> tuple[SocketRecord | None, int | None]:
+    def _closing(
+        self, wiring: TrackWiring, fd: int
+    ) -> tuple[SocketRecord | None, int | None, bool]:
+        """What libcurl's closesocket(fd) closes: (its record, its inode, whether it is
+        libcurl's own socket without a record, to be closed all the same)."""
         inode = socket_inode(fd)
         with self._lock:
             entry = self._open.get(fd)
@@ -320,9 +334,14 @@ class Tracker:
                     f"opened in {rec.opened_in or 'no test'}",
                     wiring.site,
                 )
-            return rec, inode
+            return rec, inode, False
         if fd in self._unrecorded:
-            return None, inode  # the internal error was reported when it happened
+            return None, inode, True  # the internal error was reported when it happened
+        if inode is not None and _is_listening(fd):
+            # FTP active mode: libcurl's own listening socket, which it never passes to
+            # SOCKOPTFUNCTION (only the data connection it accepts there). libcurl makes no
+            # other listener and never closes one twice, so this one is libcurl's to close.
+            return None, inode, True
         what = (
             "not open (closed twice?)"
             if inode is None
@@ -333,7 +352,7 @@ class Tracker:
             f"closesocket({fd}) (url {wiring.url or 'unknown'}): fd {fd} is {what}",
             wiring.site,
         )
-        return None, inode
+        return None, inode, False
 
     def _closed_socket(self, fd: int, rec: SocketRecord, *, still_open: bool) -> None:
         if still_open:

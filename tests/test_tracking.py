@@ -415,6 +415,49 @@ def test_double_and_unknown_closes_are_events(tracker: Tracker, server: Loopback
     assert tracker.audit().ok
 
 
+@pytest.mark.parametrize("own_close", ["none", "chained", "unset"])
+def test_ftp_active_mode_listener_is_libcurls_own_not_an_unknown_close(
+    tracker: Tracker, own_close: str
+) -> None:
+    """libcurl's FTP active-mode listening socket never reaches SOCKOPTFUNCTION, so no record
+    holds it; its close is neither an unknown close nor left open (which would leak it)."""
+    from ftp_server import ActiveFtpServer
+
+    closed: list[int] = []
+
+    def closes(fd: int) -> int:
+        closed.append(fd)
+        os.close(fd)
+        return 0
+
+    c = pycurl.Curl()
+    with ActiveFtpServer(b"over ftp") as srv:
+        try:
+            if own_close != "none":
+                c.setopt(pycurl.CLOSESOCKETFUNCTION, closes)
+            if own_close == "unset":
+                c.setopt(pycurl.CLOSESOCKETFUNCTION, None)  # curlfault's callback stays on
+            result = transfer(srv.url("file.txt"), curl=c, FTPPORT="127.0.0.1")
+        finally:
+            c.close()
+        assert any(cmd.startswith("EPRT") or cmd.startswith("PORT") for cmd in srv.commands)
+    assert (result.code, result.body) == (0, b"over ftp")
+    assert tracker.take_events("t") == []
+    assert tracker.audit().ok
+    # The chained callback closed the control connection and the listener.
+    assert len(closed) == (2 if own_close == "chained" else 0)
+
+
+def test_ftp_active_mode_through_a_passthrough_network() -> None:
+    from ftp_server import ActiveFtpServer
+
+    with ActiveFtpServer() as srv, FakeNetwork(strict=False) as net, net.intercept():
+        result = transfer(srv.url("file.txt"), FTPPORT="127.0.0.1")
+        assert (result.code, result.body) == (0, b"hello ftp")
+    # The control connection and libcurl's listener went through opensocket/closesocket.
+    assert [(r.kind, r.closes) for r in net.ledger.records] == [("passthrough", 1)] * 2
+
+
 def test_check_raises_double_close_as_leak_error(tracker: Tracker, server: LoopbackServer) -> None:
     c = pycurl.Curl()
     try:
