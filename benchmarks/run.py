@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -673,6 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the numbers as JSON here")
     ap.add_argument("--no-pytest", action="store_true", help="skip the per-test pytest rows")
     ap.add_argument("--no-scale", action="store_true", help="skip the scale and memory rows")
+    ap.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the instruction counts (valgrind; a full run makes them when it is there)",
+    )
     args = ap.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -702,6 +708,10 @@ def main(argv: list[str] | None = None) -> int:
         scale = measure_scale(args.scale_reps, SCALE_N)
     log("leak tracking: looking for --curlfault-leaks")
     leaks = _pytest_rows.leak_overhead(args.pytest_n, 2 if args.quick else 6)
+    counts = None
+    if not (args.quick or args.no_instructions) and shutil.which("valgrind"):
+        log("instruction counts under callgrind: " + ", ".join(k for k, _, _ in COUNTED))
+        counts = measure_instructions()
     seconds = time.monotonic() - started
 
     gc.collect()
@@ -723,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         bars, str(chart_path), f"curlfault vs floors and peers ({facts['date']}, {mode_name(args)})"
     )
     text = page(args, facts, rep, timings, labels, per_test, scale, leaks, chart_path.name, seconds)
+    if counts is not None:
+        text = text.replace("## How the rows are measured\n", instructions_section(counts), 1)
     out.write_text(text + "\n", encoding="utf-8")
     if args.json:
         data = {
@@ -731,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_test": per_test,
             "scale": scale,
             "leaks": leaks,
+            "instructions": counts,
         }
         Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
     print(checks_table(rep.checks))
@@ -741,6 +754,54 @@ def main(argv: list[str] | None = None) -> int:
         log(f"the harness left something behind: {facts['left behind']}")
         return 1
     return 0
+
+
+# (row, what, its floor): instructions per operation under callgrind, made by the scripts
+# that print them (instructions.py for request rows, leak_cost.py for tracking).
+COUNTED = [
+    ("floor.get.fresh", "floor: GET, fresh handle", ""),
+    ("cf.get.fresh", "curlfault: GET, fresh handle", "floor.get.fresh"),
+    ("floor.get.keepalive", "floor: GET, reused handle", ""),
+    ("cf.get.keepalive", "curlfault: GET, reused handle (keep-alive)", "floor.get.keepalive"),
+    ("leaks.off", "real loopback GET, fresh handle", ""),
+    ("leaks.on", "the same under `Tracker(leaks=True)`", "leaks.off"),
+]
+
+
+def measure_instructions() -> dict[str, int]:
+    """Instructions per operation of each ``COUNTED`` row: two callgrind runs of the row
+    (a low and a high number of operations), the difference over the operations between."""
+    import instructions
+    import leak_cost
+
+    low, high = 50, 250
+    counts: dict[str, int] = {}
+    for key, _, _ in COUNTED:
+        if key.startswith("leaks."):
+            row = "on" if key.endswith(".on") else "off"
+            runs = [leak_cost._instructions(row, n) for n in (low, high)]
+        else:
+            runs = [instructions._collected(key, n) for n in (low, high)]
+        counts[key] = (runs[1] - runs[0]) // (high - low)
+    return counts
+
+
+def instructions_section(counts: dict[str, int]) -> str:
+    lines = [
+        "## Instructions per operation\n",
+        "User-space instructions per operation under `valgrind --tool=callgrind` (each row "
+        "run twice, 50 and 250 operations, the difference over 200). They do not wander "
+        "with the machine's load the way the times above do, so they show where a change "
+        "moved the hot path; kernel time (system calls, wake-ups) is not in them, so they are "
+        "context for the targets, not the targets. The same figures: `python "
+        "benchmarks/instructions.py ROW` and `python benchmarks/leak_cost.py count`.\n",
+        "| row | instructions | ratio to its floor |",
+        "|---|---:|---:|",
+    ]
+    for key, what, floor in COUNTED:
+        ratio = f"{counts[key] / counts[floor]:.2f}x" if floor else "(floor)"
+        lines.append(f"| {what} | {counts[key]:,} | {ratio} |")
+    return "\n".join(lines) + "\n\n## How the rows are measured\n"
 
 
 def _importable(module: str) -> bool:
