@@ -91,6 +91,8 @@ class Loop:
         # Server ends whose protocol waits on the client between reads (an HTTP/2 server
         # blocked on flow control needs the client's WINDOW_UPDATE): pumped after reads too.
         self.followers: set[int] = set()
+        # Bytes the last fill of a full socket put in it (see Wiring._debug).
+        self.refilled = 0
         # Server ends the helper thread sleeps on too (``watch``): their client's next bytes
         # come with no debug event after them, so only a wake-up serves them promptly.
         self._watched: set[int] = set()

@@ -136,7 +136,9 @@ class Channel:
         self.fd = sock.fileno()
         self.conn = conn
         self.protocol: StreamProtocol | None = None
-        self._out: bytes | bytearray = b""  # a bytearray once something waits in it
+        # What waits for room in the socket: the unsent rest of one bytes object (a view,
+        # no copy), or a bytearray once a second write queues behind it.
+        self._out: bytes | bytearray | memoryview = b""
         self._after_flush: Callable[[], None] | None = None
         self._writing = False
         self.read_eof = False
@@ -185,6 +187,8 @@ class Channel:
         if self.closed or self.write_closed or not data:
             return
         if self._out:
+            if type(self._out) is not bytearray:
+                self._out = bytearray(self._out)
             self._out += data
             return
         try:
@@ -197,7 +201,11 @@ class Channel:
             return
         self.bytes_out += sent
         if sent < len(data):
-            self._out = bytearray(memoryview(data)[sent:])
+            # A 1 MiB body leaves most of itself here: a view of immutable bytes is not
+            # copied (a bytearray the caller may reuse is).
+            rest = memoryview(data)[sent:]
+            self._out = rest if type(data) is bytes else bytearray(rest)
+            self.loop.refilled = sent  # the socket is full: what one fill holds
             self._want_write(True)
 
     def on_writable(self) -> None:
@@ -213,8 +221,14 @@ class Channel:
                 self.close()
                 return
             self.bytes_out += sent
-            del self._out[:sent]  # type: ignore[union-attr]  # non-empty: a bytearray
+            self.loop.refilled = sent
+            out = self._out
+            if type(out) is bytearray:
+                del out[:sent]
+            else:
+                self._out = out[sent:]
         if not self._out:
+            self._out = b""  # an empty view would still hold the whole response
             self._want_write(False)
             after, self._after_flush = self._after_flush, None
             if after is not None:

@@ -485,6 +485,29 @@ def test_first_https_connection_is_served_inline_not_by_the_loop(curlfault) -> N
     assert time.monotonic() - start < 0.9  # the idle loop thread would take ~1 s
 
 
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+@pytest.mark.parametrize("buffer_size", [None, 1024, 512 * 1024])
+def test_a_big_body_is_refilled_from_libcurls_reads_without_the_loop_thread(
+    transport: str, buffer_size: int | None
+) -> None:
+    """A response bigger than the socket is topped up from the debug events of libcurl's
+    reads, pumped only once most of the last fill is read: never so late that the socket
+    runs dry and waits for the loop thread (whose scan is made too slow to finish here)."""
+    from curlfault import Loop
+
+    body = bytes(range(256)) * 12_288  # 3 MiB
+    loop = Loop(name="refill-test")
+    loop.SCAN_SECONDS = 60.0
+    with loop, FakeNetwork(loop=loop) as net:
+        net.http("big.test", transport=transport).get("/").respond(body=body)
+        opts = {} if buffer_size is None else {"BUFFERSIZE": buffer_size}
+        with net.intercept():
+            for _ in range(2):
+                result = transfer("http://big.test/", TIMEOUT=10, **opts)
+                assert result.code == 0
+                assert result.body == body
+
+
 def test_loop_running_follows_its_thread(monkeypatch) -> None:
     """``running`` is a flag, not Thread.is_alive(): it must still turn False when the
     thread ends by stop(), by an error, or in a forked child (no thread there)."""

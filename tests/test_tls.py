@@ -638,6 +638,7 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     class StandInLoop:
         writers: set[int] = set()
         followers: set[int] = set()
+        refilled = 0
 
         def __init__(self) -> None:
             self.results: list[int] = []
@@ -652,6 +653,7 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     wiring.network = SimpleNamespace(_loop=loop)
     wiring.user_verbose = False
     wiring.armed = False
+    wiring.read_since_refill = 0
     out, text = pycurl.INFOTYPE_SSL_DATA_OUT, pycurl.INFOTYPE_TEXT
 
     def calls_after(kind: int) -> int:
@@ -670,3 +672,43 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 0  # no server end waits to write
     loop.writers = {5}
     assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 1  # one does: reading made room
+
+
+def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None:
+    # A full socket reports room only once most of it is read. Reads pump from 3/4 of the
+    # bytes the last fill wrote, then every read until a pump serves; then the count
+    # starts again.
+    from types import SimpleNamespace
+
+    from curlfault._wiring import Wiring
+
+    class StandInLoop:
+        writers = {5}
+        followers: set[int] = set()
+        refilled = 100_000
+
+        def __init__(self) -> None:
+            self.served_at: set[int] = set()
+            self.calls: list[int] = []
+
+        def pump(self) -> int:
+            self.calls.append(read)
+            return int(read in self.served_at)
+
+    loop = StandInLoop()
+    loop.served_at = {112_000}
+    wiring = Wiring.__new__(Wiring)
+    wiring.network = SimpleNamespace(_loop=loop)
+    wiring.user_verbose = False
+    wiring.armed = False
+    wiring.read_since_refill = 0
+    read = 0
+    for _ in range(16):  # 16 reads of 16,000 bytes
+        read += 16_000
+        wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x" * 16_000)
+    # 80,000 >= 75,000: every read pumps until 112,000 serves; 80,000 more after it.
+    assert loop.calls == [80_000, 96_000, 112_000, 192_000, 208_000, 224_000, 240_000, 256_000]
+    loop.followers = {7}  # an HTTP/2 server waiting on flow control: every read pumps
+    calls = len(loop.calls)
+    wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x")
+    assert len(loop.calls) == calls + 1
