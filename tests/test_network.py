@@ -485,10 +485,10 @@ def test_first_https_connection_is_served_inline_not_by_the_loop(curlfault) -> N
     assert time.monotonic() - start < 0.9  # the idle loop thread would take ~1 s
 
 
-@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+@pytest.mark.parametrize("transport", ["socketpair", "tcp", "tls"])
 @pytest.mark.parametrize("buffer_size", [None, 1024, 512 * 1024])
 def test_a_big_body_is_refilled_from_libcurls_reads_without_the_loop_thread(
-    transport: str, buffer_size: int | None
+    transport: str, buffer_size: int | None, curlfault_ca
 ) -> None:
     """A response bigger than the socket is topped up from the debug events of libcurl's
     reads, pumped only once most of the last fill is read: never so late that the socket
@@ -498,12 +498,16 @@ def test_a_big_body_is_refilled_from_libcurls_reads_without_the_loop_thread(
     body = bytes(range(256)) * 12_288  # 3 MiB
     loop = Loop(name="refill-test")
     loop.SCAN_SECONDS = 60.0
-    with loop, FakeNetwork(loop=loop) as net:
-        net.http("big.test", transport=transport).get("/").respond(body=body)
+    with loop, FakeNetwork(loop=loop, ca=curlfault_ca) as net:
+        if transport == "tls":  # libcurl reports decrypted bytes: fewer than it read
+            net.https("big.test").get("/").respond(body=body)
+        else:
+            net.http("big.test", transport=transport).get("/").respond(body=body)
         opts = {} if buffer_size is None else {"BUFFERSIZE": buffer_size}
+        scheme = "https" if transport == "tls" else "http"
         with net.intercept():
             for _ in range(2):
-                result = transfer("http://big.test/", TIMEOUT=10, **opts)
+                result = transfer(f"{scheme}://big.test/", TIMEOUT=10, **opts)
                 assert result.code == 0
                 assert result.body == body
 
