@@ -476,7 +476,8 @@ def page(
     )
     w(f"```bash\n{cmd}\n```\n")
     w(
-        "`--quick` gives a smoke run in under a minute; the full run takes about three minutes. "
+        "`--quick` gives a smoke run in under a minute; the full run takes about six minutes, "
+        "three of them counting instructions under valgrind (`--no-instructions` skips that). "
         "The harness lives in `benchmarks/` (its README explains every row and floor); it is a "
         "benchmark, never a timed test. Absolute times depend on the machine; the ratios are "
         "what the targets of the performance issue are about.\n"
