@@ -10,7 +10,9 @@ its sockets itself and never closes one twice, and a closed descriptor is found 
 time (see ``Tracker.open_records``). Once a handle sets its own, curlfault's close callback
 sits in front of it for the rest of the handle's life, counts closes (double and unknown
 closes are events), and keeps the handle alive while one of its connections may sit in a
-CurlMulti/CurlShare pool (the use-after-free described in ``_tracking``).
+CurlMulti/CurlShare pool (the use-after-free described in ``_tracking``). Its opensocket
+sits in front too, noting each socket made: libcurl closes one that sockopt never sees (an
+FTP active-mode listener), which is then known as libcurl's, not a stranger's.
 
 With ``strict=True`` the handle also gets OPENSOCKETFUNCTION (refuse, or make the socket
 libcurl would have made) and a CONNECT_TO list.
@@ -78,7 +80,11 @@ class TrackWiring:
             self._close_through_us(curl)
 
     def _close_through_us(self, curl: Any) -> None:
+        """From now on every close of this handle goes through curlfault, and so does
+        every socket it makes: a socket libcurl closes that sockopt never saw (an FTP
+        active-mode listener) is then known as libcurl's, not taken for a stranger's."""
         self.closing = weakref.ref(curl)
+        _SETOPT(curl, _OPEN, self._opensocket)  # chains the handle's own, if any
         _SETOPT(curl, _CLOSE, self._closesocket)
 
     def user_setopt(self, curl: Any, option: int, value: Any) -> None:
@@ -92,6 +98,8 @@ class TrackWiring:
                 self._close_through_us(curl)
         elif option == _OPEN:
             self.user_open = value
+            if not self.tracker.strict and self.closing is None:
+                _SETOPT(curl, _OPEN, value)  # nothing of curlfault's in front of it yet
         elif option == _CONNECT_TO:
             # The user's entries first: the sink entry matches every host.
             self.user_connect_to = tuple(value or ())
@@ -127,6 +135,8 @@ class TrackWiring:
     def _sockopt(self, fd: int, purpose: int) -> int:
         tracker = self.tracker
         try:
+            if self.closing is not None:
+                tracker._made.pop(fd, None)  # a record from here on
             entry = (_fstat(fd).st_ino, next(tracker._seq), tracker.label, self.url, self.site)
             tracker._open[fd] = entry  # a stale entry under this number was closed: replaced
             if self.closing is not None:
@@ -144,23 +154,31 @@ class TrackWiring:
 
     def _opensocket(self, purpose: int, address: Any) -> int:
         tracker = self.tracker
-        try:
-            allowed = tracker._allowed(self, address)
-        except Exception as exc:
-            tracker._internal_error("opensocket callback", exc)
-            allowed = False
-        if not allowed:
-            return _SOCKET_BAD
+        if tracker.strict:
+            try:
+                allowed = tracker._allowed(self, address)
+            except Exception as exc:
+                tracker._internal_error("opensocket callback", exc)
+                allowed = False
+            if not allowed:
+                return _SOCKET_BAD
         user = self.user_open
         if user is not None:
             # Exceptions take pycurl's own path (printed, then CURLcode 7), as untracked.
             result = user(purpose, address)
-            return os.dup(result.fileno()) if hasattr(result, "fileno") else int(result)
-        family, socktype, protocol, _addr = address
-        try:
-            return socket.socket(family, socktype & SOCKTYPE_MASK, protocol).detach()
-        except OSError:
-            return _SOCKET_BAD  # what libcurl does when socket() fails: next address, or 7
+            fd = os.dup(result.fileno()) if hasattr(result, "fileno") else int(result)
+        else:
+            family, socktype, protocol, _addr = address
+            try:
+                fd = socket.socket(family, socktype & SOCKTYPE_MASK, protocol).detach()
+            except OSError:
+                return _SOCKET_BAD  # what libcurl does when socket() fails: next address, or 7
+        if self.closing is not None and fd >= 0:
+            try:
+                tracker._made[fd] = _fstat(fd).st_ino
+            except Exception as exc:
+                tracker._internal_error("opensocket callback", exc)
+        return fd
 
     def _closesocket(self, fd: int) -> int:
         tracker = self.tracker

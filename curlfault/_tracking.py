@@ -29,7 +29,6 @@ from __future__ import annotations
 import gc
 import ipaddress
 import itertools
-import os
 import socket
 import threading
 import traceback
@@ -87,15 +86,6 @@ _KEPT_FOREVER: list[object] = []
 _Entry = tuple[int, int, str, str, Site]
 
 
-def _is_listening(fd: int) -> bool:
-    """Whether socket ``fd`` is listening (``SO_ACCEPTCONN``); read through a duplicate."""
-    try:
-        with socket.socket(fileno=os.dup(fd)) as probe:
-            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-    except OSError:
-        return False
-
-
 class Tracker:
     """Track every pycurl handle made while installed: real connections, no fakes.
 
@@ -130,7 +120,9 @@ class Tracker:
         self.closed = False  # read for every handle made: a plain attribute
         self._token: int | None = None
         self._owned = frozenset(
-            ({_SOCKOPT, _CLOSE} if self.leaks else set())
+            # OPEN too with leaks: a handle with its own close callback gets curlfault's
+            # opensocket in front of its own (see TrackWiring._close_through_us).
+            ({_SOCKOPT, _CLOSE, _OPEN} if self.leaks else set())
             | ({_OPEN, _CONNECT_TO} if self.strict else set())
         )
         assert self._owned <= _intercept.WATCHED_OPTIONS
@@ -144,6 +136,10 @@ class Tracker:
         self._events: list[TrackEvent] = []
         self._graveyard: list[object] = []
         self._unrecorded: set[int] = set()  # fds handed out that an internal error kept out
+        # Sockets libcurl made through curlfault's opensocket (handles with their own close
+        # callback) and never passed to sockopt, by number: inode. An FTP active-mode
+        # listener is one: libcurl's to close, never a record.
+        self._made: dict[int, int] = {}
         self._pin_list: list[str] | None = None
         self._allowed_ips: set[str] = set()
         self._names = tuple(h for h in self.allow_hosts if not is_ip(h))
@@ -337,11 +333,9 @@ class Tracker:
             return rec, inode, False
         if fd in self._unrecorded:
             return None, inode, True  # the internal error was reported when it happened
-        if inode is not None and _is_listening(fd):
-            # FTP active mode: libcurl's own listening socket, which it never passes to
-            # SOCKOPTFUNCTION (only the data connection it accepts there). libcurl makes no
-            # other listener and never closes one twice, so this one is libcurl's to close.
-            return None, inode, True
+        made = self._made.pop(fd, None)
+        if made is not None and made == inode:
+            return None, inode, True  # libcurl's own socket that sockopt never saw
         what = (
             "not open (closed twice?)"
             if inode is None

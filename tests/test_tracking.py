@@ -408,14 +408,17 @@ def test_double_and_unknown_closes_are_events(tracker: Tracker, server: Loopback
         with socket.socket() as stranger:
             wiring._closesocket(stranger.fileno())  # never handed to libcurl
             assert stranger.fileno() >= 0  # left open: not ours to close
+        with socket.create_server(("127.0.0.1", 0)) as listening:
+            wiring._closesocket(listening.fileno())  # a listener libcurl did not make
+            assert listening.getsockname()[1] > 0  # still open
         kinds = [e.kind for e in tracker.take_events("t")]
-        assert kinds == [DOUBLE_CLOSE, DOUBLE_CLOSE, UNKNOWN_CLOSE, UNKNOWN_CLOSE]
+        assert kinds == [DOUBLE_CLOSE, DOUBLE_CLOSE, UNKNOWN_CLOSE, UNKNOWN_CLOSE, UNKNOWN_CLOSE]
     finally:
         c.close()
     assert tracker.audit().ok
 
 
-@pytest.mark.parametrize("own_close", ["none", "chained", "unset"])
+@pytest.mark.parametrize("own_close", ["none", "chained", "unset", "open-first"])
 def test_ftp_active_mode_listener_is_libcurls_own_not_an_unknown_close(
     tracker: Tracker, own_close: str
 ) -> None:
@@ -424,15 +427,23 @@ def test_ftp_active_mode_listener_is_libcurls_own_not_an_unknown_close(
     from ftp_server import ActiveFtpServer
 
     closed: list[int] = []
+    opened: list[int] = []
 
     def closes(fd: int) -> int:
         closed.append(fd)
         os.close(fd)
         return 0
 
+    def opens(purpose: int, address: Any) -> int:
+        fd = socket.socket(address.family, socket.SOCK_STREAM, address.protocol).detach()
+        opened.append(fd)
+        return fd
+
     c = pycurl.Curl()
     with ActiveFtpServer(b"over ftp") as srv:
         try:
+            if own_close == "open-first":  # the handle's own opensocket stays in use
+                c.setopt(pycurl.OPENSOCKETFUNCTION, opens)
             if own_close != "none":
                 c.setopt(pycurl.CLOSESOCKETFUNCTION, closes)
             if own_close == "unset":
@@ -444,8 +455,12 @@ def test_ftp_active_mode_listener_is_libcurls_own_not_an_unknown_close(
     assert (result.code, result.body) == (0, b"over ftp")
     assert tracker.take_events("t") == []
     assert tracker.audit().ok
-    # The chained callback closed the control connection and the listener.
-    assert len(closed) == (2 if own_close == "chained" else 0)
+    # The chained callback closed the control connection and the listener, which the
+    # handle's own opensocket made when it had one.
+    assert len(closed) == (2 if own_close in ("chained", "open-first") else 0)
+    assert len(opened) == (2 if own_close == "open-first" else 0)
+    if own_close == "open-first":
+        assert sorted(opened) == sorted(closed)
 
 
 def test_ftp_active_mode_through_a_passthrough_network() -> None:
