@@ -313,9 +313,12 @@ class HttpEndpoint(Endpoint):
         self.tls = tls
         self.http2 = http2  # also serve HTTP/2: by ALPN over TLS, by its preface (h2c)
         self.routes: list[Route] = []
-        # match()'s answers by (method, target), while the route list keeps its length.
-        self._matched: dict[tuple[str, str], Route | None] = {}
-        self._matched_routes = 0
+        # match()'s answers by (method, target), for the route list they were found in.
+        self._matched: tuple[int, Route | None, dict[tuple[str, str], Route | None]] = (
+            0,
+            None,
+            {},
+        )
         self._requests: list[Request] = []
         self.websockets: list[WebSocketRoute] = []
 
@@ -428,17 +431,21 @@ class HttpEndpoint(Endpoint):
         A path with its query beats the bare path, an exact method beats ``"*"`` (a GET
         route also answers HEAD); ties go to the route declared first.
         """
+        # Answers are kept for the route list they were found in: the same length and the
+        # same last route (routes are added by route(); the list is the user's to read).
         routes = self.routes
-        if self._matched_routes != len(routes):  # routes are only ever added
-            self._matched = {}
-            self._matched_routes = len(routes)
+        n = len(routes)
+        last = routes[n - 1] if n else None
+        seen, seen_last, matched = self._matched
+        if seen != n or seen_last is not last:
+            matched = {}
+            self._matched = (n, last, matched)
         key = (request.method, request.target)
-        matched = self._matched
         if key in matched:
             return matched[key]
         best: Route | None = None
         best_rank = -1
-        for r in routes:
+        for r in routes[:n]:
             if r.matches(request):
                 rank = 2 * ("?" in r.path) + (r.method == request.method)
                 if rank > best_rank:

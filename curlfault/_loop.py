@@ -91,8 +91,10 @@ class Loop:
         # Server ends whose protocol waits on the client between reads (an HTTP/2 server
         # blocked on flow control needs the client's WINDOW_UPDATE): pumped after reads too.
         self.followers: set[int] = set()
-        # Bytes the last fill of a full socket put in it (see Wiring._debug).
-        self.refilled = 0
+        # Per waiting writer, the bytes its last fill put in its socket, and a count of
+        # refills so far (see Wiring._debug).
+        self.fills: dict[int, int] = {}
+        self.refills = 0
         # Server ends the helper thread sleeps on too (``watch``): their client's next bytes
         # come with no debug event after them, so only a wake-up serves them promptly.
         self._watched: set[int] = set()
@@ -205,6 +207,7 @@ class Loop:
                 self.writers.add(fd)
             else:
                 self.writers.discard(fd)
+                self.fills.pop(fd, None)
 
     def watch(self, handler: Handler, on: bool = True) -> None:
         """Let the client's next bytes to ``handler`` wake the helper thread (or stop).
@@ -240,6 +243,7 @@ class Loop:
                 self._unwatch_fd(fd)
             del self._handlers[fd]
             self.writers.discard(fd)
+            self.fills.pop(fd, None)
             self.followers.discard(fd)
             _unregister(self._ready, fd)
 
@@ -312,7 +316,8 @@ class Loop:
         try:
             self._serve_forever()
         finally:
-            self._alive = False
+            if self._thread is threading.current_thread():  # not a newer thread's flag
+                self._alive = False
 
     def _serve_forever(self) -> None:
         ep = self._ep

@@ -101,7 +101,10 @@ class _ReadBuffer(threading.local):
     """
 
     def __init__(self) -> None:
-        self.view = memoryview(mmap.mmap(-1, _READ_SIZE))
+        # Private: a forked child gets its own copy on write, not the parent's pages.
+        self.view = memoryview(
+            mmap.mmap(-1, _READ_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        )
 
 
 _buffer = _ReadBuffer()
@@ -205,7 +208,7 @@ class Channel:
             # copied (a bytearray the caller may reuse is).
             rest = memoryview(data)[sent:]
             self._out = rest if type(data) is bytes else bytearray(rest)
-            self.loop.refilled = sent  # the socket is full: what one fill holds
+            self.loop.fills[self.fd] = sent  # the socket is full: what one fill holds
             self._want_write(True)
 
     def on_writable(self) -> None:
@@ -221,7 +224,9 @@ class Channel:
                 self.close()
                 return
             self.bytes_out += sent
-            self.loop.refilled = sent
+            loop = self.loop
+            loop.fills[self.fd] = sent
+            loop.refills += 1
             out = self._out
             if type(out) is bytearray:
                 del out[:sent]
@@ -299,6 +304,7 @@ class Channel:
         if self.closed:
             return
         self.closed = True
+        self._out = b""  # a view of a response not sent in full would keep all of it
         if self._drain_timer is not None:
             self._drain_timer.cancel()
         self.loop.remove(self)

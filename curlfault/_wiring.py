@@ -314,17 +314,23 @@ class Wiring:
                         self.armed = False
                 elif kind in _AFTER_READ and (loop.writers or loop.followers):
                     # A server end waits for room in its socket, which libcurl's reads
-                    # make; but a socket reports room only once most of it is free. Once
-                    # libcurl has read 3/4 of what the last fill wrote, every read pumps,
-                    # until a pump serves something: a 1 MiB body takes ~15 pumps, not
-                    # ~60 mostly empty ones. The socket cannot run dry first: a quarter of
-                    # that fill is still unread when the pumping starts (room for the
-                    # difference between the bytes libcurl reports and those it read).
+                    # make; but a socket reports room only once most of it is read. With
+                    # one writer waiting, reads pump once libcurl has read 3/4 of what its
+                    # last fill wrote, then every read until a refill (a 1 MiB body: ~15
+                    # pumps, not ~60 mostly empty ones). The socket cannot run dry
+                    # unnoticed: a quarter of the fill is unread when pumping starts, and
+                    # the read that empties it pumps. Several writers: every read pumps.
                     self.read_since_refill += len(data)
+                    fills = list(loop.fills.values())  # one step: the loop thread edits it
                     if (
-                        loop.followers or self.read_since_refill >= loop.refilled * 3 // 4
-                    ) and loop.pump():
-                        self.read_since_refill = 0
+                        loop.followers
+                        or len(fills) != 1
+                        or self.read_since_refill >= fills[0] * 3 // 4
+                    ):
+                        refills = loop.refills
+                        loop.pump()
+                        if loop.refills != refills:
+                            self.read_since_refill = 0
             if self.user_verbose:
                 if self.user_debug is not None:
                     self.user_debug(kind, data)
@@ -335,6 +341,7 @@ class Wiring:
             self._fail("debug callback", exc)
 
     def _closesocket(self, fd: int) -> int:
+        self.just_opened = None  # closed before its sockopt: its number may come back
         inode = None
         try:
             try:

@@ -397,6 +397,22 @@ def test_a_thread_read_buffer_is_resident_only_where_it_was_written() -> None:
     assert resident <= 16, f"{resident} KiB of a {_READ_SIZE // 1024} KiB buffer resident"
 
 
+def test_a_forked_child_writes_its_own_copy_of_the_read_buffer() -> None:
+    # A shared mapping would let a child's reads overwrite the parent's bytes between its
+    # recv_into() and the copy out of the buffer.
+    from curlfault._transports import _buffer
+
+    view = _buffer.view
+    view[:6] = b"parent"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        view[:6] = b"child!"
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bytes(view[:6]) == b"parent"
+
+
 def test_tornado_curl_async_http_client(curlfault) -> None:
     # tornado builds handles with pycurl.Curl(), drives a CurlMulti and reset()s each one.
     tornado = pytest.importorskip("tornado")
@@ -470,6 +486,9 @@ def test_routes_added_between_requests_take_part_in_matching(curlfault) -> None:
     api.get("/items?page=2").respond(body="page two")
     assert transfer("http://api.test/items?page=2").body == b"page two"
     assert transfer("http://api.test/items?page=2", NOBODY=1).status == 200  # HEAD: GET's
+    api.routes.pop()  # the list is the user's: the same length again, another last route
+    api.get("/items?page=2").respond(body="declared again")
+    assert transfer("http://api.test/items?page=2").body == b"declared again"
     with pytest.raises(UnmatchedRequest):
         curlfault.check()
 
@@ -510,6 +529,62 @@ def test_a_big_body_is_refilled_from_libcurls_reads_without_the_loop_thread(
                 result = transfer(f"{scheme}://big.test/", TIMEOUT=10, **opts)
                 assert result.code == 0
                 assert result.body == body
+
+
+def test_big_bodies_in_one_multi_refill_without_the_loop_thread() -> None:
+    """Several writers wait at once, and one transfer (TCP, a fill of megabytes) is aborted
+    by its client midway: no other handle's socket waits for the loop thread."""
+    import io
+
+    from curlfault import Loop
+
+    big = bytes(range(256)) * 8192  # 2 MiB
+    loop = Loop(name="refill-multi")
+    loop.SCAN_SECONDS = 60.0
+    with loop, FakeNetwork(loop=loop) as net:
+        net.http("tcp.test", transport="tcp").get("/").respond(body=big * 4)
+        net.http("pair.test").get("/").respond(body=big)
+        with net.intercept():
+            multi = pycurl.CurlMulti()
+            handles, bodies = [], []
+            got = [0]
+
+            def stop_early(data: bytes) -> int | None:
+                got[0] += len(data)
+                return 0 if got[0] > 3 * 1024 * 1024 else None  # 0: abort (CURLcode 23)
+
+            for url in ("http://tcp.test/", "http://pair.test/", "http://pair.test/"):
+                c = pycurl.Curl()
+                buf = io.BytesIO()
+                c.setopt(pycurl.URL, url)
+                c.setopt(pycurl.TIMEOUT, 10)
+                # Nothing left in the multi's pool for pycurl to close in C at multi.close().
+                c.setopt(pycurl.FORBID_REUSE, 1)
+                if url.startswith("http://tcp"):
+                    c.setopt(pycurl.WRITEFUNCTION, stop_early)
+                else:
+                    c.setopt(pycurl.WRITEDATA, buf)
+                multi.add_handle(c)
+                handles.append(c)
+                bodies.append(buf)
+            codes: dict[int, int] = {}
+            try:
+                for _ in range(20_000):
+                    multi.perform()
+                    _, ok, failed = multi.info_read()
+                    codes.update({id(c): 0 for c in ok})
+                    codes.update({id(c): code for c, code, _ in failed})
+                    if len(codes) == len(handles):
+                        break
+                    multi.select(0.05)
+            finally:
+                for c in handles:
+                    multi.remove_handle(c)
+                    c.close()
+                multi.close()
+    assert [codes.get(id(c)) for c in handles] == [23, 0, 0]
+    assert bodies[1].getvalue() == big
+    assert bodies[2].getvalue() == big
 
 
 def test_loop_running_follows_its_thread(monkeypatch) -> None:
@@ -565,7 +640,9 @@ def test_closesocket_reads_what_the_client_sent_before_it_closed(sent: bytes) ->
     client, server = make_pair("socketpair")
     assert server.gettimeout() == 0.0
     assert not os.get_blocking(client.fileno())
-    with Loop(name="drain-test") as loop:
+    loop = Loop(name="drain-test")
+    loop.SCAN_SECONDS = 60.0  # the bytes wait for closesocket, not the loop thread's scan
+    with loop:
         net = FakeNetwork(loop=loop)
         try:
             conn = Connection(net, 1, None, "test", "")

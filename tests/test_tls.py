@@ -638,7 +638,8 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     class StandInLoop:
         writers: set[int] = set()
         followers: set[int] = set()
-        refilled = 0
+        fills: dict[int, int] = {}
+        refills = 0
 
         def __init__(self) -> None:
             self.results: list[int] = []
@@ -685,18 +686,23 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
     class StandInLoop:
         writers = {5}
         followers: set[int] = set()
-        refilled = 100_000
+        fills = {5: 100_000}
 
         def __init__(self) -> None:
             self.served_at: set[int] = set()
             self.calls: list[int] = []
+            self.refills = 0
 
         def pump(self) -> int:
             self.calls.append(read)
-            return int(read in self.served_at)
+            if read in self.served_at:
+                self.refills += 1  # the writer's refill
+                return 1
+            return int(read in self.other_served_at)  # served another end, not the writer
 
     loop = StandInLoop()
     loop.served_at = {112_000}
+    loop.other_served_at = {96_000}
     wiring = Wiring.__new__(Wiring)
     wiring.network = SimpleNamespace(_loop=loop)
     wiring.user_verbose = False
@@ -706,9 +712,14 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
     for _ in range(16):  # 16 reads of 16,000 bytes
         read += 16_000
         wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x" * 16_000)
-    # 80,000 >= 75,000: every read pumps until 112,000 serves; 80,000 more after it.
+    # 80,000 >= 75,000: every read pumps until the refill at 112,000 (the pump at 96,000
+    # served something else: the count goes on); then 80,000 more after it.
     assert loop.calls == [80_000, 96_000, 112_000, 192_000, 208_000, 224_000, 240_000, 256_000]
-    loop.followers = {7}  # an HTTP/2 server waiting on flow control: every read pumps
     calls = len(loop.calls)
+    loop.fills = {5: 100_000, 6: 100_000}  # two writers wait: every read pumps
     wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x")
     assert len(loop.calls) == calls + 1
+    loop.fills = {5: 100_000}
+    loop.followers = {7}  # an HTTP/2 server waiting on flow control: every read pumps
+    wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x")
+    assert len(loop.calls) == calls + 2
