@@ -125,13 +125,19 @@ def drain(sock: socket.socket) -> None:
 
 
 def callgrind_instructions(argv: list[str], timeout: float = 900) -> int:
-    """User-space instructions of ``python argv...`` under ``valgrind --tool=callgrind``."""
+    """User-space instructions of ``python argv...`` under ``valgrind --tool=callgrind``.
+
+    With a fixed hash seed: string hashes decide dict and set layouts (and so probe counts),
+    which otherwise move a count by a few percent from one run to the next.
+    """
+    import os
     import re
     import subprocess
     import sys
 
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *argv],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
         capture_output=True,
         text=True,
         timeout=timeout,
