@@ -432,7 +432,8 @@ class HttpEndpoint(Endpoint):
         route also answers HEAD); ties go to the route declared first.
         """
         # Answers are kept for the route list they were found in: the same length and the
-        # same last route (routes are added by route(); the list is the user's to read).
+        # same last route. Routes are added by route(); the list is the user's to read (an
+        # entry replaced in place, not at the end, is not noticed).
         routes = self.routes
         n = len(routes)
         last = routes[n - 1] if n else None

@@ -91,9 +91,9 @@ class Loop:
         # Server ends whose protocol waits on the client between reads (an HTTP/2 server
         # blocked on flow control needs the client's WINDOW_UPDATE): pumped after reads too.
         self.followers: set[int] = set()
-        # Per waiting writer, the bytes its last fill put in its socket, and a count of
-        # refills so far (see Wiring._debug).
-        self.fills: dict[int, int] = {}
+        # Per waiting writer: the bytes its last fill put in its socket, and that fill's
+        # number in a count of all fills (see Wiring._debug).
+        self.fills: dict[int, tuple[int, int]] = {}
         self.refills = 0
         # Server ends the helper thread sleeps on too (``watch``): their client's next bytes
         # come with no debug event after them, so only a wake-up serves them promptly.

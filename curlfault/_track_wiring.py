@@ -178,6 +178,7 @@ class TrackWiring:
                 tracker._made[fd] = _fstat(fd).st_ino
             except Exception as exc:
                 tracker._internal_error("opensocket callback", exc)
+                tracker._unrecorded.add(fd)  # still ours to close when libcurl asks
         return fd
 
     def _closesocket(self, fd: int) -> int:

@@ -208,7 +208,7 @@ class Channel:
             # copied (a bytearray the caller may reuse is).
             rest = memoryview(data)[sent:]
             self._out = rest if type(data) is bytes else bytearray(rest)
-            self.loop.fills[self.fd] = sent  # the socket is full: what one fill holds
+            self._filled(sent)  # the socket is full: what one fill holds
             self._want_write(True)
 
     def on_writable(self) -> None:
@@ -224,9 +224,7 @@ class Channel:
                 self.close()
                 return
             self.bytes_out += sent
-            loop = self.loop
-            loop.fills[self.fd] = sent
-            loop.refills += 1
+            self._filled(sent)
             out = self._out
             if type(out) is bytearray:
                 del out[:sent]
@@ -238,6 +236,11 @@ class Channel:
             after, self._after_flush = self._after_flush, None
             if after is not None:
                 after()
+
+    def _filled(self, sent: int) -> None:
+        loop = self.loop
+        loop.refills += 1  # runs under the loop's lock, as every handler does
+        loop.fills[self.fd] = (sent, loop.refills)
 
     def _want_write(self, on: bool) -> None:
         if on != self._writing:

@@ -22,6 +22,7 @@ from ._errors import CallbackError
 from ._ledger import Site, SocketRecord
 
 if TYPE_CHECKING:
+    from ._loop import Loop
     from ._network import FakeNetwork
 
 __all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring"]
@@ -81,6 +82,7 @@ class Wiring:
         "network",
         "pending",
         "read_since_refill",
+        "seen_fill",
         "site",
         "trust",
         "url",
@@ -116,7 +118,8 @@ class Wiring:
         self._handle: weakref.ref[Any] | None = None
         # A TLS record this handle announced is not written yet (see _debug).
         self.armed = False
-        self.read_since_refill = 0  # response bytes libcurl read since a pump served one
+        self.read_since_refill = 0  # response bytes read since the waiting writer's fill
+        self.seen_fill: tuple[int, int] | None = None  # that writer and fill, last read
 
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any, *, attached: bool) -> None:
@@ -313,24 +316,7 @@ class Wiring:
                     if loop.pump():
                         self.armed = False
                 elif kind in _AFTER_READ and (loop.writers or loop.followers):
-                    # A server end waits for room in its socket, which libcurl's reads
-                    # make; but a socket reports room only once most of it is read. With
-                    # one writer waiting, reads pump once libcurl has read 3/4 of what its
-                    # last fill wrote, then every read until a refill (a 1 MiB body: ~15
-                    # pumps, not ~60 mostly empty ones). The socket cannot run dry
-                    # unnoticed: a quarter of the fill is unread when pumping starts, and
-                    # the read that empties it pumps. Several writers: every read pumps.
-                    self.read_since_refill += len(data)
-                    fills = list(loop.fills.values())  # one step: the loop thread edits it
-                    if (
-                        loop.followers
-                        or len(fills) != 1
-                        or self.read_since_refill >= fills[0] * 3 // 4
-                    ):
-                        refills = loop.refills
-                        loop.pump()
-                        if loop.refills != refills:
-                            self.read_since_refill = 0
+                    self._after_read(loop, len(data))
             if self.user_verbose:
                 if self.user_debug is not None:
                     self.user_debug(kind, data)
@@ -339,6 +325,30 @@ class Wiring:
                     sys.stderr.write((_PREFIX[kind] + data).decode("latin-1"))
         except BaseException as exc:
             self._fail("debug callback", exc)
+
+    def _after_read(self, loop: Loop, n: int) -> None:
+        """libcurl read ``n`` response bytes while a server end waits for room to write.
+
+        A socket reports room only once most of it is read, so with one writer waiting the
+        reads pump once this handle has read 3/4 of that writer's last fill, then every
+        read (a 1 MiB body: ~15 pumps, not ~60 mostly empty ones); with several, every
+        read pumps. The count restarts only when this handle sees the same writer refilled
+        (by anyone) since its previous read: so it never counts less than was read from the
+        writer's socket since its last fill, and the read that empties the socket pumps.
+        """
+        fills = list(loop.fills.items())  # one step: other threads edit it (under the lock)
+        if len(fills) == 1:
+            fd, (fill, seq) = fills[0]
+            seen = self.seen_fill
+            if seen is not None and seen[0] == fd and seen[1] != seq:
+                self.read_since_refill = 0
+            self.seen_fill = (fd, seq)
+        else:
+            fill = 0
+            self.seen_fill = None
+        self.read_since_refill += n
+        if loop.followers or len(fills) != 1 or self.read_since_refill >= fill * 3 // 4:
+            loop.pump()
 
     def _closesocket(self, fd: int) -> int:
         self.just_opened = None  # closed before its sockopt: its number may come back

@@ -638,8 +638,7 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     class StandInLoop:
         writers: set[int] = set()
         followers: set[int] = set()
-        fills: dict[int, int] = {}
-        refills = 0
+        fills: dict[int, tuple[int, int]] = {}
 
         def __init__(self) -> None:
             self.results: list[int] = []
@@ -655,6 +654,7 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     wiring.user_verbose = False
     wiring.armed = False
     wiring.read_since_refill = 0
+    wiring.seen_fill = None
     out, text = pycurl.INFOTYPE_SSL_DATA_OUT, pycurl.INFOTYPE_TEXT
 
     def calls_after(kind: int) -> int:
@@ -677,8 +677,8 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
 
 def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None:
     # A full socket reports room only once most of it is read. Reads pump from 3/4 of the
-    # bytes the last fill wrote, then every read until a pump serves; then the count
-    # starts again.
+    # bytes the waiting writer's last fill wrote, then every read until it is refilled;
+    # the count restarts only when this handle sees that same writer refilled.
     from types import SimpleNamespace
 
     from curlfault._wiring import Wiring
@@ -686,40 +686,47 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
     class StandInLoop:
         writers = {5}
         followers: set[int] = set()
-        fills = {5: 100_000}
 
         def __init__(self) -> None:
+            self.fills = {5: (100_000, 1)}
             self.served_at: set[int] = set()
             self.calls: list[int] = []
-            self.refills = 0
 
         def pump(self) -> int:
             self.calls.append(read)
-            if read in self.served_at:
-                self.refills += 1  # the writer's refill
+            if read in self.served_at:  # the writer's refill
+                self.fills = {5: (100_000, self.fills[5][1] + 1)}
                 return 1
-            return int(read in self.other_served_at)  # served another end, not the writer
+            return 0
 
     loop = StandInLoop()
     loop.served_at = {112_000}
-    loop.other_served_at = {96_000}
     wiring = Wiring.__new__(Wiring)
     wiring.network = SimpleNamespace(_loop=loop)
     wiring.user_verbose = False
     wiring.armed = False
     wiring.read_since_refill = 0
+    wiring.seen_fill = None
     read = 0
-    for _ in range(16):  # 16 reads of 16,000 bytes
-        read += 16_000
-        wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x" * 16_000)
-    # 80,000 >= 75,000: every read pumps until the refill at 112,000 (the pump at 96,000
-    # served something else: the count goes on); then 80,000 more after it.
-    assert loop.calls == [80_000, 96_000, 112_000, 192_000, 208_000, 224_000, 240_000, 256_000]
-    calls = len(loop.calls)
-    loop.fills = {5: 100_000, 6: 100_000}  # two writers wait: every read pumps
-    wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x")
-    assert len(loop.calls) == calls + 1
-    loop.fills = {5: 100_000}
+
+    def reads(count: int) -> list[int]:
+        nonlocal read
+        before = len(loop.calls)
+        for _ in range(count):
+            read += 16_000
+            wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x" * 16_000)
+        return loop.calls[before:]
+
+    # 80,000 >= 75,000: every read pumps until the refill at 112,000; 80,000 more after it.
+    assert reads(16) == [80_000, 96_000, 112_000, 192_000, 208_000, 224_000, 240_000, 256_000]
+    loop.fills = {5: (100_000, 7)}  # refilled by another thread, or the loop thread
+    assert reads(4) == []  # the count restarted at the next read
+    loop.fills = {5: (100_000, 7), 6: (50_000, 8)}  # two writers wait: every read pumps
+    assert len(reads(2)) == 2
+    # One writer again, not refilled since: the count goes on (it only restarts on a
+    # refill this handle saw), so the read that empties the socket still pumps.
+    loop.fills = {5: (100_000, 7)}
+    assert len(reads(1)) == 1
     loop.followers = {7}  # an HTTP/2 server waiting on flow control: every read pumps
-    wiring._debug(pycurl.INFOTYPE_DATA_IN, b"x")
-    assert len(loop.calls) == calls + 2
+    loop.fills = {}
+    assert len(reads(1)) == 1

@@ -455,6 +455,7 @@ def test_ftp_active_mode_listener_is_libcurls_own_not_an_unknown_close(
     assert (result.code, result.body) == (0, b"over ftp")
     assert tracker.take_events("t") == []
     assert tracker.audit().ok
+    assert tracker._made == {}  # every socket noted at opensocket was accounted for
     # The chained callback closed the control connection and the listener, which the
     # handle's own opensocket made when it had one.
     assert len(closed) == (2 if own_close in ("chained", "open-first") else 0)
