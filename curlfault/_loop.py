@@ -324,7 +324,10 @@ class Loop:
         assert ep is not None
         wake_fd = self._wake_fd
         busy_at = time.monotonic()
-        while not self._stopping:
+        me = threading.current_thread()
+        # Stopped, or stopped and started again (a stop() called in this thread, then a
+        # start() elsewhere): this thread ends either way, and leaves the new one be.
+        while not self._stopping and self._thread is me:
             # inf first: a timer pushed while the deadline is computed must wake the poll.
             self._deadline = float("inf")
             now = time.monotonic()

@@ -668,6 +668,38 @@ def test_loop_running_follows_its_thread(monkeypatch) -> None:
     dying.stop()
 
 
+def test_a_loop_stopped_in_its_own_thread_can_start_again_elsewhere() -> None:
+    """stop() called by the loop thread (a handler closing a network that owns its loop),
+    then start() from the test's thread: the old thread ends without touching the new one."""
+    from curlfault import Loop
+
+    loop = Loop(name="restart-test")
+    loop.start()
+    old = loop._thread
+    assert old is not None
+    stopped, restarted = threading.Event(), threading.Event()
+
+    def stop_here() -> None:
+        loop.stop()
+        stopped.set()
+        restarted.wait(10)  # the old thread goes on only once the new one runs
+
+    loop.call_soon(stop_here)
+    assert stopped.wait(10)
+    loop.start()
+    restarted.set()
+    old.join(10)
+    try:
+        assert not old.is_alive()
+        assert loop.running
+        assert loop._thread is not old
+        assert loop._thread is not None
+        assert loop._thread.is_alive()
+    finally:
+        loop.stop()
+    assert not loop.running
+
+
 @pytest.mark.parametrize("sent", [b"", b"late bytes"])
 def test_closesocket_reads_what_the_client_sent_before_it_closed(sent: bytes) -> None:
     """libcurl's closesocket: the server end reads what is still unread (found without a
