@@ -627,13 +627,25 @@ def test_pin_is_the_key_the_endpoint_serves(curlfault) -> None:
     assert curlfault.http("plain.test").pin is None
 
 
+def _debug_only_wiring(loop: object) -> Any:
+    """A ``Wiring`` with just what its debug callback reads, on a stand-in loop."""
+    from types import SimpleNamespace
+
+    from curlfault._wiring import Wiring
+
+    wiring = Wiring.__new__(Wiring)
+    wiring.network = SimpleNamespace(_loop=loop)
+    wiring.user_verbose = False
+    wiring.armed = False
+    wiring.read_since_refill = 0
+    wiring.seen_fill = None
+    return wiring
+
+
 def test_debug_events_pump_by_the_armed_rule() -> None:
     # The rule itself, on a stand-in loop: an announced TLS record arms the handle; while
     # armed, every event pumps until a pump serves something; a second announcement pumps
     # first. Request and response events pump as they always did.
-    from types import SimpleNamespace
-
-    from curlfault._wiring import Wiring
 
     class StandInLoop:
         writers: set[int] = set()
@@ -649,12 +661,7 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
             return self.results.pop(0) if self.results else 0
 
     loop = StandInLoop()
-    wiring = Wiring.__new__(Wiring)
-    wiring.network = SimpleNamespace(_loop=loop)
-    wiring.user_verbose = False
-    wiring.armed = False
-    wiring.read_since_refill = 0
-    wiring.seen_fill = None
+    wiring = _debug_only_wiring(loop)
     out, text = pycurl.INFOTYPE_SSL_DATA_OUT, pycurl.INFOTYPE_TEXT
 
     def calls_after(kind: int) -> int:
@@ -679,9 +686,6 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
     # A full socket reports room only once most of it is read. Reads pump from 3/4 of the
     # bytes the waiting writer's last fill wrote, then every read until it is refilled;
     # the count restarts only when this handle sees that same writer refilled.
-    from types import SimpleNamespace
-
-    from curlfault._wiring import Wiring
 
     class StandInLoop:
         writers = {5}
@@ -701,12 +705,7 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
 
     loop = StandInLoop()
     loop.served_at = {112_000}
-    wiring = Wiring.__new__(Wiring)
-    wiring.network = SimpleNamespace(_loop=loop)
-    wiring.user_verbose = False
-    wiring.armed = False
-    wiring.read_since_refill = 0
-    wiring.seen_fill = None
+    wiring = _debug_only_wiring(loop)
     read = 0
 
     def reads(count: int) -> list[int]:
