@@ -10,6 +10,7 @@ import json as _json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -96,6 +97,9 @@ class Response:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     fault: StreamFault | None = None
+    # The status line's reason phrase over HTTP/1.1 (HTTP/2 has none): None is the standard
+    # phrase for the status ("OK", "Not Found"; none for a code without one).
+    reason: str | None = None
     # The bytes h11 serialized for this response to a keep-alive HTTP/1.1 GET, made on
     # first use: a route's canned step is sent many times and h11 would redo the same work.
     wire: dict[str, bytes] = field(
@@ -111,6 +115,7 @@ class Response:
         json: Any = None,
         headers: HeadersLike = None,
         fault: StreamFault | None = None,
+        reason: str | None = None,
     ) -> Response:
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
             raise UsageError(f"status must be an int from 100 to 999, got {status!r}")
@@ -134,7 +139,37 @@ class Response:
                 f"fault={fault!r} is not a stream fault; connection faults such as refuse() "
                 "go to endpoint.connection_faults(...)"
             )
-        return cls(status, bytes(body), hdrs, fault)
+        if reason is not None:
+            check_reason(reason)
+        return cls(status, bytes(body), hdrs, fault, reason)
+
+
+def check_reason(reason: object) -> None:
+    """Raise ``UsageError`` unless ``reason`` can be a status line's reason phrase."""
+    if not isinstance(reason, str):
+        raise UsageError(f"reason must be a str, got {type(reason).__name__}")
+    # RFC 9112: tabs, spaces and visible characters (obs-text is latin-1's upper half).
+    bad = [c for c in reason if not (c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff")]
+    if bad:
+        raise UsageError(
+            f"reason {reason!r} has {bad[0]!r}, which a status line cannot carry; "
+            "use tabs, spaces and visible latin-1 characters"
+        )
+
+
+def standard_reason(status: int) -> bytes:
+    """The usual reason phrase for ``status`` (b"" for a code without one)."""
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b""
+        _PHRASES[status] = phrase  # at most 900 codes
+    return phrase
+
+
+_PHRASES: dict[int, bytes] = {}
 
 
 Handler = Callable[[Request], Response | int]
@@ -165,9 +200,16 @@ class Route:
         json: Any = None,
         headers: HeadersLike = None,
         fault: StreamFault | None = None,
+        reason: str | None = None,
     ) -> Route:
-        """Add a step that answers with this response. Returns the route, to chain steps."""
-        resp = Response.make(status, body=body, json=json, headers=headers, fault=fault)
+        """Add a step that answers with this response. Returns the route, to chain steps.
+
+        ``reason`` replaces the status line's standard phrase over HTTP/1.1 (``""`` sends
+        none: ``HTTP/1.1 200 ``).
+        """
+        resp = Response.make(
+            status, body=body, json=json, headers=headers, fault=fault, reason=reason
+        )
         self.endpoint._note_fault(fault)
         self.steps.append(_Step(response=resp))
         return self

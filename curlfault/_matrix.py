@@ -47,7 +47,7 @@ HOST = "matrix.test"
 URL = f"http://{HOST}/"
 BODY = b"x" * 1000  # served with a Content-Length, so a cut inside it is detectable
 MID_BODY = 500  # the status line and headers are ~40 bytes: byte 500 is inside the body
-IN_HEADERS = 20  # "HTTP/1.1 200 \r\n" is 15 bytes: byte 20 is inside the header block
+IN_HEADERS = 20  # "HTTP/1.1 200 OK\r\n" is 17 bytes: byte 20 is inside the header block
 
 # libcurl's names for the codes curlfault documents; pycurl's E_* constants alias several
 # codes (7 is also E_MULTI_ADDED_ALREADY), so they cannot name a code reliably.

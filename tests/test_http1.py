@@ -197,12 +197,44 @@ def test_handler_exception_is_500_and_server_error() -> None:
         ({"body": b"x", "json": [1]}, "not both"),
         ({"body": 5}, "body must be bytes or str"),
         ({"headers": [("a",)]}, "headers must be a mapping"),
+        ({"reason": "OK\r\nX-Injected: 1"}, "status line cannot carry"),
+        ({"reason": "caf\u00e9 \u2615"}, "status line cannot carry"),
+        ({"reason": b"OK"}, "reason must be a str"),
     ],
 )
 def test_bad_response_fails_at_declaration(curlfault, kwargs, message) -> None:
     route = curlfault.http("api.test").get("/")
     with pytest.raises(UsageError, match=message):
         route.respond(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "line"),
+    [
+        (200, None, b"HTTP/1.1 200 OK"),
+        (404, None, b"HTTP/1.1 404 Not Found"),
+        (599, None, b"HTTP/1.1 599 "),
+        (200, "Fine\tthanks", b"HTTP/1.1 200 Fine\tthanks"),
+        (503, "", b"HTTP/1.1 503 "),
+        (200, "d\u00e9j\u00e0 vu", "HTTP/1.1 200 d\u00e9j\u00e0 vu".encode("latin-1")),
+    ],
+)
+@pytest.mark.parametrize("requests", [1, 2], ids=["fresh", "keep-alive"])
+def test_status_line_reason(curlfault, status, reason, line, requests) -> None:
+    """The status line libcurl reads: the standard phrase, the given one, or none."""
+    curlfault.http("api.test").get("/").respond(status, body=b"ok", reason=reason)
+    curl = pycurl.Curl()
+    try:
+        for _ in range(requests):  # the second one is served from the cached framing
+            lines: list[bytes] = []
+            curl.setopt(pycurl.URL, "http://api.test/")
+            curl.setopt(pycurl.HEADERFUNCTION, lines.append)
+            curl.setopt(pycurl.WRITEDATA, io.BytesIO())
+            curl.perform()
+            assert curl.getinfo(pycurl.RESPONSE_CODE) == status
+            assert lines[0] == line + b"\r\n"
+    finally:
+        curl.close()
 
 
 def test_bad_host_and_port(curlfault) -> None:
@@ -243,8 +275,10 @@ def test_malformed_request_gets_400_and_is_recorded() -> None:
         Response.make(204),
         Response.make(200, body=b"x" * 70_000, headers={"Transfer-Encoding": "chunked"}),
         Response.make(404, body="", headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]),
+        Response.make(200, body=b"hello", reason="Fine"),
+        Response.make(599, reason=""),
     ],
-    ids=["plain", "json", "no-content", "chunked", "repeated-headers"],
+    ids=["plain", "json", "no-content", "chunked", "repeated-headers", "reason", "no-reason"],
 )
 def test_cached_response_bytes_are_h11s(response: Response) -> None:
     """The bytes sent from the per-response cache are what h11 writes for that request."""
@@ -259,7 +293,13 @@ def test_cached_response_bytes_are_h11s(response: Response) -> None:
     headers = list(response.headers)
     if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
         headers.append(("Content-Length", str(len(response.body))))
-    expected = h.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    phrase = (
+        response.reason.encode()
+        if response.reason is not None
+        else {200: b"OK", 201: b"Created", 204: b"No Content", 404: b"Not Found"}[response.status]
+    )
+    expected = h.send(h11.Response(status_code=response.status, headers=headers, reason=phrase))
+    expected = expected or b""
     if response.body:
         expected += h.send(h11.Data(data=response.body)) or b""
     expected += h.send(h11.EndOfMessage()) or b""

@@ -71,6 +71,17 @@ def test_get_over_http2(curlfault: FakeNetwork, scheme: str, transport: str) -> 
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
+def test_reason_is_not_sent_over_http2(curlfault: FakeNetwork, scheme: str) -> None:
+    """HTTP/2 has no reason phrase: a route's reason is for HTTP/1.1 clients only."""
+    endpoint(curlfault, scheme).get("/").respond(404, body=BODY, reason="Gone fishing")
+    r = get(scheme, "/")
+    assert (r.code, r.status, r.body) == (0, 404, BODY)
+    assert r.headers.startswith(b"HTTP/2 404 \r\n")
+    assert b"fishing" not in r.headers
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_post_body_and_handler_over_http2(curlfault: FakeNetwork, scheme: str) -> None:
     api = endpoint(curlfault, scheme)
     api.post("/echo").handle(lambda req: Response.make(201, body=req.body[::-1]))

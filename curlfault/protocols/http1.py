@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import h11
 
 from .._errors import CurlFaultError, MalformedRequest, UsageError
-from .._http import Request, Response
+from .._http import Request, Response, standard_reason
 from .._plan import Plan, build_ops, flatten, rewrite
 from ..faults import (
     EarlyResponse,
@@ -44,7 +44,7 @@ _PARSED_MAX = 512
 _PARSED_MAX_BYTES = 4096
 # h11's bytes for a keep-alive GET's response, by (status, headers, body): bounded in
 # entries, in body size and in bytes held (key bodies and framed bytes), like ``_PARSED``.
-_WireKey = tuple[int, tuple[tuple[str, str], ...], bytes]
+_WireKey = tuple[int, tuple[tuple[str, str], ...], bytes, str | None]
 _WIRE: dict[_WireKey, bytes] = {}
 _WIRE_MAX = 512
 _WIRE_MAX_BODY = 64 * 1024
@@ -150,9 +150,10 @@ class Http1Server:
                 if self._upload_fault_at_head():
                     return
                 if h.they_are_waiting_for_100_continue and not isinstance(self._upload, NoContinue):
-                    self.transport.write(
-                        h.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                    cont = h11.InformationalResponse(
+                        status_code=100, headers=[], reason=b"Continue"
                     )
+                    self.transport.write(h.send(cont) or b"")
                     self.conn.event("sent 100 Continue")
             elif isinstance(event, h11.Data):
                 if self._body:
@@ -444,7 +445,8 @@ def error_response_bytes(
         ("Connection", "close"),
         *headers,
     ]
-    data = h.send(h11.Response(status_code=status, headers=head)) or b""
+    data = h.send(h11.Response(status_code=status, headers=head, reason=standard_reason(status)))
+    data = data or b""
     data += h.send(h11.Data(data=body)) or b""
     data += h.send(h11.EndOfMessage()) or b""
     return data
@@ -488,7 +490,7 @@ def _wire_key(response: Response) -> _WireKey | None:
     body, headers = response.body, response.headers
     if type(body) is not bytes or len(body) > _WIRE_MAX_BODY or type(headers) is not tuple:
         return None
-    key = (response.status, headers, body)
+    key = (response.status, headers, body, response.reason)
     try:
         hash(key)
     except TypeError:  # a Response built by hand with unhashable headers
@@ -504,7 +506,9 @@ def _serialize(h: h11.Connection, response: Response, close: bool, with_body: bo
         headers.append(("Content-Length", str(len(response.body))))
     if close and "connection" not in names:
         headers.append(("Connection", "close"))
-    out = [h.send(h11.Response(status_code=response.status, headers=headers)) or b""]
+    reason = response.reason
+    phrase = standard_reason(response.status) if reason is None else reason.encode("latin-1")
+    out = [h.send(h11.Response(status_code=response.status, headers=headers, reason=phrase)) or b""]
     if response.body and with_body:
         out.append(h.send(h11.Data(data=response.body)) or b"")
     out.append(h.send(h11.EndOfMessage()) or b"")

@@ -113,6 +113,7 @@ def upgrade(
                     ("Connection", "Upgrade"),
                     ("Sec-WebSocket-Accept", generate_accept_token(key).decode("ascii")),
                 ],
+                reason=b"Switching Protocols",
             )
         )
         or b""
