@@ -197,12 +197,15 @@ class Loopback(Case):
     - ``"fresh"``: a fresh handle per GET (the worst case: tracking's cost is per handle);
     - ``"reused"``: one handle per batch, each GET on its warm keep-alive connection;
     - ``"server"``: a fresh handle per GET against the standard library's
-      ``ThreadingHTTPServer`` on 127.0.0.1, the kind of server a downstream suite runs
-      under ``--curlfault-leaks``.
+      ``ThreadingHTTPServer`` on 127.0.0.1 in this process, the kind of server a
+      downstream suite runs under ``--curlfault-leaks`` (its thread shares the client's
+      interpreter lock and processor caches);
+    - ``"process"``: the same server in a child process, as a service a suite reaches on
+      loopback runs (started before the tests, or in a container).
     """
 
     batch = 150
-    KINDS = ("fresh", "reused", "server")
+    KINDS = ("fresh", "reused", "server", "process")
 
     def __init__(self, tracked: bool, kind: str = "fresh") -> None:
         if kind not in self.KINDS:
@@ -215,6 +218,7 @@ class Loopback(Case):
             "fresh": "real loopback GET, fresh handle",
             "reused": "real loopback GET, reused handle (keep-alive)",
             "server": "real loopback GET, fresh handle, ThreadingHTTPServer",
+            "process": "real loopback GET, fresh handle, ThreadingHTTPServer in another process",
         }[kind]
         self.label = f"{what}, under `Tracker(leaks=True)`" if tracked else what
         self.group = "leaks"
@@ -222,10 +226,10 @@ class Loopback(Case):
     def setup(self) -> None:
         self.served: list[socket.socket] = []
         self.peer: Any = None
-        if self.kind == "server":
-            from _peers import StdlibPeer
+        if self.kind in ("server", "process"):
+            from _peers import ProcessPeer, StdlibPeer
 
-            self.peer = StdlibPeer()
+            self.peer = StdlibPeer() if self.kind == "server" else ProcessPeer()
             self.url = f"http://127.0.0.1:{self.peer.port}/"
             return
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -90,6 +90,61 @@ class StdlibPeer(_Server):
         )
 
 
+class ProcessPeer(_Server):
+    """The same ``ThreadingHTTPServer`` in a child process: the server a suite reaches on
+    loopback when it runs elsewhere (a service started before the tests, a container), so
+    that its work shares neither the client's interpreter lock nor its processor caches."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        here = str(Path(__file__).resolve().parent)
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]);"
+            "from _peers import serve_stdlib_forever; serve_stdlib_forever()"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, here],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the port, once it listens
+        if not line.strip().isdigit():
+            self.proc.kill()
+            self.proc.wait(10)
+            raise RuntimeError(f"the server process did not start: {line!r}")
+        self.port = int(line)
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.close()  # the child ends when its stdin does
+        try:
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+        finally:
+            self.proc.stdout.close()
+
+
+def serve_stdlib_forever() -> None:
+    """The child of ``ProcessPeer``: serve until stdin closes, then stop."""
+    import sys
+
+    peer = StdlibPeer()
+    print(peer.port, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        peer.stop()
+
+
 PEERS = {
     "httpserver": ("pytest-httpserver", HttpServerPeer),
     "stdlib": ("ThreadingHTTPServer", StdlibPeer),

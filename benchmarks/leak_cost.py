@@ -22,7 +22,10 @@ Rows (each a real loopback GET, the transfers of run.py's leak rows):
 - ``srv.off`` / ``srv.on``: a fresh-handle GET against the standard library's
   ``ThreadingHTTPServer`` on 127.0.0.1 (a real server thread, what a downstream suite runs
   under ``--curlfault-leaks``), untracked and tracked (compared with ``srv.off``). The
-  tracking cost per transfer is the same; the transfer it is added to is longer.
+  tracking cost per transfer is the same; the transfer it is added to is longer;
+- ``proc.off`` / ``proc.on``: the same server in a child process (a service started before
+  the tests), so that the server's threads share neither the client's interpreter lock nor
+  its processor caches.
 
 ``time`` runs the rows interleaved (run.py's harness) and prints each row's median ratio to
 its baseline over rounds. On a shared machine wall-clock ratios wander by several percent;
@@ -61,12 +64,16 @@ ROWS = (
     "reused.on",
     "srv.off",
     "srv.on",
+    "proc.off",
+    "proc.on",
 )
 BASELINE = {  # the others: "off"
     "reused.off": "reused.off",
     "reused.on": "reused.off",
     "srv.off": "srv.off",
     "srv.on": "srv.off",
+    "proc.off": "proc.off",
+    "proc.on": "proc.off",
 }
 
 
@@ -125,7 +132,8 @@ def make(row: str) -> Loopback:
         return Loopback(tracked=row == "on")
     if "." in row:
         kind, state = row.split(".")
-        return Loopback(tracked=state == "on", kind="server" if kind == "srv" else kind)
+        kind = {"srv": "server", "proc": "process"}.get(kind, kind)
+        return Loopback(tracked=state == "on", kind=kind)
     return Floor(row)
 
 

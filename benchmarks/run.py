@@ -362,7 +362,8 @@ def build(
         )
     for kind, how in (
         ("fresh", "fresh handle, served from PREREQFUNCTION (no server work: worst case)"),
-        ("server", "fresh handle, ThreadingHTTPServer"),
+        ("server", "fresh handle, ThreadingHTTPServer in the same process"),
+        ("process", "fresh handle, ThreadingHTTPServer in another process"),
         ("reused", "reused handle (keep-alive), served from PREREQFUNCTION"),
     ):
         if kind not in tracked:
@@ -404,6 +405,7 @@ def build(
         "stdlib.https": "HTTPS: ThreadingHTTPServer",
         "leaks.on": "loopback GET, fresh handle: under leak tracking",
         "leaks.server.on": "ThreadingHTTPServer GET, fresh handle: under leak tracking",
+        "leaks.process.on": "server process GET, fresh handle: under leak tracking",
         "leaks.reused.on": "loopback GET, reused handle: under leak tracking",
     }
     bars: list[tuple[str, float, float | None, str]] = []
@@ -599,8 +601,13 @@ def page(
             "server work: the cheapest real transfer, and the worst case for a cost paid per "
             f"handle): {pct('leaks.on', 'leaks.off')};\n"
             "- a fresh handle per GET against the standard library's `ThreadingHTTPServer` on "
-            "127.0.0.1, the kind of server a suite runs: "
+            "127.0.0.1 in the same process, the kind of server a suite starts in a fixture (its "
+            "threads share the client's interpreter lock and processor caches, so each Python "
+            "callback of the client waits longer and runs colder): "
             f"{pct('leaks.server.on', 'leaks.server.off')};\n"
+            "- the same server in a child process, as a service a suite reaches on loopback "
+            "runs (started before the tests, or in a container): "
+            f"{pct('leaks.process.on', 'leaks.process.off')};\n"
             "- one handle per batch, each GET on its warm keep-alive connection: "
             f"{pct('leaks.reused.on', 'leaks.reused.off')}.\n\n"
             "Tracking costs once per handle (the intercepting subclass, the creation-site frame "

@@ -99,18 +99,20 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
 
     Only each frame's code object and instruction offset are read here; ``Site.frames``
     turns them into file names and line numbers when a report needs them. This runs for
-    every handle made under a network or a tracker, so it reads nothing else: each frame
-    attribute read costs about as much as the rest of the loop (and the loop counts down
-    instead of iterating a range, which is measurably cheaper at this size).
+    every handle made under a network or a tracker, between two transfers, when the
+    processor's caches hold libcurl's work rather than this code: so it reads nothing
+    else and builds nothing else (each frame attribute read costs about as much as the rest
+    of the loop, and the loop counts down instead of iterating a range). A cache of sites
+    by place was dearer than it saved: building its key cost more than the walk.
     """
     if depth <= 0:
-        return _site_of([])
+        return _site_of(())
     frame: Any = _getframe(skip)
     code = frame.f_code
     while code.co_filename.startswith(_HERE):
         frame = frame.f_back
         if frame is None:
-            return _site_of([])
+            return _site_of(())
         code = frame.f_code
     raw: list[Any] = [code, frame.f_lasti]
     left = depth - 1
@@ -120,21 +122,10 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
             break
         raw += (frame.f_code, frame.f_lasti)
         left -= 1
-    # Handles are made at a few places, again and again: one Site per place, shared. The
-    # key holds code objects by identity (equal code in two files compares equal); a
-    # cached Site keeps its code objects, so their ids are not reused while it is cached.
-    key = (*map(id, raw[0::2]), *raw[1::2])
-    site = _SITES.get(key)
-    if site is None:
-        site = _site_of(tuple(raw))
-        if len(_SITES) < _SITES_MAX:
-            _SITES[key] = site
-    return site
+    return _site_of(raw)
 
 
 _site_of = Site.capture
-_SITES: dict[tuple[Any, ...], Site] = {}
-_SITES_MAX = 4096
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]

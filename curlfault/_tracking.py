@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 _SETOPT = pycurl.Curl.setopt
+_new_wiring = object.__new__
 _OPEN = pycurl.OPENSOCKETFUNCTION
 _SOCKOPT = pycurl.SOCKOPTFUNCTION
 _CLOSE = pycurl.CLOSESOCKETFUNCTION
@@ -181,7 +182,10 @@ class Tracker:
         self.close()
 
     def _wire(self, curl: Any, site: Site) -> TrackWiring:
-        wiring = TrackWiring(self, site)
+        # TrackWiring(self, site) without the Python frame of its __init__ (this runs for
+        # every handle made under the tracker).
+        wiring = _new_wiring(TrackWiring)
+        wiring.tracker, wiring.site, wiring.owned = self, site, self._owned
         if self._owned is self._leaks_only:
             _SETOPT(curl, _SOCKOPT, wiring._sockopt)  # what install() does, for the usual case
         else:

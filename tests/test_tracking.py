@@ -134,7 +134,7 @@ def test_creation_site_line_numbers_match_the_frames() -> None:
     assert str(caller_site(skip=1, depth=0)) == "?"
 
 
-def test_one_site_per_place_and_identical_code_in_two_files_keeps_its_own_file() -> None:
+def test_identical_code_in_two_files_keeps_its_own_file() -> None:
     from curlfault._intercept import caller_site
 
     source = "def make(site):\n    return site(skip=1)\n"
@@ -148,7 +148,7 @@ def test_one_site_per_place_and_identical_code_in_two_files_keeps_its_own_file()
     sites = [[make(caller_site) for _ in range(3)] for make in makers]
     assert sites[0][0].frames[0] == ("first.py", 2, "make")
     assert sites[1][0].frames[0] == ("second.py", 2, "make")
-    assert sites[0][0] is sites[0][1] is sites[0][2]  # a place made again shares its site
+    assert sites[0][0].frames == sites[0][1].frames == sites[0][2].frames
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
