@@ -100,10 +100,13 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     Only each frame's code object and instruction offset are read here; ``Site.frames``
     turns them into file names and line numbers when a report needs them. This runs for
     every handle made under a network or a tracker, between two transfers, when the
-    processor's caches hold libcurl's work rather than this code: so it reads nothing
-    else and builds nothing else (each frame attribute read costs about as much as the rest
-    of the loop, and the loop counts down instead of iterating a range). A cache of sites
-    by place was dearer than it saved: building its key cost more than the walk.
+    processor's caches hold libcurl's work rather than this code: so it reads nothing else
+    (each frame attribute read costs about as much as the rest of the loop).
+
+    Handles are made at a few places, again and again, so one ``Site`` per stack is shared
+    (a site per handle would add a few hundred bytes to each). A known stack is recognised
+    by comparing its frames with a cached site's as they are walked, which costs no more
+    than collecting them; a key built from the frames cost more than the walk.
     """
     if depth <= 0:
         return _site_of(())
@@ -114,7 +117,28 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
         if frame is None:
             return _site_of(())
         code = frame.f_code
-    raw: list[Any] = [code, frame.f_lasti]
+    lasti = frame.f_lasti
+    # The innermost place by identity: equal code in two files compares equal. A cached
+    # site keeps its code objects, so their ids are not reused while it is cached.
+    place = (id(code), lasti)
+    known = _SITES.get(place)
+    if known is not None:
+        for site in known:
+            seen = site._raw
+            n = len(seen)
+            if n > 2 * depth:
+                continue
+            f = frame
+            i = 2
+            while i < n:
+                f = f.f_back
+                if f is None or f.f_code is not seen[i] or f.f_lasti != seen[i + 1]:
+                    break
+                i += 2
+            else:  # every frame of the site matched: the same stack if it is as deep
+                if n == 2 * depth or f.f_back is None:
+                    return site
+    raw: list[Any] = [code, lasti]
     left = depth - 1
     while left > 0:
         frame = frame.f_back
@@ -122,10 +146,21 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
             break
         raw += (frame.f_code, frame.f_lasti)
         left -= 1
-    return _site_of(raw)
+    site = _site_of(tuple(raw))
+    if known is None:
+        if len(_SITES) < _PLACES_MAX:
+            _SITES[place] = [site]
+    elif len(known) < _STACKS_PER_PLACE:
+        known.append(site)
+    return site
 
 
 _site_of = Site.capture
+# place -> the sites of the stacks seen through it. Bounded: past the bounds a handle gets a
+# site of its own.
+_SITES: dict[tuple[int, int], list[Site]] = {}
+_PLACES_MAX = 4096
+_STACKS_PER_PLACE = 16
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]

@@ -134,7 +134,7 @@ def test_creation_site_line_numbers_match_the_frames() -> None:
     assert str(caller_site(skip=1, depth=0)) == "?"
 
 
-def test_identical_code_in_two_files_keeps_its_own_file() -> None:
+def test_one_site_per_stack_and_identical_code_in_two_files_keeps_its_own_file() -> None:
     from curlfault._intercept import caller_site
 
     source = "def make(site):\n    return site(skip=1)\n"
@@ -148,7 +148,33 @@ def test_identical_code_in_two_files_keeps_its_own_file() -> None:
     sites = [[make(caller_site) for _ in range(3)] for make in makers]
     assert sites[0][0].frames[0] == ("first.py", 2, "make")
     assert sites[1][0].frames[0] == ("second.py", 2, "make")
-    assert sites[0][0].frames == sites[0][1].frames == sites[0][2].frames
+    assert sites[0][0] is sites[0][1] is sites[0][2]  # a place made again shares its site
+
+
+def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
+    """Sites are shared by stack, not by the innermost place: a helper that makes handles
+    for two callers reports each caller, and a shallower walk is not given a deeper site."""
+    from curlfault._intercept import caller_site
+
+    def helper(depth: int = 6) -> Any:
+        return caller_site(skip=1, depth=depth)
+
+    def first() -> Any:
+        return helper()
+
+    def second() -> Any:
+        return helper()
+
+    made = [(first(), second(), helper(depth=2)) for _ in range(3)]  # one stack each time
+    a, b, shallow = made[0]
+    assert a is not b
+    assert [f[2] for f in a.frames[:2]] == ["helper", "first"]
+    assert [f[2] for f in b.frames[:2]] == ["helper", "second"]
+    assert [f[2] for f in shallow.frames] == [
+        "helper",
+        "<listcomp>",
+    ]
+    assert all(m == made[0] for m in made)  # the same stacks share their sites
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
