@@ -39,6 +39,17 @@ _REPUMPS = 16
 _BATCH = 32
 
 
+# Forks this process has been the child of (see Loop.running).
+_forks = [0]
+
+
+def _count_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
 def _unregister(ep: select.epoll | None, fd: int) -> None:
     """Drop ``fd`` from ``ep`` if it is there (closed or never added: nothing to do)."""
     if ep is not None:
@@ -113,16 +124,16 @@ class Loop:
         self.lock = threading.RLock()
         self._stopping = False
         self.errors: list[BaseException] = []
-        self._pid = os.getpid()
+        self._forks = _forks[0]
         self._alive = False  # the thread runs (see running)
 
     # lifecycle -------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         # A flag the thread clears as it ends (Thread.is_alive() is three Python calls,
-        # and a network asks on every connection); the pid test covers a forked child,
-        # which has no thread.
-        return self._alive and self._pid == os.getpid()
+        # and a network asks on every connection); the fork count covers a forked child,
+        # which has no thread (os.getpid() would be a system call per connection).
+        return self._alive and self._forks == _forks[0]
 
     def start(self) -> Loop:
         if self.running:
@@ -132,7 +143,7 @@ class Loop:
         self._ready = select.epoll()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ep.register(self._wake_fd, READ)
-        self._pid = os.getpid()
+        self._forks = _forks[0]
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._alive = True
         try:
