@@ -112,11 +112,18 @@ class ProcessPeer(_Server):
             text=True,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # the port, once it listens
+        import selectors
+
+        with selectors.DefaultSelector() as sel:  # the port, once it listens: 30 s at most
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            line = self.proc.stdout.readline() if sel.select(30.0) else ""
         if not line.strip().isdigit():
             self.proc.kill()
             self.proc.wait(10)
-            raise RuntimeError(f"the server process did not start: {line!r}")
+            self.proc.stdout.close()
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            raise RuntimeError(f"the server process did not print its port in 30 s: {line!r}")
         self.port = int(line)
 
     def stop(self) -> None:

@@ -265,6 +265,14 @@ class Route:
             conn.network._record(err)
             return Response.make(500, body=f"curlfault: handler raised {type(exc).__name__}\n")
         if isinstance(result, Response):
+            if result.reason is not None:
+                try:
+                    check_reason(result.reason)  # a Response built by hand skips make()
+                except UsageError as exc:
+                    conn.network._record(
+                        ServerError(f"handler for {self.method} {self.path} returned {exc}")
+                    )
+                    return Response.make(500, body=b"curlfault: handler returned a bad reason\n")
             self.endpoint._note_fault(result.fault)
             return result
         if isinstance(result, int) and not isinstance(result, bool):

@@ -123,11 +123,11 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     place = (id(code), lasti)
     known = _SITES.get(place)
     if known is not None:
-        for site in known:
+        for at, site in enumerate(known):
             seen = site._raw
             n = len(seen)
             if n > 2 * depth:
-                continue
+                continue  # deeper than this walk goes: not this stack (a shortcut)
             f = frame
             i = 2
             while i < n:
@@ -137,6 +137,8 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
                 i += 2
             else:  # every frame of the site matched: the same stack if it is as deep
                 if n == 2 * depth or f.f_back is None:
+                    if at:  # most recent first: a place's current caller is found at once
+                        known.insert(0, known.pop(at))
                     return site
     raw: list[Any] = [code, lasti]
     left = depth - 1
@@ -150,17 +152,23 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
     if known is None:
         if len(_SITES) < _PLACES_MAX:
             _SITES[place] = [site]
-    elif len(known) < _STACKS_PER_PLACE:
-        known.append(site)
+    else:
+        # The newest first, the least recently used out: a helper that makes handles for
+        # test after test sees a new stack in each (the test's own frame is one of them).
+        known.insert(0, site)
+        if len(known) > _STACKS_PER_PLACE:
+            known.pop()
     return site
 
 
 _site_of = Site.capture
-# place -> the sites of the stacks seen through it. Bounded: past the bounds a handle gets a
-# site of its own.
+# place -> the sites of the stacks seen through it, most recently used first. Bounded: a
+# place keeps its 8 latest stacks (a miss compares each, so few); past 4096 places a handle
+# gets a site of its own. Threads may race on a list: a site is then lost or kept twice,
+# never given to the wrong stack (each is checked against the stack it is returned for).
 _SITES: dict[tuple[int, int], list[Site]] = {}
 _PLACES_MAX = 4096
-_STACKS_PER_PLACE = 16
+_STACKS_PER_PLACE = 8
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]

@@ -189,6 +189,32 @@ def test_handler_exception_is_500_and_server_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("OK\r\nX-Injected: 1", "status line cannot carry"),
+        ("caf\u00e9 \u2615", "status line cannot carry"),
+        (b"OK", "reason must be a str"),
+    ],
+)
+def test_handler_response_built_by_hand_with_a_bad_reason_is_500(reason, message) -> None:
+    """A Response made without Response.make() is checked too: no header is injected."""
+    from curlfault import ServerError
+
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            by_hand = Response(200, b"hi", (), None, reason)
+            net.http("api.test").get("/x").handle(lambda req: by_hand)
+            r = transfer("http://api.test/x")
+            assert (r.code, r.status) == (0, 500)
+            assert b"X-Injected" not in r.headers
+        with pytest.raises(ServerError, match=message):
+            net.check()
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"status": 99}, "status must be an int from 100 to 999"),

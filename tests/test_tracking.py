@@ -153,7 +153,7 @@ def test_one_site_per_stack_and_identical_code_in_two_files_keeps_its_own_file()
 
 def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
     """Sites are shared by stack, not by the innermost place: a helper that makes handles
-    for two callers reports each caller, and a shallower walk is not given a deeper site."""
+    for two callers reports each caller, and a walk of another depth gets its own site."""
     from curlfault._intercept import caller_site
 
     def helper(depth: int = 6) -> Any:
@@ -165,16 +165,76 @@ def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
     def second() -> Any:
         return helper()
 
-    made = [(first(), second(), helper(depth=2)) for _ in range(3)]  # one stack each time
-    a, b, shallow = made[0]
+    def at(depth: int) -> Any:
+        return helper(depth)
+
+    def make_all() -> tuple[Any, ...]:
+        return first(), second(), at(2), at(6)
+
+    made = [make_all() for _ in range(3)]  # the same four stacks each time
+    a, b, shallow, deep = made[0]
     assert a is not b
-    assert [f[2] for f in a.frames[:2]] == ["helper", "first"]
-    assert [f[2] for f in b.frames[:2]] == ["helper", "second"]
-    assert [f[2] for f in shallow.frames] == [
-        "helper",
-        "<listcomp>",
-    ]
+    assert [f[2] for f in a.frames[:3]] == ["helper", "first", "make_all"]
+    assert [f[2] for f in b.frames[:3]] == ["helper", "second", "make_all"]
+    assert [f[2] for f in shallow.frames] == ["helper", "at"]  # not the 6 frames of `deep`
+    assert len(deep.frames) == 6
+    assert [f[2] for f in deep.frames[:3]] == ["helper", "at", "make_all"]
     assert all(m == made[0] for m in made)  # the same stacks share their sites
+
+
+def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart() -> None:
+    """A site that ran out of frames is shared by the stacks that end there too, and not
+    given to a longer stack through the same innermost frames."""
+    import threading
+
+    from curlfault._intercept import caller_site
+
+    def helper() -> Any:
+        return caller_site(skip=1, depth=50)
+
+    def inner() -> None:
+        got.append(helper())
+
+    got: list[Any] = []
+    for _ in range(2):  # a thread's stack ends a few frames up, well inside 50
+        thread = threading.Thread(target=inner)
+        thread.start()
+        thread.join(10)
+    short, again = got
+    assert again is short
+    assert len(short.frames) < 50
+    inner()  # the same innermost frames, then the test's longer stack
+    deeper = got[-1]
+    assert deeper is not short
+    assert len(deeper.frames) > len(short.frames)
+    assert deeper.frames[:2] == short.frames[:2]
+
+
+def test_a_place_keeps_its_latest_stacks() -> None:
+    """A place reached from ever new callers keeps the latest: a caller seen again finds
+    its site at once, and old ones make way (bounded memory)."""
+    from curlfault import _intercept
+    from curlfault._intercept import caller_site
+
+    def helper() -> Any:
+        return caller_site(skip=1, depth=2)
+
+    callers = []
+    for i in range(_intercept._STACKS_PER_PLACE + 4):
+        scope: dict[str, Any] = {"helper": helper}
+        exec(compile("def caller():\n    return helper()\n", f"caller{i}.py", "exec"), scope)
+        callers.append(scope["caller"])
+    cap = _intercept._STACKS_PER_PLACE
+    sites = [c() for c in callers[:cap]]  # as many stacks as a place keeps
+    assert [s.frames[1][0] for s in sites] == [f"caller{i}.py" for i in range(cap)]
+    assert [c() for c in callers[:cap]] == sites  # all cached
+    assert callers[0]() is sites[0]  # used again: now the most recent
+    new = [c() for c in callers[cap:]]  # four new stacks push out the four least recent
+    assert callers[0]() is sites[0]
+    assert [c() is s for c, s in zip(callers[1:5], sites[1:5], strict=True)] == [False] * 4
+    assert callers[-1]() is new[-1]
+    place = next(k for k, v in _intercept._SITES.items() if sites[0] in v)
+    assert len(_intercept._SITES[place]) == cap
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(

@@ -59,7 +59,7 @@ def test_the_client_retries_refused_connections(curlfault):
 
 
 # --8<-- [start:stream-faults]
-BODY = b"x" * 1000  # with its headers the response is 1039 bytes
+BODY = b"x" * 1000  # with its headers the response is 1041 bytes
 
 
 def test_connection_closed_before_any_byte(curlfault):
