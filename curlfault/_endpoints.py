@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import re
 from typing import TYPE_CHECKING
 
 from ._connection import Connection
@@ -221,6 +222,8 @@ class Endpoint:
         net._by_point.update({(p.address, p.port): self for p in self._points.values()})
 
     def _note_fault(self, fault: StreamFault | None) -> None:
+        if fault is None:
+            return  # most steps: nothing to note
         faults = fault.faults if isinstance(fault, Compose) else (fault,)
         h2_only = [f for f in faults if isinstance(f, H2Fault)]
         if h2_only and not getattr(self, "http2", False):
@@ -499,8 +502,11 @@ class HttpEndpoint(Endpoint):
         return f"`{self.host}` endpoint.{call}.respond(...)"
 
 
+_NOT_IN_HOST = re.compile(r"[/\s]")
+
+
 def _host(host: object) -> str:
-    if not isinstance(host, str) or not host or any(c in host for c in "/ \t\r\n"):
+    if not isinstance(host, str) or not host or _NOT_IN_HOST.search(host):
         raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
     host = host.strip("[]").lower()
     return host

@@ -14,8 +14,8 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
 
 import pycurl
@@ -85,7 +85,10 @@ class FakeNetwork:
         self._problems: list[CurlFaultError] = []
         self._reported = 0
         self._lock = threading.Lock()
-        self._wirings: weakref.WeakSet[Wiring] = weakref.WeakSet()
+        # The wirings of routed handles, weakly (a list of references, pruned as it grows:
+        # a WeakSet costs a Python call to add each and another when each one dies).
+        self._wirings: list[weakref.ref[Wiring]] = []
+        self._prune_at = 64
         self._graveyard: list[object] = []  # handles to release outside any callback
         self._handles: list[weakref.ref[Any]] = []
         self.generation = 0
@@ -197,8 +200,10 @@ class FakeNetwork:
         """The pins changed: routed handles take the new ones before their next perform."""
         self._pins = None
         self.generation += 1
-        for wiring in list(self._wirings):
-            wiring.refresh_attached()
+        for ref in list(self._wirings):
+            wiring = ref()
+            if wiring is not None:
+                wiring.refresh_attached()
 
     def _retire(self, points: Iterable[ConnectPoint]) -> None:
         """Points an endpoint moved away from: kept (a connection may use one) until close."""
@@ -262,16 +267,19 @@ class FakeNetwork:
         return wiring
 
     def _register(self, wiring: Wiring) -> None:
-        self._wirings.add(wiring)
+        with self._lock:
+            wirings = self._wirings
+            wirings.append(weakref.ref(wiring))
+            if len(wirings) > self._prune_at:
+                wirings[:] = [r for r in wirings if r() is not None]
+                self._prune_at = max(64, 2 * len(wirings))
 
-    @contextmanager
-    def intercept(self) -> Iterator[FakeNetwork]:
-        """Route every ``pycurl.Curl()`` made inside the block through this network."""
-        token = _intercept.install(self)
-        try:
-            yield self
-        finally:
-            _intercept.uninstall(token)
+    def intercept(self) -> Intercepting:
+        """Route every ``pycurl.Curl()`` made inside the block through this network.
+
+        A context manager (``with net.intercept(): ...``), also usable as a decorator.
+        """
+        return Intercepting(self)
 
     # the opensocket decision (called from the wiring) ----------------------------------
     @property
@@ -445,6 +453,23 @@ class FakeNetwork:
                     ch.close()
         if self._own_loop:
             loop.stop()
+
+
+class Intercepting(ContextDecorator):
+    """What ``FakeNetwork.intercept()`` returns: routes ``pycurl.Curl()`` while entered."""
+
+    __slots__ = ("_network", "_tokens")
+
+    def __init__(self, network: FakeNetwork) -> None:
+        self._network = network
+        self._tokens: list[int] = []
+
+    def __enter__(self) -> FakeNetwork:
+        self._tokens.append(_intercept.install(self._network))
+        return self._network
+
+    def __exit__(self, *exc: object) -> None:
+        _intercept.uninstall(self._tokens.pop())
 
 
 def _flag(value: object) -> bool:

@@ -176,6 +176,28 @@ def test_intercept_restores_pycurl_curl_even_on_error() -> None:
         net.close()
 
 
+def test_intercept_as_a_decorator_and_entered_again_while_entered() -> None:
+    original = pycurl.Curl
+    net = FakeNetwork()
+    try:
+        net.http("api.test").get("/").respond(body="decorated")
+        routing = net.intercept()
+
+        @routing
+        def fetch() -> bytes:
+            return transfer("http://api.test/").body
+
+        assert fetch() == b"decorated"
+        assert pycurl.Curl is original
+        with routing:
+            with routing:  # the same object, nested: each exit undoes its own entry
+                assert InterceptedCurl._cf_network is net
+            assert pycurl.Curl is InterceptedCurl
+        assert pycurl.Curl is original
+    finally:
+        net.close()
+
+
 def test_exception_in_user_closesocket_is_reraised_not_lost(curlfault) -> None:
     api = curlfault.http("api.test")
     api.get("/").respond(200, headers={"Connection": "close"})
