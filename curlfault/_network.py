@@ -89,6 +89,7 @@ class FakeNetwork:
         # a WeakSet costs a Python call to add each and another when each one dies).
         self._wirings: list[weakref.ref[Wiring]] = []
         self._prune_at = 64
+        self._pruning = threading.Lock()
         self._graveyard: list[object] = []  # handles to release outside any callback
         self._handles: list[weakref.ref[Any]] = []
         self.generation = 0
@@ -267,12 +268,21 @@ class FakeNetwork:
         return wiring
 
     def _register(self, wiring: Wiring) -> None:
-        with self._lock:
-            wirings = self._wirings
-            wirings.append(weakref.ref(wiring))
-            if len(wirings) > self._prune_at:
-                wirings[:] = [r for r in wirings if r() is not None]
+        wirings = self._wirings
+        wirings.append(weakref.ref(wiring))  # one step under the GIL: no lock to wait on
+        # Pruned in place from the end by one thread at a time: appends made meanwhile land
+        # past where it started, so none is lost. Never waits: a handle made in a finalizer
+        # that runs while this thread prunes just leaves the pruning for later.
+        if len(wirings) > self._prune_at and self._pruning.acquire(blocking=False):
+            try:
+                i = len(wirings)
+                while i:
+                    i -= 1
+                    if wirings[i]() is None:
+                        del wirings[i]
                 self._prune_at = max(64, 2 * len(wirings))
+            finally:
+                self._pruning.release()
 
     def intercept(self) -> Intercepting:
         """Route every ``pycurl.Curl()`` made inside the block through this network.

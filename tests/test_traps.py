@@ -157,6 +157,38 @@ def test_intercepted_handle_sees_endpoints_added_after_creation(curlfault) -> No
         c.close()
 
 
+def test_handles_made_and_dropped_do_not_pile_up_and_attached_ones_still_re_pin() -> None:
+    import threading
+
+    net = FakeNetwork()
+    try:
+        attached = net.attach(pycurl.Curl())
+        with net.intercept():
+            for _ in range(1000):
+                pycurl.Curl().close()  # each one's wiring is dropped with it
+            assert len(net._wirings) <= 65  # pruned as it grew: the attached one, and a few
+            kept: list[pycurl.Curl] = []
+
+            def make() -> None:
+                kept.extend(pycurl.Curl() for _ in range(300))
+
+            threads = [threading.Thread(target=make) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+        live = [w for w in (r() for r in net._wirings) if w is not None]
+        assert len(live) == 1 + len(kept) == 1201  # none lost while others pruned
+        for c in kept:
+            c.close()
+        net.http("late.test").get("/").respond(body="late")  # re-pins the attached handle
+        assert transfer("http://late.test/", curl=attached).body == b"late"
+        attached.close()
+        net.check()
+    finally:
+        net.close()
+
+
 def test_intercept_restores_pycurl_curl_even_on_error() -> None:
     original = pycurl.Curl
     net = FakeNetwork()
