@@ -14,6 +14,7 @@ import gc
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,10 @@ class FakeNetwork:
         self._by_point: dict[tuple[str, int], Endpoint] = {}  # reserved (address, port)
         self._retired: list[ConnectPoint] = []
         self._by_key: dict[tuple[str, int | None], Endpoint] = {}
-        self._problems: list[CurlFaultError] = []
+        # Problems not raised yet. A deque, so no lock is needed to add one: a problem can
+        # be recorded from a close callback that a garbage collection runs while this
+        # thread holds the network's lock.
+        self._problems: deque[CurlFaultError] = deque()
         self._reported = 0
         self._lock = threading.Lock()
         # The wirings of routed handles, weakly (a list of references, pruned as it grows:
@@ -306,8 +310,7 @@ class FakeNetwork:
 
     # records and problems --------------------------------------------------------------
     def _record(self, problem: CurlFaultError) -> None:
-        with self._lock:
-            self._problems.append(problem)
+        self._problems.append(problem)
 
     def socket_closed(self, rec: SocketRecord | None) -> None:
         """libcurl closed a descriptor we handed out: close the server end too."""
@@ -345,15 +348,15 @@ class FakeNetwork:
 
     def _delivered(self, err: CurlFaultError) -> None:
         """``err`` was raised to the caller of perform(); check() need not raise it again."""
-        with self._lock:
-            if err in self._problems:
-                self._problems.remove(err)
+        try:
+            self._problems.remove(err)
+        except ValueError:
+            pass  # taken by check() meanwhile, or never recorded
 
     @property
     def problems(self) -> list[CurlFaultError]:
         """Problems found so far that ``check()`` has not raised yet."""
-        with self._lock:
-            return list(self._problems)
+        return list(self._problems)
 
     def trace(self) -> str:
         """Every connection with its timeline, for failure reports."""
@@ -418,9 +421,11 @@ class FakeNetwork:
                 err = ServerError(f"the fake network's loop raised {exc!r}")
                 err.__cause__ = exc
                 problems.append(err)
-        with self._lock:
-            problems = self._problems + problems
-            self._problems = []
+        taken: list[CurlFaultError] = []
+        queue = self._problems
+        while queue:  # each popleft() is one step: a problem added meanwhile is taken or kept
+            taken.append(queue.popleft())
+        problems = taken + problems
         if not problems:
             return
         first = problems[0]

@@ -204,6 +204,51 @@ def test_context_manager_checks_on_clean_exit() -> None:
     assert net.closed
 
 
+def test_recording_a_problem_never_waits_on_the_networks_lock() -> None:
+    """A close callback run by a garbage collection can record a problem while its thread
+    holds the network's lock (a Connection being made): recording must not wait for it."""
+    from curlfault import ServerError
+
+    net = FakeNetwork()
+    try:
+        with net._lock:
+            recorder = threading.Thread(target=net._record, args=(ServerError("late"),))
+            recorder.start()
+            recorder.join(5)
+            assert not recorder.is_alive()
+        with pytest.raises(ServerError, match="late"):
+            net.check()
+    finally:
+        net.close()
+
+
+def test_problems_recorded_while_check_runs_are_raised_once() -> None:
+    from curlfault import ServerError
+
+    net = FakeNetwork()
+    try:
+        per_thread = 300
+
+        def record(t: int) -> None:
+            for i in range(per_thread):
+                net._record(ServerError(f"{t}-{i}"))
+
+        threads = [threading.Thread(target=record, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        seen: list[str] = []
+        while any(t.is_alive() for t in threads) or net.problems:
+            try:
+                net.check()
+            except ServerError as exc:
+                seen += [str(p) for p in getattr(exc, "problems", [exc])]
+        for t in threads:
+            t.join(10)
+        assert sorted(seen) == sorted(f"{t}-{i}" for t in range(4) for i in range(per_thread))
+    finally:
+        net.close()
+
+
 def test_check_lists_every_problem_with_trace() -> None:
     from curlfault import UnexpectedConnection
 
