@@ -165,7 +165,9 @@ class Ledger:
     """Thread-safe record of descriptors handed to libcurl and what became of them."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection that an allocation in here sets off can free a
+        # handle, whose connections' close callbacks come back here in the same thread.
+        self._lock = threading.RLock()
         self._by_inode: dict[int, SocketRecord] = {}
         self._order: list[SocketRecord] = []
         self._unknown_closes: list[str] = []

@@ -128,7 +128,9 @@ class Tracker:
         )
         assert self._owned <= _intercept.WATCHED_OPTIONS
         self._leaks_only = self._owned if self.leaks and not self.strict else None
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection that an allocation in here sets off can free a
+        # handle, whose close callbacks come back here in the same thread.
+        self._lock = threading.RLock()
         # Written by the sockopt callback without the lock (one dict store); see open_records.
         self._open: dict[int, _Entry] = {}
         self._seq = itertools.count(1)

@@ -43,6 +43,80 @@ def run_child(body: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+def test_a_collection_inside_the_ledgers_lock_may_close_a_handle() -> None:
+    # A garbage collection runs whenever an allocation crosses its threshold, so one can run
+    # inside any locked region that allocates (a list of the unclosed records, say). If it
+    # frees a handle in a reference cycle, pycurl calls that handle's close callbacks right
+    # there, in the same thread: they must not wait on the lock this thread holds.
+    out = run_child(
+        """
+        import faulthandler
+        from curlfault import _ledger
+        faulthandler.dump_traceback_later(30, exit=True)  # a hang fails instead of waiting
+        with net.intercept():
+            c = pycurl.Curl()
+            assert get(c, "http://api.test/") == 200   # its connection stays pooled
+            cycle = {"curl": c}
+            cycle["self"] = cycle
+            c.cycle = cycle
+            del c, cycle
+        original = _ledger.Ledger.unclosed
+        def unclosed(self):
+            with self._lock:
+                gc.collect()   # what an allocation in here can set off
+                return original(self)
+        _ledger.Ledger.unclosed = unclosed
+        net.check()
+        print("closes", [r.closes for r in net.ledger.records])
+        net.close()
+        """
+    )
+    assert "closes [1]" in out
+
+
+def test_a_collection_inside_the_trackers_lock_may_close_a_handle() -> None:
+    out = run_child(
+        """
+        import faulthandler, os, socket, threading
+        import curlfault
+        from curlfault import _tracking
+        faulthandler.dump_traceback_later(30, exit=True)
+        listener = socket.create_server(("127.0.0.1", 0))
+        served = []
+        def serve():
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+            served.append(conn)  # kept open: the client pools the connection
+        server = threading.Thread(target=serve)
+        server.start()
+        tracker = curlfault.Tracker(leaks=True, label="t").install()
+        c = pycurl.Curl()
+        c.setopt(pycurl.CLOSESOCKETFUNCTION, lambda fd: os.close(fd) or 0)
+        c.setopt(pycurl.NOPROXY, "*")
+        assert get(c, f"http://127.0.0.1:{listener.getsockname()[1]}/") == 200
+        server.join(10)
+        cycle = {"curl": c}
+        cycle["self"] = cycle
+        c.cycle = cycle
+        del c, cycle
+        original = _tracking.Tracker.take_events
+        def take_events(self, *args, **kwargs):
+            with self._lock:
+                gc.collect()   # what an allocation in here can set off
+                return original(self, *args, **kwargs)
+        _tracking.Tracker.take_events = take_events
+        print("events", tracker.take_events("t"), "open", tracker.open_records("t"))
+        tracker.close()
+        for conn in served:
+            conn.close()
+        listener.close()
+        net.close()
+        """
+    )
+    assert "events [] open []" in out
+
+
 def test_reset_with_pooled_connection_does_not_segfault() -> None:
     # pycurl 7.49: reset() clears the closesocket callback a pooled connection still uses.
     out = run_child(
