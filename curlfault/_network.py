@@ -274,16 +274,13 @@ class FakeNetwork:
     def _register(self, wiring: Wiring) -> None:
         wirings = self._wirings
         wirings.append(weakref.ref(wiring))  # one step under the GIL: no lock to wait on
-        # Pruned in place from the end by one thread at a time: appends made meanwhile land
-        # past where it started, so none is lost. Never waits: a handle made in a finalizer
-        # that runs while this thread prunes just leaves the pruning for later.
+        # Pruned by one thread at a time, the first n entries replaced in one step: appends
+        # made meanwhile land past n, so none is lost. Never waits: a handle made in a
+        # finalizer that runs while this thread prunes just leaves the pruning for later.
         if len(wirings) > self._prune_at and self._pruning.acquire(blocking=False):
             try:
-                i = len(wirings)
-                while i:
-                    i -= 1
-                    if wirings[i]() is None:
-                        del wirings[i]
+                n = len(wirings)
+                wirings[:n] = [r for r in wirings[:n] if r() is not None]
                 self._prune_at = max(64, 2 * len(wirings))
             finally:
                 self._pruning.release()
@@ -485,6 +482,10 @@ class Intercepting(ContextDecorator):
 
     def __exit__(self, *exc: object) -> None:
         _intercept.uninstall(self._tokens.pop())
+
+    def _recreate_cm(self) -> Intercepting:
+        # As a decorator, one per call: calls overlapping in threads each undo their own.
+        return Intercepting(self._network)
 
 
 def _flag(value: object) -> bool:

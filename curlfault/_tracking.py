@@ -304,10 +304,15 @@ class Tracker:
         """Drop what belongs to entries a new socket replaced (closed without a callback)."""
         current = {entry[0] for entry in list(self._open.values())}
         with self._lock:
-            for inode in [i for i in self._kept if i not in current]:
-                self._graveyard.append(self._kept.pop(inode))
-            for inode in [i for i in self._records if i not in current]:
-                del self._records[inode]
+            # Snapshots in one step each, and pops that tolerate a missing key: a close
+            # callback can run in the middle of this (a collection frees a handle) and edit
+            # both dicts.
+            for inode in [i for i in list(self._kept) if i not in current]:
+                kept = self._kept.pop(inode, None)
+                if kept is not None:
+                    self._graveyard.append(kept)
+            for inode in [i for i in list(self._records) if i not in current]:
+                self._records.pop(inode, None)
 
     def _guard(self, wiring: TrackWiring, inode: int) -> None:
         curl = wiring.pooled_handle()

@@ -135,8 +135,10 @@ class Wiring:
         # The network re-pins every live handle when an endpoint is added (a plain attached
         # handle has no perform() override to do it), and finds the handle to keep alive
         # while its connection is pooled in a multi or share.
+        first = self._handle is None
         self._handle = weakref.ref(curl)
-        self.network._register(self)
+        if first:  # once per wiring: reset() installs again
+            self.network._register(self)
 
     def pool_keepalive(self) -> Any:
         """This wiring's handle if it belongs to a CurlMulti or CurlShare, else None."""

@@ -263,6 +263,61 @@ def test_handles_made_and_dropped_do_not_pile_up_and_attached_ones_still_re_pin(
         net.close()
 
 
+def test_overlapping_decorated_calls_in_threads_each_undo_their_own_entry() -> None:
+    import threading
+
+    net, other = FakeNetwork(), FakeNetwork()
+    try:
+        routing = net.intercept()
+        a_inside, b_inside, a_left, other_in = (threading.Event() for _ in range(4))
+        seen: dict[str, object] = {}
+
+        @routing
+        def first() -> None:
+            a_inside.set()
+            other_in.wait(10)
+            b_inside.wait(10)  # leaves while the second call is still inside
+
+        @routing
+        def second() -> None:
+            b_inside.set()
+            a_left.wait(10)
+            c = pycurl.Curl()  # inside its own block: routed through net
+            seen["network"] = c._cf().network
+            c.close()
+
+        ta = threading.Thread(target=lambda: (first(), a_left.set()))
+        ta.start()
+        a_inside.wait(10)
+        with other.intercept():  # another network stacks in between
+            other_in.set()
+            tb = threading.Thread(target=second)
+            tb.start()
+            ta.join(10)
+            tb.join(10)
+        assert seen["network"] is net
+        assert pycurl.Curl is not InterceptedCurl
+    finally:
+        net.close()
+        other.close()
+
+
+def test_reset_does_not_register_a_handle_again() -> None:
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            c = pycurl.Curl()
+        for _ in range(500):
+            c.reset()  # wires the handle again, through the same wiring
+        assert len(net._wirings) == 1
+        net.http("api.test").get("/").respond(body="after resets")
+        assert transfer("http://api.test/", curl=c).body == b"after resets"
+        c.close()
+        net.check()
+    finally:
+        net.close()
+
+
 def test_intercept_restores_pycurl_curl_even_on_error() -> None:
     original = pycurl.Curl
     net = FakeNetwork()
@@ -295,6 +350,7 @@ def test_intercept_as_a_decorator_and_entered_again_while_entered() -> None:
 
         assert fetch() == b"decorated"
         assert pycurl.Curl is original
+        assert routing._recreate_cm() is not routing  # as a decorator: a fresh one per call
         with routing:
             with routing:  # the same object, nested: each exit undoes its own entry
                 assert InterceptedCurl._cf_network is net
