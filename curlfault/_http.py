@@ -157,8 +157,11 @@ def check_reason(reason: object) -> None:
         )
 
 
-def standard_reason(status: int) -> bytes:
-    """The usual reason phrase for ``status`` (b"" for a code without one)."""
+def reason_phrase(status: int, reason: str | None = None) -> bytes:
+    """The status line's reason phrase: ``reason`` if given, else the usual one for
+    ``status`` (b"" for a code without one)."""
+    if reason is not None:
+        return reason.encode("latin-1")
     phrase = _PHRASES.get(status)
     if phrase is None:
         try:

@@ -87,7 +87,6 @@ class FakeNetwork:
         # be recorded from a close callback that a garbage collection runs while this
         # thread holds the network's lock.
         self._problems: deque[CurlFaultError] = deque()
-        self._reported = 0
         self._lock = threading.Lock()
         # The wirings of routed handles, weakly (a list of references, pruned as it grows:
         # a WeakSet costs a Python call to add each and another when each one dies).
@@ -95,7 +94,6 @@ class FakeNetwork:
         self._prune_at = 64
         self._pruning = threading.Lock()
         self._graveyard: list[object] = []  # handles to release outside any callback
-        self._handles: list[weakref.ref[Any]] = []
         self.generation = 0
         self.closed = False
         self._pins: tuple[list[str], list[str]] | None = None
@@ -469,8 +467,6 @@ class FakeNetwork:
 
 class Intercepting(ContextDecorator):
     """What ``FakeNetwork.intercept()`` returns: routes ``pycurl.Curl()`` while entered."""
-
-    __slots__ = ("_network", "_tokens")
 
     def __init__(self, network: FakeNetwork) -> None:
         self._network = network

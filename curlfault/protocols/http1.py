@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import h11
 
 from .._errors import CurlFaultError, MalformedRequest, UsageError
-from .._http import Request, Response, standard_reason
+from .._http import Request, Response, reason_phrase
 from .._plan import Plan, build_ops, flatten, rewrite
 from ..faults import (
     EarlyResponse,
@@ -445,7 +445,7 @@ def error_response_bytes(
         ("Connection", "close"),
         *headers,
     ]
-    data = h.send(h11.Response(status_code=status, headers=head, reason=standard_reason(status)))
+    data = h.send(h11.Response(status_code=status, headers=head, reason=reason_phrase(status)))
     data = data or b""
     data += h.send(h11.Data(data=body)) or b""
     data += h.send(h11.EndOfMessage()) or b""
@@ -506,8 +506,7 @@ def _serialize(h: h11.Connection, response: Response, close: bool, with_body: bo
         headers.append(("Content-Length", str(len(response.body))))
     if close and "connection" not in names:
         headers.append(("Connection", "close"))
-    reason = response.reason
-    phrase = standard_reason(response.status) if reason is None else reason.encode("latin-1")
+    phrase = reason_phrase(response.status, response.reason)
     out = [h.send(h11.Response(status_code=response.status, headers=headers, reason=phrase)) or b""]
     if response.body and with_body:
         out.append(h.send(h11.Data(data=response.body)) or b"")
