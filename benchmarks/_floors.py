@@ -155,6 +155,74 @@ class FloorKeepAlive(_PairCase):
             raise RuntimeError(f"{self.key}: libcurl opened {self.opened} connections, not 1")
 
 
+# The least a fake that reads the request before answering must pay (context rows, no
+# target): the response cannot be written before libcurl has sent the request, so it is
+# written from the debug callback's HEADER_OUT event (libcurl's earliest in-thread moment
+# after the request went out), which needs VERBOSE on; and the fake host is pinned with
+# RESOLVE/CONNECT_TO as curlfault pins it. No parse, no routing, no record, no ledger: the
+# request's bytes are read and dropped and a canned response written.
+READING_URL = "http://api.test/"
+_HEADER_OUT = pycurl.INFOTYPE_HEADER_OUT
+_READING_PINS = (["api.test:80:127.77.0.1"], ["api.test:80:127.77.0.1:80", "::127.77.255.254:9"])
+
+
+class _ReadingCase(_PairCase):
+    def _wire(self, curl: Any) -> None:
+        super()._wire(curl)
+        curl.setopt(pycurl.RESOLVE, _READING_PINS[0])
+        curl.setopt(pycurl.CONNECT_TO, _READING_PINS[1])
+        curl.setopt(pycurl.VERBOSE, 1)
+        curl.setopt(pycurl.DEBUGFUNCTION, self._debug)
+
+    def _open(self, purpose: int, address: Any) -> int:
+        client, _ = self._pair()
+        return client.detach()
+
+    def _debug(self, kind: int, data: bytes) -> None:
+        if kind == _HEADER_OUT:
+            server = self.servers[-1]
+            server.recv(65536, socket.MSG_DONTWAIT)  # the whole GET: one read
+            server.send(RESPONSE)
+
+
+class FloorFreshReading(_ReadingCase):
+    key = "floor.get.fresh.reading"
+    label = "floor: GET, fresh handle, answered after the request (debug callback, pins)"
+    group = "floor"
+    batch = 200
+
+    def op(self) -> None:
+        self._get(READING_URL, BODY)
+
+
+class FloorKeepAliveReading(_ReadingCase):
+    key = "floor.get.keepalive.reading"
+    label = "floor: GET, reused handle, answered after the request (debug callback, pins)"
+    group = "floor"
+    batch = 300
+
+    def begin(self) -> None:
+        self.opened = 0
+        self.curl = c = REAL_CURL()
+        self.buf = io.BytesIO()
+        basic_options(c, READING_URL, self.buf)
+        self._wire(c)
+        c.perform()  # the connection, untimed
+
+    def op(self) -> None:
+        buf = io.BytesIO()
+        self.curl.setopt(pycurl.WRITEDATA, buf)
+        self.curl.perform()
+        self.buf = buf
+
+    def end(self) -> None:
+        expect(self.buf, BODY, self.key)
+        self.curl.close()
+        self._close_servers()
+        if self.opened != 1:
+            raise RuntimeError(f"{self.key}: libcurl opened {self.opened} connections, not 1")
+
+
 class _Writer:
     """One long-lived thread that writes a response into each server end it is handed."""
 

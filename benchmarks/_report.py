@@ -112,7 +112,7 @@ def requests_table(lines: list[Line]) -> str:
 def checks_table(checks: list[Check]) -> str:
     out = ["| target (issue 6) | measured | limit | result |", "|---|---|---|---|"]
     for c in checks:
-        result = f"**{c.result}**" if c.result in ("PASS", "MISS") else c.result
+        result = f"**{c.result}**" if c.result.startswith(("PASS", "MISS")) else c.result
         out.append(f"| {c.what} | {c.measured} | {c.target} | {result} |")
     return "\n".join(out)
 

@@ -179,7 +179,7 @@ ABLATIONS: dict[str, tuple[str, Callable[[], list[tuple[Any, str, Any]]]]] = {
     ),
     "no-events": (
         "no connection timeline (`Connection.event` no-op)",
-        lambda: [(_network.Connection, "event", lambda self, text: None)],
+        lambda: [(_network.Connection, "event", lambda self, text, at=None: None)],
     ),
     "no-site": (
         "no creation-site frame walk (`caller_site` returns a constant)",
