@@ -25,7 +25,7 @@ from ._http import Request, Response, Route
 from ._intercept import InterceptedCurl
 from ._ledger import Ledger, LedgerReport, SocketRecord
 from ._loop import Loop
-from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint
+from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint, Intercepting
 from ._tls import ClientCert
 from ._tracking import Tracker
 from ._websocket import WebSocketFrame, WebSocketRoute
@@ -42,6 +42,7 @@ __all__ = [
     "FakeNetwork",
     "HttpEndpoint",
     "InterceptedCurl",
+    "Intercepting",
     "LeakError",
     "Ledger",
     "LedgerReport",

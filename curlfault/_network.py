@@ -491,3 +491,4 @@ def _flag(value: object) -> bool:
 
 
 FakeNetwork.__module__ = "curlfault"
+Intercepting.__module__ = "curlfault"

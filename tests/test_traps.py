@@ -14,7 +14,7 @@ import pycurl
 import pytest
 from cfhelpers import transfer
 
-from curlfault import CallbackError, FakeNetwork, InterceptedCurl
+from curlfault import CallbackError, FakeNetwork, InterceptedCurl, Intercepting
 
 PRELUDE = """
 import gc, io, pycurl
@@ -343,6 +343,8 @@ def test_intercept_as_a_decorator_and_entered_again_while_entered() -> None:
     try:
         net.http("api.test").get("/").respond(body="decorated")
         routing = net.intercept()
+        assert isinstance(routing, Intercepting)  # public, for type hints
+        assert type(routing).__module__ == "curlfault"
 
         @routing
         def fetch() -> bytes:
