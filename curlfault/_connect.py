@@ -125,6 +125,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         server.close()
         raise
     wiring.just_opened = rec
+    wiring.channel = channel
     return client.detach()
 
 

@@ -66,7 +66,7 @@ def _mask(events: int) -> int:
 
 class Handler(Protocol):
     def fileno(self) -> int: ...
-    def on_readable(self) -> None: ...
+    def on_readable(self) -> bool | None: ...  # pump_own(): True if it read anything
     def on_writable(self) -> None: ...
     def on_error(self, exc: BaseException) -> None: ...
 
@@ -275,6 +275,31 @@ class Loop:
                 if len(events) < _BATCH:
                     break
             return served
+
+    def pump_own(self, handler: Handler) -> int:
+        """``pump()`` for a caller that knows the one server end with input: its own.
+
+        When ``handler`` is the only end registered and waits for nothing but input, asking
+        epoll which end is ready (a system call that also drops the interpreter lock) tells
+        nothing new: it is served directly, and its read says whether there was work. Any
+        other case is an ordinary ``pump()``.
+        """
+        handlers = self._handlers
+        fd = handler.fileno()
+        if len(handlers) != 1 or handlers.get(fd) is not handler or fd in self.writers:
+            return self.pump()
+        with self.lock:
+            busy = self._busy
+            if fd in busy or handlers.get(fd) is not handler:
+                return 0  # re-entered from its own handler (a nested perform), or gone
+            busy.add(fd)
+            try:
+                return 1 if handler.on_readable() else 0
+            except BaseException as exc:
+                self._fail(handler, exc)
+                return 1
+            finally:
+                busy.discard(fd)
 
     def _serve(self, events: list[tuple[int, int]]) -> None:
         """Run the handlers of ``events`` (the caller holds the lock)."""

@@ -159,14 +159,15 @@ class Channel:
         self.loop.add(self, READ)
 
     # reading ---------------------------------------------------------------------------
-    def on_readable(self) -> None:
+    def on_readable(self) -> bool:
+        """Read what the client sent; True if there was anything (bytes or its EOF)."""
         if self.closed or self.read_eof:
-            return
+            return False
         view = _buffer.view
         try:
             n = self.sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:  # ECONNRESET from the client: treat as EOF
             n = 0
         if not n:
@@ -179,11 +180,12 @@ class Channel:
             else:
                 self._update_interest()
                 self.when_flushed(self.close)
-            return
+            return True
         self.bytes_in += n
         if self.write_closed or self.protocol is None:
-            return  # draining after our FIN: discard
+            return True  # draining after our FIN: discard
         self.protocol.data_received(view[:n].tobytes())
+        return True
 
     # writing ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:

@@ -24,6 +24,7 @@ from ._ledger import Site, SocketRecord
 if TYPE_CHECKING:
     from ._loop import Loop
     from ._network import FakeNetwork
+    from ._transports import Channel
 
 __all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring"]
 
@@ -76,6 +77,7 @@ class Wiring:
         "__weakref__",
         "_handle",
         "armed",
+        "channel",
         "generation",
         "interrupt",
         "just_opened",
@@ -115,6 +117,9 @@ class Wiring:
         # The record of the descriptor the last opensocket call returned as it is (not a
         # dup): libcurl calls sockopt on that very number next, so no fstat is needed.
         self.just_opened: SocketRecord | None = None
+        # The server end of the last pair this handle was given: after libcurl wrote a
+        # request on its own connection, that end is the one with input (Loop.pump_own).
+        self.channel: Channel | None = None
         self._handle: weakref.ref[Any] | None = None
         # A TLS record this handle announced is not written yet (see _debug).
         self.armed = False
@@ -314,9 +319,15 @@ class Wiring:
                         # HTTP/2 upload ends in a burst of records with no other event).
                         loop.pump()
                     self.armed = True
-                elif kind in _AFTER_WRITE or self.armed:
+                elif self.armed:
                     if loop.pump():
                         self.armed = False
+                elif kind in _AFTER_WRITE:
+                    channel = self.channel
+                    if channel is not None:
+                        loop.pump_own(channel)
+                    else:
+                        loop.pump()
                 elif kind in _AFTER_READ and (loop.writers or loop.followers):
                     self._after_read(loop, len(data))
             if self.user_verbose:

@@ -371,6 +371,100 @@ def test_one_pump_serves_more_ready_ends_than_one_epoll_batch() -> None:
             server.close()
 
 
+class _Reader(_Recorder):
+    """A handler whose read says whether there was input, as a server end's does."""
+
+    def on_readable(self) -> bool:  # type: ignore[override]
+        try:
+            self.sock.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        self.threads.append(threading.current_thread().name)
+        return True
+
+
+class _CountingEpoll:
+    """An epoll object that counts the polls made from the main thread."""
+
+    def __init__(self, ep: object) -> None:
+        self.ep = ep
+        self.polls = 0
+
+    def poll(self, *args: object) -> object:
+        if threading.current_thread() is threading.main_thread():
+            self.polls += 1
+        return self.ep.poll(*args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ep, name)
+
+
+def test_pump_own_serves_the_only_end_directly_and_asks_epoll_otherwise() -> None:
+    from curlfault import Loop
+
+    loop = Loop(name="own-test")
+    loop.SCAN_SECONDS = 60.0
+    client, server = socket.socketpair()
+    other_client, other_server = socket.socketpair()
+    own, other = _Reader(server), _Reader(other_server)
+    try:
+        loop.start()
+        loop.add(own)
+        counting = _CountingEpoll(loop._ready)
+        loop._ready = counting  # type: ignore[assignment]
+        with loop.lock:  # the loop thread waits: only this thread serves
+            assert loop.pump_own(own) == 0  # no input: no work, and epoll not asked
+            client.send(b"request")
+            assert loop.pump_own(own) == 1
+            assert (counting.polls, own.threads) == (0, ["MainThread"])
+            loop._busy.add(server.fileno())  # being served further up this thread's stack
+            client.send(b"more")
+            assert loop.pump_own(own) == 0
+            loop._busy.discard(server.fileno())
+            assert loop.pump_own(own) == 1
+            assert counting.polls == 0
+            loop.writers.add(server.fileno())  # it waits to write: epoll knows for what
+            client.send(b"x")
+            assert loop.pump_own(own) == 1
+            assert counting.polls == 1
+            loop.writers.discard(server.fileno())
+            loop.add(other)  # two ends: the other's input is served in the same pump
+            client.send(b"y")
+            other_client.send(b"z")
+            assert loop.pump_own(own) == 2
+            assert counting.polls == 2
+            assert other.threads == ["MainThread"]
+            loop.remove(own)
+            loop.remove(other)
+            loop.add(other)
+            other_client.send(b"w")  # not registered any more: an ordinary pump
+            assert loop.pump_own(own) == 1
+            assert counting.polls == 3
+    finally:
+        loop.stop()
+        for s in (client, server, other_client, other_server):
+            s.close()
+
+
+def test_a_keepalive_request_is_served_without_asking_epoll() -> None:
+    # The handle's own server end is the one with input after libcurl wrote a request.
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(200, body=b"hello")
+        with net.intercept():
+            c = pycurl.Curl()
+            try:
+                assert transfer("http://api.test/", curl=c).body == b"hello"
+                counting = _CountingEpoll(net.loop._ready)
+                net.loop._ready = counting  # type: ignore[assignment]
+                for _ in range(3):
+                    assert transfer("http://api.test/", curl=c).body == b"hello"
+                assert len(net.connections) == 1
+                assert counting.polls == 0
+            finally:
+                c.close()
+        assert [r.path for r in net.requests] == ["/"] * 4
+
+
 def test_serving_a_request_allocates_only_what_it_keeps() -> None:
     # epoll.poll() left at its default allocates room for 1023 events on every call, and
     # sock.recv(262144) a 256 KiB block per read (an mmap, shrunk to what arrived): a

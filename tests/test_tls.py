@@ -639,6 +639,7 @@ def _debug_only_wiring(loop: object) -> Any:
     wiring.armed = False
     wiring.read_since_refill = 0
     wiring.seen_fill = None
+    wiring.channel = None  # no own server end: every pump asks epoll
     return wiring
 
 
