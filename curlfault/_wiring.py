@@ -313,21 +313,18 @@ class Wiring:
         try:
             loop = self.network._loop
             if loop is not None:
+                # After libcurl wrote, the handle's own server end has the input, if any
+                # end has (pump_own asks epoll only when other ends are registered).
+                channel = self.channel
                 if kind == _SSL_OUT:
                     if self.armed:
                         # The record announced before this one is written by now (an
                         # HTTP/2 upload ends in a burst of records with no other event).
-                        loop.pump()
+                        loop.pump() if channel is None else loop.pump_own(channel)
                     self.armed = True
-                elif self.armed:
-                    if loop.pump():
+                elif kind in _AFTER_WRITE or self.armed:
+                    if loop.pump() if channel is None else loop.pump_own(channel):
                         self.armed = False
-                elif kind in _AFTER_WRITE:
-                    channel = self.channel
-                    if channel is not None:
-                        loop.pump_own(channel)
-                    else:
-                        loop.pump()
                 elif kind in _AFTER_READ and (loop.writers or loop.followers):
                     self._after_read(loop, len(data))
             if self.user_verbose:
