@@ -445,8 +445,9 @@ class HttpEndpoint(Endpoint):
             matched = {}
             self._matched = (n, last, matched)
         key = (request.method, request.target)
-        if key in matched:
-            return matched[key]
+        found = matched.get(key, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
         best: Route | None = None
         best_rank = -1
         for r in routes[:n]:
@@ -502,6 +503,7 @@ class HttpEndpoint(Endpoint):
         return f"`{self.host}` endpoint.{call}.respond(...)"
 
 
+_UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)
 _NOT_IN_HOST = re.compile(r"[/\s]")
 
 
