@@ -58,6 +58,8 @@ _SSL_OUT = pycurl.INFOTYPE_SSL_DATA_OUT
 _AFTER_READ = frozenset(
     {pycurl.INFOTYPE_HEADER_IN, pycurl.INFOTYPE_DATA_IN, pycurl.INFOTYPE_SSL_DATA_IN}
 )
+# The events that pump whether or not the handle is armed: written bytes, announced records.
+_PUMP_AFTER = _AFTER_WRITE | {_SSL_OUT}
 _PREFIX = {
     pycurl.INFOTYPE_TEXT: b"* ",
     pycurl.INFOTYPE_HEADER_IN: b"< ",
@@ -310,22 +312,26 @@ class Wiring:
             return 1  # libcurl aborts the attempt (42, or the next address)
 
     def _debug(self, kind: int, data: bytes) -> None:
+        # Every transfer makes 8 to 11 of these calls, most of them for libcurl's text lines,
+        # which need nothing: those return after two tests.
         try:
-            loop = self.network._loop
-            if loop is not None:
-                # After libcurl wrote, the handle's own server end has the input, if any
-                # end has (pump_own asks epoll only when other ends are registered).
-                channel = self.channel
-                if kind == _SSL_OUT:
-                    if self.armed:
-                        # The record announced before this one is written by now (an
-                        # HTTP/2 upload ends in a burst of records with no other event).
-                        loop.pump() if channel is None else loop.pump_own(channel)
-                    self.armed = True
-                elif kind in _AFTER_WRITE or self.armed:
-                    if loop.pump() if channel is None else loop.pump_own(channel):
+            if self.armed or kind in _PUMP_AFTER:
+                loop = self.network._loop
+                if loop is not None:
+                    # After libcurl wrote, the handle's own server end has the input, if any
+                    # end has (pump_own asks epoll only when other ends are registered).
+                    channel = self.channel
+                    if kind == _SSL_OUT:
+                        if self.armed:
+                            # The record announced before this one is written by now (an
+                            # HTTP/2 upload ends in a burst of records with no other event).
+                            loop.pump() if channel is None else loop.pump_own(channel)
+                        self.armed = True
+                    elif loop.pump() if channel is None else loop.pump_own(channel):
                         self.armed = False
-                elif kind in _AFTER_READ and (loop.writers or loop.followers):
+            elif kind in _AFTER_READ:
+                loop = self.network._loop
+                if loop is not None and (loop.writers or loop.followers):
                     self._after_read(loop, len(data))
             if self.user_verbose:
                 if self.user_debug is not None:

@@ -692,6 +692,11 @@ def test_debug_events_pump_by_the_armed_rule() -> None:
     assert calls_after(text) == 0
     assert calls_after(pycurl.INFOTYPE_HEADER_OUT) == 1  # request bytes written
     assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 0  # no server end waits to write
+    assert (calls_after(out), wiring.armed) == (0, True)
+    assert (calls_after(pycurl.INFOTYPE_SSL_DATA_IN), wiring.armed) == (1, True)  # armed: pumps
+    loop.results = [1]
+    assert (calls_after(pycurl.INFOTYPE_HEADER_IN), wiring.armed) == (1, False)
+    assert calls_after(pycurl.INFOTYPE_HEADER_IN) == 0
     loop.writers = {5}
     assert calls_after(pycurl.INFOTYPE_SSL_DATA_IN) == 1  # one does: reading made room
 
