@@ -27,6 +27,16 @@ _TEXTS_MAX = 4096
 _TEXT_MAX_LEN = 80
 
 
+def kept_text(text: str) -> str:
+    """The one kept copy of an event's ``text`` (``text`` itself once the cache is full)."""
+    kept = _TEXTS.get(text)
+    if kept is None:
+        kept = text
+        if len(_TEXTS) < _TEXTS_MAX and len(text) <= _TEXT_MAX_LEN:
+            _TEXTS[text] = text
+    return kept
+
+
 class Connection:
     """One connection attempt libcurl made, as the fake network saw it."""
 
@@ -99,10 +109,12 @@ class Connection:
 
     def event(self, text: str, at: float | None = None) -> None:
         """Add ``text`` to the timeline, at ``at`` (a ``time.monotonic()`` value) or now."""
-        kept = _TEXTS.get(text)
-        if kept is None and len(_TEXTS) < _TEXTS_MAX and len(text) <= _TEXT_MAX_LEN:
-            kept = _TEXTS[text] = text
-        self._log += (time.monotonic() if at is None else at, kept or text)
+        self._log += (time.monotonic() if at is None else at, _TEXTS.get(text) or kept_text(text))
+
+    def note(self, text: str) -> None:
+        """``event(text)`` now, for a ``text`` the caller got from ``kept_text()`` (a cached
+        request's or response's event: every keep-alive request makes two)."""
+        self._log += (time.monotonic(), text)
 
     def server_failed(self, exc: BaseException) -> None:
         err = ServerError(f"connection #{self.id} to {self.host or self.peer}: {exc!r}")

@@ -102,7 +102,8 @@ class Response:
     reason: str | None = None
     # The bytes h11 serialized for this response to a keep-alive HTTP/1.1 GET, made on
     # first use: a route's canned step is sent many times and h11 would redo the same work.
-    wire: dict[str, bytes] = field(
+    # Also the timeline text of sending them ("keepalive-get-event").
+    wire: dict[str, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 

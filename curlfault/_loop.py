@@ -286,20 +286,21 @@ class Loop:
         """
         handlers = self._handlers
         fd = handler.fileno()
-        if len(handlers) != 1 or handlers.get(fd) is not handler or fd in self.writers:
-            return self.pump()
-        with self.lock:
-            busy = self._busy
-            if fd in busy or handlers.get(fd) is not handler:
-                return 0  # re-entered from its own handler (a nested perform), or gone
-            busy.add(fd)
-            try:
-                return 1 if handler.on_readable() else 0
-            except BaseException as exc:
-                self._fail(handler, exc)
-                return 1
-            finally:
-                busy.discard(fd)
+        if len(handlers) == 1 and fd not in self.writers:
+            with self.lock:
+                busy = self._busy
+                # Not if gone or replaced (checked under the lock), nor re-entered from its
+                # own handler (a nested perform): pump() then does as it always does.
+                if handlers.get(fd) is handler and fd not in busy:
+                    busy.add(fd)
+                    try:
+                        return 1 if handler.on_readable() else 0
+                    except BaseException as exc:
+                        self._fail(handler, exc)
+                        return 1
+                    finally:
+                        busy.discard(fd)
+        return self.pump()
 
     def _serve(self, events: list[tuple[int, int]]) -> None:
         """Run the handlers of ``events`` (the caller holds the lock)."""

@@ -524,3 +524,28 @@ def test_upload_fault_declared_after_requests_were_served_is_applied(curlfault) 
     assert (first.code, first.status) == (0, 201)
     assert (second.code, second.status) == (0, 413)
     assert [r.body for r in api.requests] == [b"a=1", b""]  # answered before its body
+
+
+def test_keepalive_requests_answered_from_cached_parses_keep_a_full_timeline(curlfault) -> None:
+    # Requests answered from a cached parse (the same bytes as an earlier request) record the
+    # same events as parsed ones, with one kept copy of each text.
+    api = curlfault.http("api.test")
+    api.get("/").respond(200, body=b"hello")
+    api.get("/made").handle(lambda request: Response.make(201, body=b"made!"))
+    c = pycurl.Curl()
+    try:
+        for _ in range(3):
+            assert transfer("http://api.test/", curl=c).body == b"hello"
+            assert transfer("http://api.test/made", curl=c).body == b"made!"
+    finally:
+        c.close()
+    (conn,) = api.connections
+    texts = [t for _, t in conn.events if t.startswith(("request", "response"))]
+    one_round = ["request GET /", "response 200, 43 bytes", "request GET /made"]
+    one_round.append("response 201, 48 bytes")
+    assert texts == one_round * 3
+    # Kept once, not one copy per request.
+    assert all(texts[i + 4] is texts[i] and texts[i + 8] is texts[i] for i in range(4))
+    times = [at for at, _ in conn.events]
+    assert times == sorted(times)
+    assert [r.path for r in api.requests] == ["/", "/made"] * 3

@@ -417,29 +417,31 @@ def test_pump_own_serves_the_only_end_directly_and_asks_epoll_otherwise() -> Non
             client.send(b"request")
             assert loop.pump_own(own) == 1
             assert (counting.polls, own.threads) == (0, ["MainThread"])
-            loop._busy.add(server.fileno())  # being served further up this thread's stack
-            client.send(b"more")
-            assert loop.pump_own(own) == 0
+            assert counting.polls == 0
+            loop._busy.add(server.fileno())  # being served further up this thread's stack:
+            client.send(b"more")  # an ordinary pump, which skips it too (nothing is read)
+            loop.pump_own(own)
+            assert (counting.polls, own.threads) == (1, ["MainThread"])
             loop._busy.discard(server.fileno())
             assert loop.pump_own(own) == 1
-            assert counting.polls == 0
+            assert (counting.polls, len(own.threads)) == (1, 2)
             loop.writers.add(server.fileno())  # it waits to write: epoll knows for what
             client.send(b"x")
             assert loop.pump_own(own) == 1
-            assert counting.polls == 1
+            assert counting.polls == 2
             loop.writers.discard(server.fileno())
             loop.add(other)  # two ends: the other's input is served in the same pump
             client.send(b"y")
             other_client.send(b"z")
             assert loop.pump_own(own) == 2
-            assert counting.polls == 2
+            assert counting.polls == 3
             assert other.threads == ["MainThread"]
             loop.remove(own)
             loop.remove(other)
             loop.add(other)
             other_client.send(b"w")  # not registered any more: an ordinary pump
             assert loop.pump_own(own) == 1
-            assert counting.polls == 3
+            assert counting.polls == 4
     finally:
         loop.stop()
         for s in (client, server, other_client, other_server):

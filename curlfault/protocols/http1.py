@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import h11
 
+from .._connection import kept_text
 from .._errors import CurlFaultError, MalformedRequest, UsageError
 from .._http import Request, Response, reason_phrase
 from .._plan import Plan, build_ops, flatten, rewrite
@@ -38,7 +39,8 @@ _TEMPLATE_REQUEST = b"GET / HTTP/1.1\r\nHost: curlfault\r\n\r\n"
 # sends byte-identical requests for repeated transfers, and h11 parses the same bytes in
 # the same state the same way, so a repeat is answered without parsing it again. Only
 # whole keep-alive requests that arrived in one read are kept, and a bounded number.
-_Parsed = tuple[str, str, tuple[tuple[str, str], ...], str, bytes]
+# method, target, headers, HTTP version, body, and the request's event text (kept_text)
+_Parsed = tuple[str, str, tuple[tuple[str, str], ...], str, bytes, str]
 _PARSED: dict[bytes, _Parsed] = {}
 _PARSED_MAX = 512
 _PARSED_MAX_BYTES = 4096
@@ -197,11 +199,12 @@ class Http1Server:
             tuple(request.headers),
             request.http_version,
             body,
+            kept_text(f"request {request.method} {request.target}"),
         )
 
     def _replay(self, data: bytes, parsed: _Parsed) -> bool:
         """Answer a request whose bytes h11 parsed before; False to parse it now instead."""
-        method, target, headers, version, body = parsed
+        method, target, headers, version, body, text = parsed
         ep = self.endpoint
         request = self._new_request(method, target, list(headers), version)
         if ep.websockets and ep.websocket_route(request) is not None:
@@ -209,14 +212,18 @@ class Http1Server:
         if ep._upload_faults_declared and self._upload_fault_of(request) is not None:
             return False  # upload faults act while the request streams in
         self._request = request
-        self.conn.event(f"request {method} {target}")
+        self.conn.note(text)
         request.body = body
         response = ep.dispatch(request, self.conn)
         wire = b""
         if version == "1.1" and method not in ("HEAD", "CONNECT"):
             wire = _keepalive_bytes(response)
         if wire:
-            self._emit(wire, response, False)
+            sent = response.wire.get("keepalive-get-event")
+            if sent is None:
+                sent = kept_text(f"response {response.status}, {len(wire)} bytes")
+                response.wire["keepalive-get-event"] = sent
+            self._emit(wire, response, False, sent)
             return True
         # The response needs h11 (HEAD, a closing response): let it parse the same bytes,
         # which gives the same request, so that it is in the state its send() expects.
@@ -343,9 +350,13 @@ class Http1Server:
             data = _serialize(h, response, close, request.method != "HEAD")
         self._emit(data, response, close)
 
-    def _emit(self, data: bytes, response: Response, close: bool) -> None:
-        """Write a serialized response, or play it with its faults."""
-        self.conn.event(f"response {response.status}, {len(data)} bytes")
+    def _emit(self, data: bytes, response: Response, close: bool, text: str = "") -> None:
+        """Write a serialized response, or play it with its faults (``text``: its event
+        text, kept, if the caller has it)."""
+        if text:
+            self.conn.note(text)
+        else:
+            self.conn.event(f"response {response.status}, {len(data)} bytes")
         if response.fault is None:
             faults: list[StreamFault] = []
         else:
