@@ -249,12 +249,17 @@ class Route:
         return step.response.fault if step.response is not None else None
 
     def next_response(self, request: Request, conn: Connection) -> Response:
-        with self._lock:
-            index = min(len(self.requests), len(self.steps) - 1)
+        steps = self.steps
+        if len(steps) == 1:  # one step answers every request: no index to agree on
             self.requests.append(request)
-        if index < 0:
-            return Response()
-        step = self.steps[index]
+            step = steps[0]
+        else:
+            with self._lock:
+                index = min(len(self.requests), len(steps) - 1)
+                self.requests.append(request)
+            if index < 0:
+                return Response()
+            step = steps[index]
         if step.response is not None:
             return step.response
         assert step.handler is not None
