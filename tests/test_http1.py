@@ -549,3 +549,8 @@ def test_keepalive_requests_answered_from_cached_parses_keep_a_full_timeline(cur
     times = [at for at, _ in conn.events]
     assert times == sorted(times)
     assert [r.path for r in api.requests] == ["/", "/made"] * 3
+    for request in api.requests:  # the parsed and the replayed ones alike
+        assert (request.method, request.http_version, request.scheme) == ("GET", "1.1", "http")
+        assert (request.host, request.port, request.body) == ("api.test", 80, b"")
+        assert request.connection_id == conn.id
+        assert request.header("host") == "api.test"

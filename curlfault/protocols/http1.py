@@ -206,14 +206,13 @@ class Http1Server:
         """Answer a request whose bytes h11 parsed before; False to parse it now instead."""
         method, target, headers, version, body, text = parsed
         ep = self.endpoint
-        request = self._new_request(method, target, list(headers), version)
+        request = self._new_request(method, target, list(headers), version, body)
         if ep.websockets and ep.websocket_route(request) is not None:
             return False  # a WebSocket path: the handshake (or its 426) needs h11's parse
         if ep._upload_faults_declared and self._upload_fault_of(request) is not None:
             return False  # upload faults act while the request streams in
         self._request = request
         self.conn.note(text)
-        request.body = body
         response = ep.dispatch(request, self.conn)
         wire = b""
         if version == "1.1" and method not in ("HEAD", "CONNECT"):
@@ -247,18 +246,19 @@ class Http1Server:
             h.start_next_cycle()
 
     def _new_request(
-        self, method: str, target: str, headers: list[tuple[str, str]], version: str
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        version: str,
+        body: bytes = b"",
     ) -> Request:
         ep = self.endpoint
+        # Positional, in the order of Request's fields (a call with keywords is not
+        # specialized by the interpreter): method, target, headers, body, http_version,
+        # scheme, host, port, connection_id.
         return Request(
-            method=method,
-            target=target,
-            headers=headers,
-            http_version=version,
-            scheme=ep.scheme,
-            host=ep.host,
-            port=ep.port or 0,
-            connection_id=self.conn.id,
+            method, target, headers, body, version, ep.scheme, ep.host, ep.port or 0, self.conn.id
         )
 
     def _start(self, event: h11.Request) -> None:
