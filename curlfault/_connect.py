@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ._endpoints import _SELF_CONNECT, Connection, Endpoint
 from ._errors import UnexpectedConnection, UsageError
-from ._ledger import SocketRecord
+from ._ledger import SocketRecord, pair_record
 from ._listener import SYN_RETRIES
 from ._transports import Channel, make_pair
 from ._wiring import PASSTHROUGH, SINK_IP, Wiring
@@ -102,18 +102,18 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     try:
         inode = _inode(client)
         rec = net.ledger.opened(
-            SocketRecord(
-                inode=inode,
-                fd=client.fileno(),
-                family=conn.family,
-                peer=peer,
-                host=ep.host,
-                url=wiring.url,
-                kind=kind,
-                opened_in=net.label,
-                handle_site=wiring.site,
-                owner=conn,
-                keepalive=wiring.pool_keepalive(),
+            pair_record(
+                inode,
+                client.fileno(),
+                conn.family,
+                peer,
+                ep.host,
+                wiring.url,
+                kind,
+                net.label,
+                wiring.site,
+                conn,
+                wiring.pool_keepalive(),
             )
         )
         channel = Channel(net.loop, server, conn)

@@ -114,6 +114,27 @@ class SocketRecord:
         )
 
 
+def pair_record(
+    inode: int,
+    fd: int,
+    family: str,
+    peer: str,
+    host: str,
+    url: str,
+    kind: str,
+    opened_in: str,
+    handle_site: Site | str,
+    owner: object,
+    keepalive: object,
+) -> SocketRecord:
+    """A new pre-connected ``SocketRecord`` (one per fake connection: a positional call,
+    which the interpreter specializes, unlike one with a dozen keywords)."""
+    return SocketRecord(
+        inode, fd, family, peer, host, url, kind, opened_in, handle_site,
+        0, 0, 0, False, (), owner, False, keepalive, True,
+    )  # fmt: skip
+
+
 @dataclass
 class LedgerReport:
     """What ``Ledger.audit()`` found."""

@@ -174,3 +174,30 @@ def test_sockopt_binds_the_descriptor_opensocket_just_handed_out_without_fstat(
     finally:
         a.close()
         b.close()
+
+
+def test_pair_record_is_the_keyword_built_record() -> None:
+    # pair_record() passes every field by position (the fast call a connection makes): it
+    # must give what naming them gives, whatever order the fields are declared in.
+    from curlfault._ledger import pair_record
+
+    owner, keep = object(), object()
+    fast = pair_record(11, 7, "ipv4", "127.0.0.1:80", "api.test", "http://api.test/", "tcp",
+                       "test_x", "site", owner, keep)  # fmt: skip
+    named = SocketRecord(
+        inode=11,
+        fd=7,
+        family="ipv4",
+        peer="127.0.0.1:80",
+        host="api.test",
+        url="http://api.test/",
+        kind="tcp",
+        opened_in="test_x",
+        handle_site="site",
+        owner=owner,
+        keepalive=keep,
+    )
+    assert fast == named
+    assert (fast.owner, fast.keepalive) == (owner, keep)
+    assert (fast.seq, fast.bound, fast.closes, fast.notes) == (0, 0, 0, ())
+    assert (fast.closed_by_pycurl, fast.reported, fast.connected) == (False, False, True)
