@@ -249,17 +249,14 @@ class Route:
         return step.response.fault if step.response is not None else None
 
     def next_response(self, request: Request, conn: Connection) -> Response:
-        steps = self.steps
-        if len(steps) == 1:  # one step answers every request: no index to agree on
+        # Under the lock even with one step: a step added meanwhile must go to the next
+        # request in order, which needs the count and the append to agree.
+        with self._lock:
+            index = min(len(self.requests), len(self.steps) - 1)
             self.requests.append(request)
-            step = steps[0]
-        else:
-            with self._lock:
-                index = min(len(self.requests), len(steps) - 1)
-                self.requests.append(request)
-            if index < 0:
-                return Response()
-            step = steps[index]
+        if index < 0:
+            return Response()
+        step = self.steps[index]
         if step.response is not None:
             return step.response
         assert step.handler is not None

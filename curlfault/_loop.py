@@ -122,6 +122,7 @@ class Loop:
         # Held while the loop thread runs handlers, so another thread can act on a
         # connection (close it at teardown) without racing the loop.
         self.lock = threading.RLock()
+        self._starting = threading.RLock()
         self._stopping = False
         self.errors: list[BaseException] = []
         self._forks = _forks[0]
@@ -138,6 +139,16 @@ class Loop:
     def start(self) -> Loop:
         if self.running:
             return self
+        with self._starting:
+            # Threads making their first connections at once: one starts, the rest find it
+            # running (two starts would each make an epoll set, and ends registered in the
+            # first would never be pumped).
+            if self.running:
+                return self
+            self._start()
+        return self
+
+    def _start(self) -> None:
         self._stopping = False
         self._ep = select.epoll()
         self._ready = select.epoll()
@@ -151,7 +162,6 @@ class Loop:
         except BaseException:
             self._alive = False
             raise
-        return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread, close every handler still registered and the epoll object."""
@@ -289,9 +299,15 @@ class Loop:
         if len(handlers) == 1 and fd not in self.writers:
             with self.lock:
                 busy = self._busy
-                # Not if gone or replaced (checked under the lock), nor re-entered from its
-                # own handler (a nested perform): pump() then does as it always does.
-                if handlers.get(fd) is handler and fd not in busy:
+                # Checked again under the lock (another thread may have added an end or
+                # made this one wait to write); not if gone or replaced, nor re-entered
+                # from its own handler (a nested perform): pump() then does as it always does.
+                if (
+                    len(handlers) == 1
+                    and handlers.get(fd) is handler
+                    and fd not in busy
+                    and fd not in self.writers
+                ):
                     busy.add(fd)
                     try:
                         return 1 if handler.on_readable() else 0

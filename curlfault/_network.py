@@ -293,11 +293,15 @@ class FakeNetwork:
     # the opensocket decision (called from the wiring) ----------------------------------
     @property
     def loop(self) -> Loop:
-        if self._loop is None:
-            self._loop = Loop(name="curlfault-loop")
-        if not self._loop.running:
-            self._loop.start()
-        return self._loop
+        loop = self._loop
+        if loop is None:
+            with self._lock:  # threads connecting at once must share one loop
+                if self._loop is None:
+                    self._loop = Loop(name="curlfault-loop")
+                loop = self._loop
+        if not loop.running:
+            loop.start()  # one start wins (Loop.start locks)
+        return loop
 
     def open_socket(self, family: int, ip: str, port: int, wiring: Wiring) -> int | None:
         """A descriptor for libcurl, or None to refuse. Runs in the thread calling perform."""

@@ -313,7 +313,7 @@ class Wiring:
 
     def _debug(self, kind: int, data: bytes) -> None:
         # Every transfer makes 8 to 11 of these calls, most of them for libcurl's text lines,
-        # which need nothing: those return after two tests.
+        # which need nothing: those return after three membership tests.
         try:
             if self.armed or kind in _PUMP_AFTER:
                 loop = self.network._loop

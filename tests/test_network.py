@@ -467,6 +467,79 @@ def test_a_keepalive_request_is_served_without_asking_epoll() -> None:
         assert [r.path for r in net.requests] == ["/"] * 4
 
 
+def test_threads_starting_one_loop_at_once_share_one_epoll_set(monkeypatch) -> None:
+    # Two starts would each make an epoll set: the ends registered in the first would never
+    # be pumped (a transfer then waited for libcurl's timeout). Making the epoll slow opens
+    # the window every time.
+    import select
+    import time
+
+    from curlfault import Loop, _loop
+
+    real_epoll = select.epoll
+
+    def slow_epoll() -> select.epoll:
+        time.sleep(0.01)
+        return real_epoll()
+
+    monkeypatch.setattr(_loop.select, "epoll", slow_epoll)
+    loop = Loop(name="start-race")
+    barrier = threading.Barrier(6)
+    seen: list[object] = []
+
+    def start() -> None:
+        barrier.wait(10)
+        loop.start()
+        seen.append(loop._ready)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(seen) == 6
+        assert all(ready is seen[0] for ready in seen)
+        assert [t.name for t in threading.enumerate()].count("start-race") == 1
+    finally:
+        loop.stop()
+
+
+def test_threads_connecting_first_at_once_share_the_networks_loop(monkeypatch) -> None:
+    import time
+
+    from curlfault import _network
+
+    made: list[object] = []
+
+    class SlowLoop(_network.Loop):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.01)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(self)
+
+    monkeypatch.setattr(_network, "Loop", SlowLoop)
+    barrier = threading.Barrier(4)
+    results: list[tuple[int, bytes]] = []
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(200, body=b"hello")
+
+        def fetch() -> None:
+            barrier.wait(10)
+            with net.intercept():
+                r = transfer("http://api.test/", TIMEOUT=10)
+            results.append((r.code, r.body))
+
+        threads = [threading.Thread(target=fetch) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert results == [(0, b"hello")] * 4
+        assert len(made) == 1
+        assert net.loop is made[0]  # its thread is stopped at close (the leak check sees it)
+
+
 def test_serving_a_request_allocates_only_what_it_keeps() -> None:
     # epoll.poll() left at its default allocates room for 1023 events on every call, and
     # sock.recv(262144) a 256 KiB block per read (an mmap, shrunk to what arrived): a
