@@ -188,22 +188,36 @@ def test_handler_exception_is_500_and_server_error() -> None:
         net.close()
 
 
+def test_bodiless_statuses_are_served_without_a_body(curlfault) -> None:
+    api = curlfault.http("api.test")
+    api.get("/none").respond(204)
+    api.get("/same").respond(304, headers={"ETag": '"v1"'})
+    assert transfer("http://api.test/none").status == 204
+    r = transfer("http://api.test/same")
+    assert (r.code, r.status, r.body) == (0, 304, b"")
+
+
 @pytest.mark.parametrize(
     ("reason", "message"),
     [
         ("OK\r\nX-Injected: 1", "status line cannot carry"),
         ("caf\u00e9 \u2615", "status line cannot carry"),
         (b"OK", "reason must be a str"),
+        (None, "a 204 response cannot carry a body"),  # a body where HTTP forbids one
     ],
 )
-def test_handler_response_built_by_hand_with_a_bad_reason_is_500(reason, message) -> None:
+def test_handler_response_built_by_hand_badly_is_500(reason, message) -> None:
     """A Response made without Response.make() is checked too: no header is injected."""
     from curlfault import ServerError
 
     net = FakeNetwork()
     try:
         with net.intercept():
-            by_hand = Response(200, b"hi", (), None, reason)
+            by_hand = (
+                Response(204, b"hi", (), None, None)
+                if reason is None
+                else Response(200, b"hi", (), None, reason)
+            )
             net.http("api.test").get("/x").handle(lambda req: by_hand)
             r = transfer("http://api.test/x")
             assert (r.code, r.status) == (0, 500)
@@ -226,6 +240,8 @@ def test_handler_response_built_by_hand_with_a_bad_reason_is_500(reason, message
         ({"reason": "OK\r\nX-Injected: 1"}, "status line cannot carry"),
         ({"reason": "caf\u00e9 \u2615"}, "status line cannot carry"),
         ({"reason": b"OK"}, "reason must be a str"),
+        ({"status": 204, "body": "x"}, "a 204 response cannot carry a body"),
+        ({"status": 304, "json": {}}, "a 304 response cannot carry a body"),
     ],
 )
 def test_bad_response_fails_at_declaration(curlfault, kwargs, message) -> None:
@@ -554,3 +570,31 @@ def test_keepalive_requests_answered_from_cached_parses_keep_a_full_timeline(cur
         assert (request.host, request.port, request.body) == ("api.test", 80, b"")
         assert request.connection_id == conn.id
         assert request.header("host") == "api.test"
+
+
+def test_steps_go_one_each_in_list_order_to_requests_from_many_threads(curlfault) -> None:
+    # Without a lock, each request still gets the step of its place in route.requests: none
+    # is skipped or given twice, however the threads interleave.
+    import threading
+
+    route = curlfault.http("api.test").get("/")
+    for i in range(10):
+        route.respond(200, body=f"step {i}")
+    got: list[bytes] = []
+
+    def client() -> None:
+        c = pycurl.Curl()
+        try:
+            for _ in range(10):
+                r = transfer("http://api.test/", curl=c)
+                got.append(r.body if r.code == 0 else b"error %d" % r.code)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(got) == [b"step %d" % i for i in range(9)] + [b"step 9"] * 31
+    assert len(route.requests) == 40
