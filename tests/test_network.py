@@ -958,3 +958,49 @@ def test_closesocket_reads_what_the_client_sent_before_it_closed(sent: bytes) ->
         finally:
             client.close()
             net.close()
+
+
+def test_threads_mixing_protocols_and_handles_are_all_served_inline() -> None:
+    # Four threads, each with a kept handle and fresh ones, over HTTP/1.1, HTTPS and HTTP/2
+    # at once. The loop's safety-net scan is an hour: every request must be served by the
+    # pumps of the threads' own transfers (a direct read of a handle's own server end, or a
+    # full pump when ends are shared), never by waiting for the scan.
+    from curlfault import Loop
+
+    loop = Loop(name="mixed-threads")
+    loop.SCAN_SECONDS = 3600.0
+    targets = [
+        ("http://api.test/", b"plain", {}),
+        ("https://sec.test/", b"secure", {}),
+        ("https://h2.test/", b"two", {"HTTP_VERSION": pycurl.CURL_HTTP_VERSION_2_0}),
+    ]
+    got: list[tuple[str, bool, int, bytes]] = []
+
+    def client(n: int) -> None:
+        kept = pycurl.Curl()
+        try:
+            for j in range(9):
+                url, _, opts = targets[(n + j) % 3]
+                fresh = j % 2 == 0
+                r = transfer(url, curl=None if fresh else kept, TIMEOUT=3, **opts)
+                got.append((url, fresh, r.code, r.body))
+        finally:
+            kept.close()
+
+    with loop, FakeNetwork(loop=loop) as net:
+        net.http("api.test").get("/").respond(200, body=b"plain")
+        net.https("sec.test").get("/").respond(200, body=b"secure")
+        net.https("h2.test", http2=True).get("/").respond(200, body=b"two")
+        with net.intercept():
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        want = {url: body for url, body, _ in targets}
+        assert len(got) == 36
+        wrong = [(url, code, body) for url, _, code, body in got if (code, body) != (0, want[url])]
+        assert wrong == []
+        assert {fresh for _, fresh, _, _ in got} == {True, False}
+        net.check()
