@@ -117,28 +117,25 @@ class FloorFresh(_PairCase):
         self._get(URL, BODY)
 
 
-class FloorKeepAlive(_PairCase):
-    key = "floor.get.keepalive"
-    label = "floor: GET, reused handle (written from PREREQFUNCTION)"
-    batch = 300
+class _EmptyPairCase(_PairCase):
+    """Opensocket hands out a pair with nothing written: the response comes later."""
 
     def _open(self, purpose: int, address: Any) -> int:
         client, _ = self._pair()
         return client.detach()
 
-    def _prereq(self, *args: Any) -> int:
-        server = self.servers[-1]
-        drain(server)  # the previous request
-        server.send(RESPONSE)
-        return pycurl.PREREQFUNC_OK
+
+class _ReusedCase(_EmptyPairCase):
+    """One handle per batch, each timed GET on its warm keep-alive connection to ``url``."""
+
+    url = URL
 
     def begin(self) -> None:
         self.opened = 0
         self.curl = c = REAL_CURL()
         self.buf = io.BytesIO()
-        basic_options(c, URL, self.buf)
+        basic_options(c, self.url, self.buf)
         self._wire(c)
-        c.setopt(pycurl.PREREQFUNCTION, self._prereq)
         c.perform()  # the connection, untimed
 
     def op(self) -> None:
@@ -155,6 +152,22 @@ class FloorKeepAlive(_PairCase):
             raise RuntimeError(f"{self.key}: libcurl opened {self.opened} connections, not 1")
 
 
+class FloorKeepAlive(_ReusedCase):
+    key = "floor.get.keepalive"
+    label = "floor: GET, reused handle (written from PREREQFUNCTION)"
+    batch = 300
+
+    def _wire(self, curl: Any) -> None:
+        super()._wire(curl)
+        curl.setopt(pycurl.PREREQFUNCTION, self._prereq)
+
+    def _prereq(self, *args: Any) -> int:
+        server = self.servers[-1]
+        drain(server)  # the previous request
+        server.send(RESPONSE)
+        return pycurl.PREREQFUNC_OK
+
+
 # The least a fake that reads the request before answering must pay (context rows, no
 # target): the response cannot be written before libcurl has sent the request, so it is
 # written from the debug callback's HEADER_OUT event (libcurl's earliest in-thread moment
@@ -166,17 +179,13 @@ _HEADER_OUT = pycurl.INFOTYPE_HEADER_OUT
 _READING_PINS = (["api.test:80:127.77.0.1"], ["api.test:80:127.77.0.1:80", "::127.77.255.254:9"])
 
 
-class _ReadingCase(_PairCase):
+class _ReadingCase(_EmptyPairCase):
     def _wire(self, curl: Any) -> None:
         super()._wire(curl)
         curl.setopt(pycurl.RESOLVE, _READING_PINS[0])
         curl.setopt(pycurl.CONNECT_TO, _READING_PINS[1])
         curl.setopt(pycurl.VERBOSE, 1)
         curl.setopt(pycurl.DEBUGFUNCTION, self._debug)
-
-    def _open(self, purpose: int, address: Any) -> int:
-        client, _ = self._pair()
-        return client.detach()
 
     def _debug(self, kind: int, data: bytes) -> None:
         if kind == _HEADER_OUT:
@@ -195,32 +204,12 @@ class FloorFreshReading(_ReadingCase):
         self._get(READING_URL, BODY)
 
 
-class FloorKeepAliveReading(_ReadingCase):
+class FloorKeepAliveReading(_ReadingCase, _ReusedCase):
     key = "floor.get.keepalive.reading"
     label = "floor: GET, reused handle, answered after the request (debug callback, pins)"
     group = "floor"
     batch = 300
-
-    def begin(self) -> None:
-        self.opened = 0
-        self.curl = c = REAL_CURL()
-        self.buf = io.BytesIO()
-        basic_options(c, READING_URL, self.buf)
-        self._wire(c)
-        c.perform()  # the connection, untimed
-
-    def op(self) -> None:
-        buf = io.BytesIO()
-        self.curl.setopt(pycurl.WRITEDATA, buf)
-        self.curl.perform()
-        self.buf = buf
-
-    def end(self) -> None:
-        expect(self.buf, BODY, self.key)
-        self.curl.close()
-        self._close_servers()
-        if self.opened != 1:
-            raise RuntimeError(f"{self.key}: libcurl opened {self.opened} connections, not 1")
+    url = READING_URL
 
 
 class _Writer:
