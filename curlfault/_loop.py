@@ -286,14 +286,16 @@ class Loop:
                     break
             return served
 
-    def pump_own(self, handler: Handler) -> int:
+    def pump_own(self, handler: Handler | None) -> int:
         """``pump()`` for a caller that knows the one server end with input: its own.
 
         When ``handler`` is the only end registered and waits for nothing but input, asking
         epoll which end is ready (a system call that also drops the interpreter lock) tells
         nothing new: it is served directly, and its read says whether there was work. Any
-        other case is an ordinary ``pump()``.
+        other case (``handler`` None included) is an ordinary ``pump()``.
         """
+        if handler is None:
+            return self.pump()
         handlers = self._handlers
         fd = handler.fileno()
         if len(handlers) == 1 and fd not in self.writers:

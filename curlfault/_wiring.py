@@ -320,14 +320,13 @@ class Wiring:
                 if loop is not None:
                     # After libcurl wrote, the handle's own server end has the input, if any
                     # end has (pump_own asks epoll only when other ends are registered).
-                    channel = self.channel
                     if kind == _SSL_OUT:
                         if self.armed:
                             # The record announced before this one is written by now (an
                             # HTTP/2 upload ends in a burst of records with no other event).
-                            loop.pump() if channel is None else loop.pump_own(channel)
+                            loop.pump_own(self.channel)
                         self.armed = True
-                    elif loop.pump() if channel is None else loop.pump_own(channel):
+                    elif loop.pump_own(self.channel):
                         self.armed = False
             elif kind in _AFTER_READ:
                 loop = self.network._loop
