@@ -28,11 +28,13 @@ from ._ledger import Site
 from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS
 
 __all__ = [
+    "PASSIVE_ROUTERS",
     "PASSIVE_WIRINGS",
     "WATCHED_OPTIONS",
     "HandleWiring",
     "InterceptedCurl",
     "Router",
+    "TrackedCurl",
     "caller_site",
     "install",
     "real_curl",
@@ -87,6 +89,9 @@ _URL = pycurl.URL
 # Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
 # their handles goes straight to pycurl.
 PASSIVE_WIRINGS: set[type] = set()
+# Routers (the tracker) whose handles only ever get such a wiring: while one is the innermost,
+# pycurl.Curl is TrackedCurl.
+PASSIVE_ROUTERS: set[type] = set()
 
 
 def real_curl() -> type[pycurl.Curl]:
@@ -99,14 +104,11 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
 
     Only each frame's code object and instruction offset are read here; ``Site.frames``
     turns them into file names and line numbers when a report needs them. This runs for
-    every handle made under a network or a tracker, between two transfers, when the
-    processor's caches hold libcurl's work rather than this code: so it reads nothing else
-    (each frame attribute read costs about as much as the rest of the loop).
-
-    Handles are made at a few places, again and again, so one ``Site`` per stack is shared
-    (a site per handle would add a few hundred bytes to each). A known stack is recognised
-    by comparing its frames with a cached site's as they are walked, which costs no more
-    than collecting them; a key built from the frames cost more than the walk.
+    every handle made under a network or a tracker, so the usual depth (6) is walked
+    without a loop, and the frames read make the key of a cache of sites: handles are made
+    at a few places, again and again, and share one ``Site`` per stack (a site per handle
+    would add a few hundred bytes to each). The key holds each code object's identity, not
+    the code object: equal code in two files compares equal.
     """
     if depth <= 0:
         return _site_of(())
@@ -117,58 +119,74 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
         if frame is None:
             return _site_of(())
         code = frame.f_code
-    lasti = frame.f_lasti
-    # The innermost place by identity: equal code in two files compares equal. A cached
-    # site keeps its code objects, so their ids are not reused while it is cached.
-    place = (id(code), lasti)
-    known = _SITES.get(place)
-    if known is not None:
-        for at, site in enumerate(known):
-            seen = site._raw
-            n = len(seen)
-            if n > 2 * depth:
-                continue  # deeper than this walk goes: not this stack (a shortcut)
-            f = frame
-            i = 2
-            while i < n:
-                f = f.f_back
-                if f is None or f.f_code is not seen[i] or f.f_lasti != seen[i + 1]:
-                    break
-                i += 2
-            else:  # every frame of the site matched: the same stack if it is as deep
-                if n == 2 * depth or f.f_back is None:
-                    if at:  # most recent first: a place's current caller is found at once
-                        known.insert(0, known.pop(at))
-                    return site
-    raw: list[Any] = [code, lasti]
-    left = depth - 1
-    while left > 0:
+    if depth != 6:
+        return _walked_site(frame, depth)
+    # A stack that ends first (a thread's) goes on with _END, whose code is None.
+    f1 = frame.f_back or _END
+    f2 = f1.f_back or _END
+    f3 = f2.f_back or _END
+    f4 = f3.f_back or _END
+    f5 = f4.f_back or _END
+    c1, c2, c3, c4, c5 = f1.f_code, f2.f_code, f3.f_code, f4.f_code, f5.f_code
+    l0, l1, l2, l3, l4, l5 = (
+        frame.f_lasti,
+        f1.f_lasti,
+        f2.f_lasti,
+        f3.f_lasti,
+        f4.f_lasti,
+        f5.f_lasti,
+    )
+    key = (id(code), l0, id(c1), l1, id(c2), l2, id(c3), l3, id(c4), l4, id(c5), l5)
+    site = _SITES.get(key)
+    if site is None:
+        raw: tuple[Any, ...] = (code, l0, c1, l1, c2, l2, c3, l3, c4, l4, c5, l5)
+        if c5 is None:
+            raw = raw[: raw.index(None)]
+        site = _cached(key, raw)
+    return site
+
+
+class _END:
+    """Past the outermost frame: what ``caller_site`` reads there instead of a frame."""
+
+    f_code = None
+    f_lasti = -1
+    f_back: Any = None
+
+
+_END.f_back = _END
+
+
+def _walked_site(frame: Any, depth: int) -> Site:
+    """``caller_site`` for a depth other than 6: a loop, the same cache."""
+    raw: list[Any] = []
+    ids: list[int] = []
+    while frame is not None and depth > 0:
+        code, lasti = frame.f_code, frame.f_lasti
+        raw += (code, lasti)
+        ids += (id(code), lasti)
         frame = frame.f_back
-        if frame is None:
-            break
-        raw += (frame.f_code, frame.f_lasti)
-        left -= 1
-    site = _site_of(tuple(raw))
-    if known is None:
-        if len(_SITES) < _PLACES_MAX:
-            _SITES[place] = [site]
-    else:
-        # The newest first, the least recently used out: a helper that makes handles for
-        # test after test sees a new stack in each (the test's own frame is one of them).
-        known.insert(0, site)
-        if len(known) > _STACKS_PER_PLACE:
-            known.pop()
+        depth -= 1
+    key = tuple(ids)
+    return _SITES.get(key) or _cached(key, tuple(raw))
+
+
+def _cached(key: tuple[int, ...], raw: tuple[Any, ...]) -> Site:
+    if len(_SITES) >= _SITES_MAX:
+        # Bounded memory: start over (one step, safe against other threads). A helper that
+        # makes handles for test after test sees a new stack in each.
+        _SITES.clear()
+    # A site keeps its code objects, so the identities in its key are not reused while
+    # the key is in the cache. Threads may race here: a site is then made twice, and each
+    # is right for the stack it is returned for.
+    site = _SITES[key] = _site_of(raw)
     return site
 
 
 _site_of = Site.capture
-# place -> the sites of the stacks seen through it, most recently used first. Bounded: a
-# place keeps its 8 latest stacks (a miss compares each, so few); past 4096 places a handle
-# gets a site of its own. Threads may race on a list: a site is then lost or kept twice,
-# never given to the wrong stack (each is checked against the stack it is returned for).
-_SITES: dict[tuple[int, int], list[Site]] = {}
-_PLACES_MAX = 4096
-_STACKS_PER_PLACE = 8
+# (id(code), f_lasti, ...) of a stack, innermost first -> its site.
+_SITES: dict[tuple[int, ...], Site] = {}
+_SITES_MAX = 2048
 
 
 class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
@@ -324,8 +342,33 @@ InterceptedCurl.__module__ = "curlfault"
 _set_wiring = InterceptedCurl.__dict__["_cf_wiring"].__set__
 
 
+class TrackedCurl(InterceptedCurl):
+    """``pycurl.Curl`` while a tracker is the innermost router (see ``PASSIVE_ROUTERS``).
+
+    The handle's wiring stays passive for its life, so its transfers are pycurl's own
+    methods, without a Python frame in front: the cost of ``--curlfault-leaks`` is paid per
+    connection, not per transfer. A network that attaches the handle makes it an
+    ``InterceptedCurl`` (``set_wiring``).
+    """
+
+    __slots__ = ()
+    perform = _PERFORM
+    perform_rb = _PERFORM_RB
+    perform_rs = _PERFORM_RS
+    ws_send = _REAL_CURL.ws_send
+    ws_close = _REAL_CURL.ws_close
+    ws_recv = _REAL_CURL.ws_recv
+    ws_recv_into = _REAL_CURL.ws_recv_into
+
+
+# pycurl's own __setattr__ refuses __class__; the descriptor's setter does not.
+_set_class = object.__dict__["__class__"].__set__
+
+
 def set_wiring(curl: InterceptedCurl, wiring: HandleWiring | None) -> None:
     """Make ``wiring`` the one ``curl``'s overrides consult (``attach()`` re-wiring it)."""
+    if type(curl) is TrackedCurl and wiring is not None and type(wiring) not in PASSIVE_WIRINGS:
+        _set_class(curl, InterceptedCurl)  # its transfers must now go through the wiring
     _set_wiring(curl, wiring)
 
 
@@ -356,8 +399,10 @@ def uninstall_network(network: Router) -> None:
 
 def _apply() -> None:
     if _stack:
-        InterceptedCurl._cf_network = _stack[-1][1]
-        pycurl.Curl = InterceptedCurl  # type: ignore[misc]
+        top = _stack[-1][1]
+        InterceptedCurl._cf_network = top
+        passive = type(top) in PASSIVE_ROUTERS
+        pycurl.Curl = TrackedCurl if passive else InterceptedCurl  # type: ignore[misc]
     else:
         InterceptedCurl._cf_network = None
         pycurl.Curl = _REAL_CURL  # type: ignore[misc]

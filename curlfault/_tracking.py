@@ -473,3 +473,5 @@ _ERROR_OF: dict[str, type[CurlFaultError]] = {
 }
 
 Tracker.__module__ = "curlfault"
+
+_intercept.PASSIVE_ROUTERS.add(Tracker)

@@ -32,6 +32,7 @@ import pycurl
 import pytest
 
 from curlfault import InterceptedCurl
+from curlfault._intercept import TrackedCurl
 
 KEEP = []
 
@@ -152,7 +153,7 @@ def test_without_the_option_nothing_is_tracked(pytester: pytest.Pytester) -> Non
         LEAKY
         + """
 def test_not_replaced():
-    assert pycurl.Curl is not InterceptedCurl
+    assert not issubclass(pycurl.Curl, InterceptedCurl)
 """,
     )
     result = run(pytester)
@@ -166,7 +167,7 @@ def test_clean_run_says_so_in_one_line(pytester: pytest.Pytester) -> None:
         """
         def test_clean(server):
             assert get(server.url) == (0, b"hello")
-            assert pycurl.Curl is InterceptedCurl
+            assert pycurl.Curl is TrackedCurl
         """,
     )
     result = run(pytester, "--curlfault-leaks")

@@ -31,6 +31,7 @@ from curlfault import (
     _track_wiring,
 )
 from curlfault import UsageError as CurlFaultUsageError
+from curlfault._intercept import TrackedCurl, real_curl
 from curlfault._tracking import DOUBLE_CLOSE, UNEXPECTED, UNKNOWN_CLOSE, parse_host
 
 POOLED_CLOSE = "closesocket_callback failed to acquire thread"
@@ -210,31 +211,35 @@ def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart() -> None:
     assert deeper.frames[:2] == short.frames[:2]
 
 
-def test_a_place_keeps_its_latest_stacks() -> None:
-    """A place reached from ever new callers keeps the latest: a caller seen again finds
-    its site at once, and old ones make way (bounded memory)."""
+def test_the_site_cache_is_bounded_and_each_site_names_its_own_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper reached from ever new callers (test after test) gets a site per stack; the
+    cache starts over when full (bounded memory), and a stack seen again after that gets
+    a right site again."""
     from curlfault import _intercept
     from curlfault._intercept import caller_site
 
+    monkeypatch.setattr(_intercept, "_SITES_MAX", 8)
+    monkeypatch.setattr(_intercept, "_SITES", {})
+
     def helper() -> Any:
-        return caller_site(skip=1, depth=2)
+        return caller_site(skip=1)
 
     callers = []
-    for i in range(_intercept._STACKS_PER_PLACE + 4):
+    for i in range(20):
         scope: dict[str, Any] = {"helper": helper}
         exec(compile("def caller():\n    return helper()\n", f"caller{i}.py", "exec"), scope)
         callers.append(scope["caller"])
-    cap = _intercept._STACKS_PER_PLACE
-    sites = [c() for c in callers[:cap]]  # as many stacks as a place keeps
-    assert [s.frames[1][0] for s in sites] == [f"caller{i}.py" for i in range(cap)]
-    assert [c() for c in callers[:cap]] == sites  # all cached
-    assert callers[0]() is sites[0]  # used again: now the most recent
-    new = [c() for c in callers[cap:]]  # four new stacks push out the four least recent
-    assert callers[0]() is sites[0]
-    assert [c() is s for c, s in zip(callers[1:5], sites[1:5], strict=True)] == [False] * 4
-    assert callers[-1]() is new[-1]
-    place = next(k for k, v in _intercept._SITES.items() if sites[0] in v)
-    assert len(_intercept._SITES[place]) == cap
+    # Every call below comes through the same frames above `caller`: one stack per caller.
+    made = [[c() for c in batch] for batch in (callers, callers[-1:], callers[:1])]
+    first = made[0]
+    assert [s.frames[1][0] for s in first] == [f"caller{i}.py" for i in range(20)]
+    assert len({id(s) for s in first}) == 20
+    assert made[1][0] is first[-1]  # still cached: the latest stacks are
+    assert made[2][0] is not first[0]  # made anew after the cache started over
+    assert made[2][0].frames == first[0].frames
+    assert len(_intercept._SITES) <= 8
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(
@@ -614,9 +619,58 @@ def test_fake_network_stacks_on_top_and_owns_its_handles(
             assert c._cf_wiring.network is net  # type: ignore[union-attr]
             c.close()
         assert tracker.open_records() == []  # the network's descriptors are not ours
-    assert pycurl.Curl is InterceptedCurl
+    assert pycurl.Curl is TrackedCurl
     assert InterceptedCurl._cf_network is tracker
     assert transfer(server.url).code == 0
+    assert tracker.audit().ok
+
+
+def test_a_tracked_handle_transfers_with_pycurls_own_perform(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    """Under a tracker, handles have no Python frame in front of a transfer."""
+    c = pycurl.Curl()
+    try:
+        assert type(c) is TrackedCurl
+        assert isinstance(c, InterceptedCurl)
+        assert TrackedCurl.perform is real_curl().perform
+        assert transfer(server.url, curl=c).code == 0
+        dup = c.duphandle()
+        assert type(dup) is TrackedCurl
+        assert transfer(server.url, curl=dup).code == 0
+        dup.close()
+    finally:
+        c.close()
+    assert tracker.audit().ok
+
+
+def test_a_tracked_handle_attached_to_a_network_transfers_through_its_wiring(
+    tracker: Tracker, server: LoopbackServer
+) -> None:
+    """attach() turns a tracked handle into an InterceptedCurl: its perform() must raise
+    what the network's callbacks caught (here a KeyboardInterrupt from the user's
+    DEBUGFUNCTION, which the wiring chains), which pycurl's own perform() would not."""
+
+    def interrupt(kind: int, data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    c = pycurl.Curl()
+    try:
+        assert transfer(server.url, curl=c).code == 0
+        with FakeNetwork() as net:
+            net.http("api.test").get("/").respond(body="fake")
+            net.attach(c)
+            assert type(c) is InterceptedCurl
+            assert transfer("http://api.test/", curl=c).body == b"fake"
+            with pytest.raises(KeyboardInterrupt):
+                transfer("http://api.test/", curl=c, VERBOSE=1, DEBUGFUNCTION=interrupt)
+            dup = c.duphandle()
+            assert type(dup) is InterceptedCurl
+            dup.close()
+            c.close()
+            assert net.ledger.audit().ok
+    finally:
+        c.close()
     assert tracker.audit().ok
 
 
@@ -624,7 +678,7 @@ def test_uninstall_restores_pycurl_curl() -> None:
     original = pycurl.Curl
     t = Tracker()
     with t:
-        assert pycurl.Curl is InterceptedCurl
+        assert pycurl.Curl is TrackedCurl
         assert t.installed
     assert pycurl.Curl is original
     assert t.closed
