@@ -255,7 +255,7 @@ class FakeNetwork:
         own = previous if isinstance(previous, Wiring) else None
         if own is not None:
             wiring.user_trust = own.user_trust  # the client's own CA settings stay
-        wiring.install(curl, attached=True)
+        wiring.install(curl)
         if own is not None and own.trust and not own.user_trust and not wiring.trust:
             curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
         if isinstance(curl, _intercept.InterceptedCurl):
@@ -265,8 +265,8 @@ class FakeNetwork:
         return curl
 
     def _wire(self, curl: pycurl.Curl, site: Site) -> Wiring:
-        wiring = Wiring(self, site, trust=self.trust)
-        wiring.install(curl, attached=False)
+        wiring = Wiring(self, site, self.trust)
+        wiring.install(curl)
         return wiring
 
     def _register(self, wiring: Wiring) -> None:

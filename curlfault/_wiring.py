@@ -100,7 +100,7 @@ class Wiring:
         "user_verbose",
     )
 
-    def __init__(self, network: FakeNetwork, site: Site, *, trust: bool) -> None:
+    def __init__(self, network: FakeNetwork, site: Site, trust: bool) -> None:
         self.network = network
         self.site = site
         self.url = ""
@@ -129,7 +129,7 @@ class Wiring:
         self.seen_fill: tuple[int, int] | None = None  # that writer and fill, last read
 
     # installing ------------------------------------------------------------------------
-    def install(self, curl: Any, *, attached: bool) -> None:
+    def install(self, curl: Any) -> None:
         setopt = _SETOPT
         setopt(curl, OPEN, self._opensocket)
         setopt(curl, SOCKOPT, self._sockopt)
@@ -156,11 +156,11 @@ class Wiring:
         self.user_open = self.user_sockopt = self.user_close = self.user_debug = None
         self.user_verbose = False
         self.user_connect_to, self.user_resolve, self.url, self.user_trust = (), (), "", False
-        self.install(curl, attached=False)
+        self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> Wiring:
         """Wiring for ``dup``, a ``duphandle()`` copy of this wiring's handle."""
-        new = Wiring(self.network, site, trust=self.trust)
+        new = Wiring(self.network, site, self.trust)
         new.url, new.user_trust = self.url, self.user_trust
         new.user_open, new.user_sockopt, new.user_close = (
             self.user_open,
@@ -168,7 +168,7 @@ class Wiring:
             self.user_close,
         )
         new.user_connect_to, new.user_resolve = list(self.user_connect_to), list(self.user_resolve)
-        new.install(dup, attached=False)
+        new.install(dup)
         return new
 
     def refresh(self, curl: Any) -> None:
