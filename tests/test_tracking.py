@@ -183,15 +183,17 @@ def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
     assert all(m == made[0] for m in made)  # the same stacks share their sites
 
 
-def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart() -> None:
+@pytest.mark.parametrize("depth", [6, 50], ids=["usual depth", "deeper walk"])
+def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart(depth: int) -> None:
     """A site that ran out of frames is shared by the stacks that end there too, and not
-    given to a longer stack through the same innermost frames."""
+    given to a longer stack through the same innermost frames. (A thread's stack here is
+    five frames: the usual walk of six runs past its end too.)"""
     import threading
 
     from curlfault._intercept import caller_site
 
     def helper() -> Any:
-        return caller_site(skip=1, depth=50)
+        return caller_site(skip=1, depth=depth)
 
     def inner() -> None:
         got.append(helper())
@@ -203,7 +205,8 @@ def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart() -> None:
         thread.join(10)
     short, again = got
     assert again is short
-    assert len(short.frames) < 50
+    assert len(short.frames) < depth
+    assert short.frames[0][2] == "helper"
     inner()  # the same innermost frames, then the test's longer stack
     deeper = got[-1]
     assert deeper is not short
