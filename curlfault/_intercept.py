@@ -203,7 +203,16 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if args or kwargs:
             _REAL_CURL.__init__(self, *args, **kwargs)  # the TypeError pycurl.Curl(1) raises
         net = InterceptedCurl._cf_network
-        _set_wiring(self, None if net is None or net.closed else net._wire(self, caller_site()))
+        if net is None or net.closed:
+            _set_wiring(self, None)
+            return
+        w = net._wire(self, caller_site())
+        if type(self) is TrackedCurl and type(w) not in PASSIVE_WIRINGS:
+            # Made from a TrackedCurl taken before a network intercepted (`from pycurl
+            # import Curl` under --curlfault-leaks, or another thread's lookup): its
+            # transfers must go through this wiring.
+            _set_class(self, InterceptedCurl)
+        _set_wiring(self, w)
 
     def _cf(self) -> HandleWiring | None:
         try:
@@ -254,7 +263,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
     def duphandle(self) -> InterceptedCurl:
         dup: InterceptedCurl = super().duphandle()
         w = self._cf()
-        _set_wiring(dup, w.duplicate(dup, caller_site()) if w is not None else None)
+        set_wiring(dup, w.duplicate(dup, caller_site()) if w is not None else None)
         return dup
 
     def _routed(self, run: Callable[[Any], _T]) -> _T:
@@ -342,23 +351,54 @@ InterceptedCurl.__module__ = "curlfault"
 _set_wiring = InterceptedCurl.__dict__["_cf_wiring"].__set__
 
 
-class TrackedCurl(InterceptedCurl):
+_TRANSFERS = (
+    "perform",
+    "perform_rb",
+    "perform_rs",
+    "ws_send",
+    "ws_close",
+    "ws_recv",
+    "ws_recv_into",
+)
+
+
+class _TrackedMeta(type):
+    """``pycurl.Curl`` is ``TrackedCurl`` while a tracker is innermost: every routed handle
+    still passes ``isinstance(h, pycurl.Curl)``, as it does while it is ``InterceptedCurl``."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        if cls is TrackedCurl:
+            return isinstance(obj, InterceptedCurl)
+        return type.__instancecheck__(cls, obj)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        if cls is TrackedCurl:
+            return issubclass(sub, InterceptedCurl)
+        return type.__subclasscheck__(cls, sub)
+
+
+class TrackedCurl(InterceptedCurl, metaclass=_TrackedMeta):
     """``pycurl.Curl`` while a tracker is the innermost router (see ``PASSIVE_ROUTERS``).
 
     The handle's wiring stays passive for its life, so its transfers are pycurl's own
     methods, without a Python frame in front: the cost of ``--curlfault-leaks`` is paid per
-    connection, not per transfer. A network that attaches the handle makes it an
-    ``InterceptedCurl`` (``set_wiring``).
+    connection, not per transfer. A handle that a network wires (``attach()``, or made from
+    a ``TrackedCurl`` reference under ``intercept()``) becomes an ``InterceptedCurl``.
     """
 
     __slots__ = ()
-    perform = _PERFORM
-    perform_rb = _PERFORM_RB
-    perform_rs = _PERFORM_RS
-    ws_send = _REAL_CURL.ws_send
-    ws_close = _REAL_CURL.ws_close
-    ws_recv = _REAL_CURL.ws_recv
-    ws_recv_into = _REAL_CURL.ws_recv_into
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A user's subclass of pycurl.Curl made under the tracker may be routed by a network
+        # later, keeping its own methods: it gets InterceptedCurl's transfer methods back.
+        super().__init_subclass__(**kwargs)
+        for name in _TRANSFERS:
+            if name not in cls.__dict__:
+                setattr(cls, name, InterceptedCurl.__dict__[name])
+
+
+for _name in _TRANSFERS:
+    setattr(TrackedCurl, _name, getattr(_REAL_CURL, _name))
 
 
 # pycurl's own __setattr__ refuses __class__; the descriptor's setter does not.

@@ -32,6 +32,7 @@ from curlfault import (
 )
 from curlfault import UsageError as CurlFaultUsageError
 from curlfault._intercept import TrackedCurl, real_curl
+from curlfault._track_wiring import TrackWiring
 from curlfault._tracking import DOUBLE_CLOSE, UNEXPECTED, UNKNOWN_CLOSE, parse_host
 
 POOLED_CLOSE = "closesocket_callback failed to acquire thread"
@@ -675,6 +676,65 @@ def test_a_tracked_handle_attached_to_a_network_transfers_through_its_wiring(
     finally:
         c.close()
     assert tracker.audit().ok
+
+
+def test_a_curl_class_taken_under_the_tracker_is_routed_fully_by_a_network_later(
+    tracker: Tracker,
+) -> None:
+    """Under --curlfault-leaks the tracker is installed before collection: a module's
+    `from pycurl import Curl` (or another thread's lookup) holds TrackedCurl, and a user's
+    subclass of pycurl.Curl subclasses it. Made under a network's intercept(), such handles
+    must transfer through the network's wiring (here: raise the KeyboardInterrupt its
+    chained DEBUGFUNCTION caught), not with pycurl's own perform()."""
+    Curl = pycurl.Curl
+
+    class MyCurl(pycurl.Curl):  # type: ignore[misc, valid-type]
+        pass
+
+    def interrupt(kind: int, data: bytes) -> None:
+        raise KeyboardInterrupt
+
+    assert MyCurl.perform is InterceptedCurl.perform
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(body="fake")
+        with net.intercept():
+            for make in (Curl, MyCurl):
+                c = make()
+                try:
+                    assert type(c) is (InterceptedCurl if make is Curl else MyCurl)
+                    assert transfer("http://api.test/", curl=c).body == b"fake"
+                    with pytest.raises(KeyboardInterrupt):
+                        transfer("http://api.test/", curl=c, VERBOSE=1, DEBUGFUNCTION=interrupt)
+                finally:
+                    c.close()
+        assert net.ledger.audit().ok
+    with_tracker = MyCurl()  # made under the tracker alone: tracked, transfers as usual
+    try:
+        assert isinstance(with_tracker._cf(), TrackWiring)
+    finally:
+        with_tracker.close()
+
+
+def test_routed_handles_are_instances_of_pycurl_curl_while_a_tracker_is_innermost(
+    tracker: Tracker,
+) -> None:
+    with FakeNetwork() as net:
+        with net.intercept():
+            routed = pycurl.Curl()
+        attached = net.attach(real_curl()())  # a plain handle, attached
+        assert pycurl.Curl is TrackedCurl
+        try:
+            assert isinstance(routed, pycurl.Curl)
+            assert issubclass(InterceptedCurl, pycurl.Curl)
+            assert issubclass(TrackedCurl, pycurl.Curl)
+            tracked = pycurl.Curl()
+            assert isinstance(tracked, pycurl.Curl)
+            tracked.close()
+            # As while InterceptedCurl is pycurl.Curl: a handle curlfault never routed is not.
+            assert not isinstance(attached, pycurl.Curl)
+        finally:
+            routed.close()
+            attached.close()
 
 
 def test_uninstall_restores_pycurl_curl() -> None:
