@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,21 @@ class Line:
     spread: tuple[float, float] = (float("nan"), float("nan"))  # p10-p90 of per-round ratios
     target: Target | None = None
     value: float = float("nan")  # what the target is checked against (usually the ratio)
+    # 90% bootstrap interval of ``ratio`` over rounds (rows with a target only)
+    interval: tuple[float, float] = (float("nan"), float("nan"))
+
+    def interval_text(self, *, percent: bool = False) -> str:
+        """The ratio's 90% interval as text, and whether it straddles the target's limit."""
+        lo, hi = self.interval
+        if math.isnan(lo):
+            return ""
+        if percent:
+            text = f"90% interval {(lo - 1) * 100:+.0f}% to {(hi - 1) * 100:+.0f}%"
+        else:
+            text = f"90% interval {lo:.2f}-{hi:.2f}x"
+        if self.target is not None and lo <= self.target.limit <= hi:
+            text += ", which straddles the limit: this verdict is within the run's noise"
+        return text
 
     @property
     def result(self) -> str:
@@ -76,8 +92,31 @@ def request_line(
         ]
         line.spread = (quantile(per_round, 0.1), quantile(per_round, 0.9))
         line.value = line.ratio
+        if target is not None:
+            line.interval = ratio_interval(t.rounds[key], t.rounds[floor])
     line.target = target
     return line
+
+
+BOOTSTRAP_SEED = 20261121
+BOOTSTRAP_N = 300
+
+
+def ratio_interval(
+    rows: list[list[int]], floors: list[list[int]], n: int = BOOTSTRAP_N
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the ratio of medians over ``n`` bootstrap resamples
+    of whole rounds (a round of the row and the same round of its floor stay together, as
+    they were measured side by side). Seeded: the same timings give the same interval."""
+    rng = random.Random(BOOTSTRAP_SEED)
+    count = len(rows)
+    ratios = []
+    for _ in range(n):
+        picked = [rng.randrange(count) for _ in range(count)]
+        a = [ns for i in picked for ns in rows[i]]
+        b = [ns for i in picked for ns in floors[i]]
+        ratios.append(median(a) / median(b))
+    return quantile(ratios, 0.05), quantile(ratios, 0.95)
 
 
 def fmt_us(us: float) -> str:

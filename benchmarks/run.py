@@ -279,7 +279,7 @@ def build(
         (cf_https, "HTTPS GET, fresh handle, full handshake", None),
     ):
         assert ln.target is not None
-        measured = f"{fmt_x(ln.ratio)} ({fmt_us(ln.median_us)})"
+        measured = f"{fmt_x(ln.ratio)} ({fmt_us(ln.median_us)}; {ln.interval_text()})"
         if reading is not None:
             # What a fake that must see the request first cannot avoid, and so what the
             # target leaves for everything curlfault does on top of that.
@@ -392,7 +392,8 @@ def build(
         ln = tracked[kind]
         measured = (
             f"{(ln.ratio - 1) * 100:+.0f}% per transfer "
-            f"({fmt_us(ln.median_us)} vs {fmt_us(ln.median_us / ln.ratio)})"
+            f"({fmt_us(ln.median_us)} vs {fmt_us(ln.median_us / ln.ratio)}; "
+            f"{ln.interval_text(percent=True)})"
         )
         if kind == "fresh" and leaks is not None:
             measured += (
@@ -519,6 +520,15 @@ def page(
     )
     w("## Targets\n")
     w(checks_table(rep.checks) + "\n")
+    w(
+        "Each request target's ratio comes with a 90% interval: the ratio of medians "
+        "recomputed over resamples of whole rounds (each round of a row stays with the same "
+        "round of its floor; seeded, so the same timings give the same interval). Where the "
+        "interval straddles the limit, this run cannot tell its verdict from noise. The "
+        "interval covers the noise within one run only, not the drift between runs (the "
+        "machine's other tenants come and go); the instruction counts below are the steady "
+        "measure of a change.\n"
+    )
     w(f"![curlfault and its peers as ratios to their floors]({chart_name})\n")
     w(
         "Bars are median time over the median of the row's floor (log scale). Black ticks are "
