@@ -201,6 +201,35 @@ def test_failed_test_gets_a_note_not_a_second_error(pytester: pytest.Pytester) -
     )
 
 
+def test_xfailed_test_that_leaks_stays_xfailed_and_the_leak_is_listed(
+    pytester: pytest.Pytester,
+) -> None:
+    """An expected failure is a failure too: its leak is reported, not raised as an error
+    that would turn the xfail into a failure."""
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.xfail(reason="known bug")
+        def test_known_bug(server):
+            kept(server.url)
+            assert False, "the known bug"
+
+        def test_zz_close():
+            close_kept()
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.no_fnmatch_line("*ERROR at teardown*")
+    result.stdout.fnmatch_lines(
+        [
+            "*= curlfault (--curlfault-leaks): 1 problem(s) =*",
+            "test_inner.py::test_known_bug",
+        ]
+    )
+    assert [k for k, _ in properties(result, "test_known_bug")] == ["curlfault_leak"]
+
+
 def test_handles_closed_by_gc_or_fixtures_are_not_leaks(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,

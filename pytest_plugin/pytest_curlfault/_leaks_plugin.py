@@ -48,10 +48,7 @@ TITLE = {
 }
 # pytest's and pluggy's own frames between a test function and the code that made a handle.
 HIDE = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}")
-failed_key = pytest.StashKey[bool]()
-findings_key = pytest.StashKey["list[tuple[str, str]]"]()
 maker_key = pytest.StashKey[str]()
-shown_key = pytest.StashKey["list[tuple[str, str]]"]()
 
 
 @dataclass
@@ -84,58 +81,22 @@ class LeakPlugin:
         self._session_checked = False
         # What the terminal summary lists: (property, nodeid, text), from every report.
         self.found: list[tuple[str, str, str]] = []
-        self._failed: set[str] = set()
+        self._failed: set[str] = set()  # node ids whose setup or call failed (the summary)
+        # Per running test, by node id, until its teardown report: failed or xfailed in
+        # setup or call; problems found at teardown; refusals already shown in a report.
+        self._already_failed: set[str] = set()
+        self._findings: dict[str, list[tuple[str, str]]] = {}
+        self._shown: dict[str, list[tuple[str, str]]] = {}
 
     # attribution -----------------------------------------------------------------------
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        if self.tracker is None:
-            return (yield)
-        self.tracker.label = item.nodeid
-        try:
-            return (yield)
-        finally:
-            self.tracker.label = ""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        tracker = self.tracker
-        if tracker is None:
-            return report
-        if report.when in ("setup", "call"):
-            skipped = call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception)
-            if report.failed or (call.excinfo is not None and not skipped):
-                item.stash[failed_key] = True
-                # The failure shows pycurl's error 7; say here why the connection failed.
-                events = tracker.take_events(item.nodeid, kinds=[UNEXPECTED])
-                if events:
-                    texts = [e.describe(self.root, HIDE) for e in events]
-                    report.sections.append(
-                        (
-                            f"curlfault: refused by --curlfault-strict ({report.when})",
-                            "\n".join(texts),
-                        )
-                    )
-                    shown = item.stash.setdefault(shown_key, [])
-                    shown.extend((PROPERTY[UNEXPECTED], t) for t in texts)
-        elif report.when == "teardown":
-            findings = item.stash.get(findings_key, [])
-            # Every problem of the test travels in its teardown report: xdist carries it to
-            # the controller, junitxml writes it, the summary counts it once.
-            earlier: list[tuple[str, str]] = item.stash.get(shown_key, [])
-            report.user_properties.extend(earlier + findings)
-            already_failed = item.stash.get(failed_key, False)
-            if findings and already_failed:
-                report.sections.append(
-                    (
-                        "curlfault problems at teardown (test had already failed)",
-                        "\n".join(f"{TITLE.get(k, k)}: {t}" for k, t in findings if k != WAIVED),
-                    )
-                )
-        return report
+    # Four plain hooks and one wrapper per test: a suite-wide run pays for every hook
+    # implementation on every test (pluggy's dispatch costs more than most of their bodies),
+    # so nothing that could be a plain hook is a wrapper, and reports are edited in
+    # pytest_runtest_logreport (tryfirst: before the terminal, junitxml and xdist read them).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.tracker is not None:
+            self.tracker.label = item.nodeid  # back to "" at the end of the test's teardown
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
@@ -144,24 +105,78 @@ class LeakPlugin:
         tracker = self.tracker
         if tracker is None:
             return (yield)
+        nodeid = item.nodeid
         try:
-            result = yield
-        except BaseException:
-            # The teardown failed already: note what we found, raise theirs.
-            item.stash[failed_key] = True
-            self._check(tracker, item, nextitem)
-            raise
-        findings = self._check(tracker, item, nextitem)
-        counted = [(k, t) for k, t in findings if k != WAIVED]
-        if counted and not item.stash.get(failed_key, False):
-            pytest.fail(self._message(item, counted), pytrace=False)
-        return result
+            try:
+                result = yield
+            except BaseException:
+                # The teardown failed already: note what we found, raise theirs.
+                self._already_failed.add(nodeid)
+                self._check(tracker, item, nodeid, nextitem)
+                raise
+            findings = self._check(tracker, item, nodeid, nextitem)
+            counted = [(k, t) for k, t in findings if k != WAIVED]
+            if counted and nodeid not in self._already_failed:
+                pytest.fail(self._message(item, counted), pytrace=False)
+            return result
+        finally:
+            tracker.label = ""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        when, outcome = report.when, report.outcome  # plain attributes (runs 3x per test)
+        if self.tracker is not None:  # in the process that ran the test
+            if when == "teardown":
+                self._teardown_report(report)
+            elif outcome == "failed" or (outcome == "skipped" and hasattr(report, "wasxfail")):
+                self._failed_phase(report)
+        if outcome == "failed" and when != "teardown":
+            self._failed.add(report.nodeid)
+        if report.user_properties:
+            for name, value in report.user_properties:
+                if isinstance(name, str) and name.startswith("curlfault_"):
+                    self.found.append((name, report.nodeid, str(value)))
+
+    def _failed_phase(self, report: pytest.TestReport) -> None:
+        """A failed (or xfailed) setup or call: problems found at teardown then do not fail
+        the test again, and a connection refused by strict mode is said here."""
+        assert self.tracker is not None
+        nodeid = report.nodeid
+        self._already_failed.add(nodeid)
+        # The failure shows pycurl's error 7; say here why the connection failed.
+        events = self.tracker.take_events(nodeid, kinds=[UNEXPECTED])
+        if events:
+            texts = [e.describe(self.root, HIDE) for e in events]
+            report.sections.append(
+                (f"curlfault: refused by --curlfault-strict ({report.when})", "\n".join(texts))
+            )
+            self._shown.setdefault(nodeid, []).extend((PROPERTY[UNEXPECTED], t) for t in texts)
+
+    def _teardown_report(self, report: pytest.TestReport) -> None:
+        """Every problem of the test travels in its teardown report: xdist carries it to the
+        controller, junitxml writes it, the summary counts it once."""
+        nodeid = report.nodeid
+        if not (self._findings or self._shown or self._already_failed):
+            return  # nothing noted for any test (the usual case)
+        findings = self._findings.pop(nodeid, [])
+        earlier = self._shown.pop(nodeid, [])
+        already_failed = nodeid in self._already_failed
+        self._already_failed.discard(nodeid)
+        if earlier or findings:
+            report.user_properties.extend(earlier + findings)
+        if findings and already_failed:
+            report.sections.append(
+                (
+                    "curlfault problems at teardown (test had already failed)",
+                    "\n".join(f"{TITLE.get(k, k)}: {t}" for k, t in findings if k != WAIVED),
+                )
+            )
 
     def _check(
-        self, tracker: Tracker, item: pytest.Item, nextitem: pytest.Item | None
+        self, tracker: Tracker, item: pytest.Item, nodeid: str, nextitem: pytest.Item | None
     ) -> list[tuple[str, str]]:
         """The test's problems, and those of the scopes that end with it."""
-        nodeid, root = item.nodeid, self.root
+        root = self.root
         findings: list[tuple[str, str]] = []
         if self.leaks:
             report = tracker.audit(nodeid)
@@ -200,7 +215,7 @@ class LeakPlugin:
                 (PROPERTY[e.kind], e.describe(root, HIDE)) for e in tracker.take_events("")
             )
         if findings:
-            item.stash[findings_key] = findings
+            self._findings[nodeid] = findings
         return findings
 
     def _maker(self, rec: SocketRecord) -> str:
@@ -322,14 +337,7 @@ class LeakPlugin:
         for text in output.get("curlfault_after_run", []):
             self.found.append((LEAK, "(after the last test)", text))
 
-    # the summary -----------------------------------------------------------------------
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when in ("setup", "call") and report.failed:
-            self._failed.add(report.nodeid)
-        for name, value in report.user_properties:
-            if isinstance(name, str) and name.startswith("curlfault_"):
-                self.found.append((name, report.nodeid, str(value)))
-
+    # the summary ---------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput"):
             return
