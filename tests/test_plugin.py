@@ -131,6 +131,33 @@ def test_fixture_serves_a_real_get_without_import(pytester: pytest.Pytester) -> 
     assert pycurl.Curl is not InterceptedCurl
 
 
+def test_report_hook_is_registered_only_once_the_fixture_is_used(
+    pytester: pytest.Pytester,
+) -> None:
+    """A session that never uses the fixture pays no report hook on its tests (installing
+    curlfault costs a suite nothing per test); the first use registers it, and its trace
+    section reaches that very test's report."""
+    make_tests(
+        pytester,
+        """
+        def test_a_without(pytestconfig):
+            assert not pytestconfig.pluginmanager.has_plugin("curlfault-reports")
+
+        def test_b_with(curlfault, pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("curlfault-reports")
+            curlfault.http("api.test").get("/").respond(body="x")
+            assert get("http://api.test/")[0] == 0
+
+        def test_c_after(pytestconfig):
+            assert pytestconfig.pluginmanager.has_plugin("curlfault-reports")
+        """,
+    )
+    result = run(pytester, "-p", "no:randomly", "--curlfault-trace=all")
+    result.assert_outcomes(passed=3)
+    assert "curlfault connections (call)" in sections(result, "test_b_with", "call")
+    assert "curlfault connections (call)" not in sections(result, "test_c_after", "call")
+
+
 def test_fixture_finds_its_own_test_when_overridden_or_requested_late(
     pytester: pytest.Pytester,
 ) -> None:

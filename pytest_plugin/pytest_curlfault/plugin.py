@@ -200,6 +200,7 @@ def curlfault() -> Iterator[FakeNetwork]:
         trust=opts["trust"],
     )
     request.node.stash[network_key] = net
+    _reports_on(request.config)
     try:
         if opts["intercept"]:
             with net.intercept():
@@ -221,12 +222,31 @@ def curlfault() -> Iterator[FakeNetwork]:
         net.close()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    net = item.stash.get(network_key, None)
-    if net is None:
-        return report  # a test without the curlfault fixture: nothing to add
+class _Reports:
+    """What the ``curlfault`` fixture adds to its test's reports. Registered when the fixture
+    is first set up in a session: every hook implementation costs every test (pluggy's
+    dispatch of a wrapper, three times per test), and most suites that have curlfault
+    installed run most of their tests without it."""
+
+    NAME = "curlfault-reports"
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        net = item.stash.get(network_key, None)
+        if net is None:
+            return report  # a test without the curlfault fixture: nothing to add
+        return _add_to_report(item, call, report, net)
+
+
+def _reports_on(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(_Reports.NAME):
+        config.pluginmanager.register(_Reports(), _Reports.NAME)
+
+
+def _add_to_report(
+    item: pytest.Item, call: pytest.CallInfo[None], report: Any, net: FakeNetwork
+) -> Any:
     if report.when == "call":
         # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
         item.stash[call_failed_key] = report.failed or call.excinfo is not None
