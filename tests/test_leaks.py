@@ -230,6 +230,107 @@ def test_xfailed_test_that_leaks_stays_xfailed_and_the_leak_is_listed(
     assert [k for k, _ in properties(result, "test_known_bug")] == ["curlfault_leak"]
 
 
+# pytest-rerunfailures (and pytest-forked) run the three phases with log=False and log
+# their reports only after the teardown; this conftest does the same.
+LOG_AFTER_TEARDOWN = """
+from _pytest.runner import runtestprotocol
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    reports = runtestprotocol(item, nextitem=nextitem, log=False)
+    for rep in reports:
+        item.ihook.pytest_runtest_logreport(report=rep)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+def test_failure_known_before_its_report_is_logged_gets_no_second_error(
+    pytester: pytest.Pytester,
+) -> None:
+    """Whether a test already failed is known from the phase itself, not from its logged
+    report: a runner that logs the reports after the teardown (pytest-rerunfailures) must
+    not get a second error for the same test, and the refusal keeps its section."""
+    make_tests(
+        pytester,
+        """
+        def test_fails(server):
+            kept(server.url)
+            assert False, "its own failure"
+
+        def test_refused(server):
+            assert get("http://192.0.2.1:9/")[0] == 7
+            assert False, "failed after a refusal"
+
+        def test_zz_close():
+            close_kept()
+        """,
+        conftest="import pytest\n" + LOG_AFTER_TEARDOWN,
+    )
+    result = run(
+        pytester, "--curlfault-leaks", "--curlfault-strict", "--curlfault-allow-hosts=127.0.0.1"
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.no_fnmatch_line("*ERROR at teardown*")
+    assert "curlfault: refused by --curlfault-strict (call)" in dict(
+        report(result, "test_refused", "call").sections
+    )
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks*): 2 problem(s) =*"])
+
+
+def test_a_setup_hook_that_fails_before_ours_keeps_the_tests_attribution(
+    pytester: pytest.Pytester,
+) -> None:
+    """The label is the test's from its log start: a descriptor a module fixture's finalizer
+    leaves open during the teardown of a test whose setup another plugin failed before any
+    plain setup hook ran (a setup wrapper) is that test's, not "opened in no test"."""
+    make_tests(pytester, "", name="test_zz_last")
+    with open(pytester.path / "test_zz_last.py", "a", encoding="utf-8") as f:
+        f.write("\n\ndef test_last():\n    close_kept()\n")
+    sub = pytester.mkdir("sub")
+    (sub / "conftest.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.hookimpl(wrapper=True)
+            def pytest_runtest_setup(item):
+                if item.name == "test_2":
+                    raise RuntimeError("another plugin's setup hook failed")
+                return (yield)
+            """
+        ),
+        encoding="utf-8",
+    )
+    (sub / "test_sub.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+            from test_zz_last import kept
+
+            @pytest.fixture(scope="module")
+            def leaks_at_module_end(server):
+                yield
+                kept(server.url)
+
+            def test_1(leaks_at_module_end):
+                pass
+
+            def test_2():
+                pass
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = run(pytester, "--curlfault-leaks", "-p", "no:randomly", "sub", "test_zz_last.py")
+    result.assert_outcomes(passed=2, errors=1)  # test_2's own setup error only
+    assert [k for k, _ in properties(result, "sub/test_sub.py::test_2")] == ["curlfault_leak"]
+    assert properties(result, "test_last") == []
+    result.stdout.fnmatch_lines(["sub/test_sub.py::test_2 (test had already failed)"])
+
+
 def test_handles_closed_by_gc_or_fixtures_are_not_leaks(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,

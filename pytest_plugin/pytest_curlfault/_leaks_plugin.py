@@ -87,16 +87,28 @@ class LeakPlugin:
         self._already_failed: set[str] = set()
         self._findings: dict[str, list[tuple[str, str]]] = {}
         self._shown: dict[str, list[tuple[str, str]]] = {}
+        self._sections: dict[tuple[str, str], str] = {}  # (node id, phase): refusals to show
 
     # attribution -----------------------------------------------------------------------
-    # Four plain hooks and one wrapper per test: a suite-wide run pays for every hook
-    # implementation on every test (pluggy's dispatch costs more than most of their bodies),
-    # so nothing that could be a plain hook is a wrapper, and reports are edited in
-    # pytest_runtest_logreport (tryfirst: before the terminal, junitxml and xdist read them).
+    # A suite-wide run pays for every hook implementation on every test (pluggy's dispatch
+    # costs more than most of their bodies), so the only wrapper is teardown's, and reports
+    # are edited in pytest_runtest_logreport (tryfirst: before the terminal, junitxml and
+    # xdist read them). Nothing here relies on a phase's report being logged before the next
+    # phase runs: pytest-rerunfailures logs all three after the teardown.
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+    def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         if self.tracker is not None:
-            self.tracker.label = item.nodeid  # back to "" at the end of the test's teardown
+            self.tracker.label = nodeid  # back to "" at the end of the test's teardown
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        # A plain hook before pytest's own makes the report (it returns None: the others
+        # run): a setup or call that raised is known here, before the teardown audit.
+        excinfo = call.excinfo
+        if excinfo is None or call.when == "teardown" or self.tracker is None:
+            return
+        if not excinfo.errisinstance(pytest.skip.Exception):  # failed, or xfailed
+            self._note_failure(item.nodeid, call.when)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
@@ -106,6 +118,7 @@ class LeakPlugin:
         if tracker is None:
             return (yield)
         nodeid = item.nodeid
+        tracker.label = nodeid  # in case a setup hook that runs before ours raised
         try:
             try:
                 result = yield
@@ -128,8 +141,16 @@ class LeakPlugin:
         if self.tracker is not None:  # in the process that ran the test
             if when == "teardown":
                 self._teardown_report(report)
-            elif outcome == "failed" or (outcome == "skipped" and hasattr(report, "wasxfail")):
-                self._failed_phase(report)
+            else:
+                if outcome == "failed" or (outcome == "skipped" and hasattr(report, "wasxfail")):
+                    # (a strict xpass fails without an exception: known only here)
+                    self._note_failure(report.nodeid, when)
+                if self._sections:
+                    texts = self._sections.pop((report.nodeid, when), None)
+                    if texts:
+                        report.sections.append(
+                            (f"curlfault: refused by --curlfault-strict ({when})", texts)
+                        )
         if outcome == "failed" and when != "teardown":
             self._failed.add(report.nodeid)
         if report.user_properties:
@@ -137,19 +158,16 @@ class LeakPlugin:
                 if isinstance(name, str) and name.startswith("curlfault_"):
                     self.found.append((name, report.nodeid, str(value)))
 
-    def _failed_phase(self, report: pytest.TestReport) -> None:
+    def _note_failure(self, nodeid: str, when: str) -> None:
         """A failed (or xfailed) setup or call: problems found at teardown then do not fail
-        the test again, and a connection refused by strict mode is said here."""
+        the test again, and a connection refused by strict mode is said in that phase's
+        report (the failure shows pycurl's error 7: this says why)."""
         assert self.tracker is not None
-        nodeid = report.nodeid
         self._already_failed.add(nodeid)
-        # The failure shows pycurl's error 7; say here why the connection failed.
         events = self.tracker.take_events(nodeid, kinds=[UNEXPECTED])
         if events:
             texts = [e.describe(self.root, HIDE) for e in events]
-            report.sections.append(
-                (f"curlfault: refused by --curlfault-strict ({report.when})", "\n".join(texts))
-            )
+            self._sections[(nodeid, when)] = "\n".join(texts)
             self._shown.setdefault(nodeid, []).extend((PROPERTY[UNEXPECTED], t) for t in texts)
 
     def _teardown_report(self, report: pytest.TestReport) -> None:
