@@ -203,16 +203,10 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
         if args or kwargs:
             _REAL_CURL.__init__(self, *args, **kwargs)  # the TypeError pycurl.Curl(1) raises
         net = InterceptedCurl._cf_network
-        if net is None or net.closed:
-            _set_wiring(self, None)
-            return
-        w = net._wire(self, caller_site())
-        if type(self) is TrackedCurl and type(w) not in PASSIVE_WIRINGS:
-            # Made from a TrackedCurl taken before a network intercepted (`from pycurl
-            # import Curl` under --curlfault-leaks, or another thread's lookup): its
-            # transfers must go through this wiring.
-            _set_class(self, InterceptedCurl)
-        _set_wiring(self, w)
+        # set_wiring also turns a TrackedCurl that a network wires into an InterceptedCurl:
+        # one made from a TrackedCurl reference taken before the network intercepted (`from
+        # pycurl import Curl` under --curlfault-leaks, or another thread's lookup).
+        set_wiring(self, None if net is None or net.closed else net._wire(self, caller_site()))
 
     def _cf(self) -> HandleWiring | None:
         try:
