@@ -426,6 +426,11 @@ def uninstall(token: int) -> None:
 
 
 def uninstall_network(network: Router) -> None:
+    for _token, routed in _stack:  # no lock to find it absent (the usual case: left already)
+        if routed is network:
+            break
+    else:
+        return
     with _lock:
         _stack[:] = [(t, n) for t, n in _stack if n is not network]
         _apply()

@@ -30,7 +30,7 @@ from ._errors import (
     UsageError,
 )
 from ._http import Request
-from ._ledger import KEPT_FOREVER, Ledger, Site, SocketRecord
+from ._ledger import KEPT_FOREVER, Ledger, LedgerReport, Site, SocketRecord
 from ._listener import ConnectPoint
 from ._loop import Loop
 from ._wiring import Wiring
@@ -96,7 +96,7 @@ class FakeNetwork:
         self._graveyard: list[object] = []  # handles to release outside any callback
         self.generation = 0
         self.closed = False
-        self._pins: tuple[list[str], list[str]] | None = None
+        self._pins: tuple[list[str], list[str], list[str]] | None = None
         self.has_tls = False
 
     # context manager -----------------------------------------------------------------
@@ -230,16 +230,24 @@ class FakeNetwork:
 
     def pins(self) -> tuple[list[str], list[str]]:
         """(RESOLVE, CONNECT_TO) lists for routed handles."""
-        if self._pins is None:
-            resolve: list[str] = []
-            connect_to: list[str] = []
-            # Exact ports before wildcard ports, in declaration order.
-            for ep in sorted(self.endpoints, key=lambda e: e.port is None):
-                r, c = ep.pin_entries()
-                resolve += r
-                connect_to.append(c)
-            self._pins = (resolve, connect_to)
-        return self._pins
+        resolve, connect_to, _ = self._pins or self._make_pins()
+        return resolve, connect_to
+
+    def _make_pins(self) -> tuple[list[str], list[str], list[str]]:
+        """``pins()`` and, third, the RESOLVE entries a handle without a ``CONNECT_TO`` of its
+        own needs: only the dual-stack names (see ``Endpoint._pin_parts``)."""
+        resolve: list[str] = []
+        connect_to: list[str] = []
+        synthetic: list[str] = []
+        # Exact ports before wildcard ports, in declaration order.
+        for ep in sorted(self.endpoints, key=lambda e: e.port is None):
+            own, names, c = ep._pin_parts()
+            resolve += own
+            resolve += names
+            synthetic += names
+            connect_to.append(c)
+        pins = self._pins = (resolve, connect_to, synthetic)
+        return pins
 
     # routing handles -------------------------------------------------------------------
     def attach(self, curl: pycurl.Curl, *, trust: bool | None = None) -> pycurl.Curl:
@@ -334,11 +342,15 @@ class FakeNetwork:
 
     def _release_handles(self) -> None:
         """Drop the handles kept for pooled connections that are now closed or gone."""
-        dead, self._graveyard = self._graveyard, []
-        del dead
-        if self.ledger.unclosed():
-            self.ledger.audit()  # marks what pycurl closed in C as closed_by_pycurl
-        for rec in self.ledger.records:
+        if self._graveyard:
+            dead, self._graveyard = self._graveyard, []
+            del dead
+        ledger = self.ledger
+        if not ledger.holds_handles:
+            return
+        if ledger.has_unclosed:
+            ledger.audit()  # marks what pycurl closed in C as closed_by_pycurl
+        for rec in ledger.records:
             if rec.keepalive is not None and (rec.closes or rec.closed_by_pycurl):
                 rec.keepalive = None
 
@@ -391,31 +403,14 @@ class FakeNetwork:
             gc.collect()  # a handle in a reference cycle closes its sockets when collected
             report = self.ledger.audit()
         problems: list[CurlFaultError] = []
-        for rec in report.leaked:
-            if rec.reported:
-                continue
-            stack = rec.handle_site.format() if isinstance(rec.handle_site, Site) else ""
-            problems.append(
-                LeakError(
-                    f"descriptor never closed: {rec.describe()}; close the pycurl handle "
-                    "(curl.close()) or let it go out of scope before the test ends"
-                    + (f"\nthe handle was made at:\n{stack}" if stack else "")
-                )
-            )
-        for rec in report.double_closed:
-            if rec.reported:
-                continue
-            problems.append(LeakError(f"descriptor closed {rec.closes} times: {rec.describe()}"))
-        for text in report.unknown_closes:
-            problems.append(LeakError(text))
-        self.ledger.forget_unknown_closes()
-        for rec in report.leaked + report.double_closed:
-            rec.reported = True  # raise each problem once
-        if self._loop is not None:
+        if not report.ok:
+            self._ledger_problems(report, problems)
+        loop = self._loop
+        if loop is not None and loop.errors:
             # A shared loop serves one test at a time per process: its errors are ours.
-            with self._loop.lock:
-                loop_errors = list(self._loop.errors)
-                self._loop.errors.clear()
+            with loop.lock:
+                loop_errors = list(loop.errors)
+                loop.errors.clear()
             for exc in loop_errors:
                 err = ServerError(f"the fake network's loop raised {exc!r}")
                 err.__cause__ = exc
@@ -443,6 +438,29 @@ class FakeNetwork:
         raise first
 
     # teardown --------------------------------------------------------------------------
+    def _ledger_problems(self, report: LedgerReport, problems: list[CurlFaultError]) -> None:
+        """Add what ``report`` found to ``problems``: each leak or double close once."""
+        for rec in report.leaked:
+            if rec.reported:
+                continue
+            stack = rec.handle_site.format() if isinstance(rec.handle_site, Site) else ""
+            problems.append(
+                LeakError(
+                    f"descriptor never closed: {rec.describe()}; close the pycurl handle "
+                    "(curl.close()) or let it go out of scope before the test ends"
+                    + (f"\nthe handle was made at:\n{stack}" if stack else "")
+                )
+            )
+        for rec in report.double_closed:
+            if rec.reported:
+                continue
+            problems.append(LeakError(f"descriptor closed {rec.closes} times: {rec.describe()}"))
+        for text in report.unknown_closes:
+            problems.append(LeakError(text))
+        self.ledger.forget_unknown_closes()
+        for rec in report.leaked + report.double_closed:
+            rec.reported = True  # raise each problem once
+
     def close(self) -> None:
         """Close every server end; stop the loop if this network started it. Idempotent."""
         if self.closed:
@@ -451,7 +469,10 @@ class FakeNetwork:
         _intercept.uninstall_network(self)
         self._release_handles()
         # Connections still open in a multi/share pool keep their handle for good.
-        KEPT_FOREVER.extend(r.keepalive for r in self.ledger.unclosed() if r.keepalive is not None)
+        if self.ledger.holds_handles:
+            KEPT_FOREVER.extend(
+                r.keepalive for r in self.ledger.unclosed() if r.keepalive is not None
+            )
         points = [p for ep in self.endpoints for p in ep._points.values()] + self._retired
         loop = self._loop
         if loop is None:

@@ -176,7 +176,11 @@ class Wiring:
         net = self.network
         if self.generation == net.generation:
             return
-        resolve, connect_to = net.pins()
+        every_name, connect_to, needed = net._pins or net._make_pins()
+        # A handle's own CONNECT_TO may send a host to a fake's name, which libcurl then
+        # resolves: from the fakes' RESOLVE entries, never a resolver. Without one, only the
+        # dual-stack names are looked up (the fakes' own entries target addresses).
+        resolve = every_name if self.user_connect_to else needed
         connect_to = [*connect_to, *self.user_connect_to]
         if net.strict:
             connect_to = [*connect_to, _SINK_ENTRY]

@@ -481,6 +481,36 @@ def test_closest_marker_wins(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_function_overrides*"])
 
 
+def test_marker_precedence_follows_pytests_marker_order(pytester: pytest.Pytester) -> None:
+    # Module, then class, then the function's own markers, as iter_markers() orders them: a
+    # marker applied at run time is the function's and beats the class's, but it is
+    # appended after the decorators, and of two stacked decorators the one nearer the def
+    # wins.
+    make_tests(
+        pytester,
+        """
+        pytestmark = pytest.mark.curlfault(strict=False, check=False)
+
+        @pytest.fixture
+        def late(request):
+            request.applymarker(pytest.mark.curlfault(strict=True, intercept=True, check=True))
+
+        @pytest.mark.curlfault(trust=False, intercept=False)
+        class TestOrder:
+            @pytest.mark.curlfault(check=True)
+            @pytest.mark.curlfault(check=False)
+            def test_options(self, late, curlfault):
+                assert curlfault.strict is True  # run time over the module
+                assert curlfault.trust is False  # the class
+                assert pycurl.Curl is not ORIGINAL_CURL  # run time over the class
+                curlfault.http("api.test")
+                assert get("http://api.test/unrouted")[1] == 404
+        """,
+    )
+    # check=False (the decorator nearest the def): the unmatched request is not raised.
+    run(pytester, "--strict-markers").assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [

@@ -543,6 +543,19 @@ def test_user_connect_to_and_resolve_are_merged(curlfault) -> None:
     assert r.body == b"via connect_to"
 
 
+def test_a_fake_name_needs_no_resolve_entry_unless_the_handle_redirects(curlfault) -> None:
+    # A fake's CONNECT_TO entry targets its address, so libcurl resolves nothing; the fakes'
+    # RESOLVE entries go only to a handle whose own CONNECT_TO targets a fake's name (above).
+    # .invalid never resolves (RFC 6761): the transfer succeeds only without a lookup.
+    curlfault.http("api.invalid").get("/").respond(body="no lookup")
+    resolve, connect_to = curlfault.pins()
+    assert resolve == ["api.invalid:80:127.77.0.1"]
+    assert connect_to == ["api.invalid:80:127.77.0.1:80"]
+    assert curlfault._make_pins()[2] == []  # what a plain handle gets
+    r = transfer("http://api.invalid/")
+    assert (r.code, r.body) == (0, b"no lookup")
+
+
 def test_user_opensocket_is_not_used_for_fakes(curlfault) -> None:
     curlfault.http("api.test").get("/").respond(body="fake")
     called: list[object] = []

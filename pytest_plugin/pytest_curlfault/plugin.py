@@ -21,6 +21,9 @@ _TRACE_CHOICES = ("failed", "all", "none")
 network_key = pytest.StashKey[FakeNetwork]()
 call_failed_key = pytest.StashKey[bool]()
 teardown_note_key = pytest.StashKey[str]()
+# The run's settings, read once at configure time rather than for every test.
+strict_key = pytest.StashKey[bool]()
+trace_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "curlfault fixture for this test.",
     )
     try:
-        config.getini("curlfault_strict")
+        config.stash[strict_key] = bool(config.getini("curlfault_strict"))
     except (ValueError, pytest.UsageError) as exc:
         raise pytest.UsageError(
             f"curlfault_strict is not valid: {exc}; use true or false"
@@ -65,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"curlfault_trace = {trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
         )
+    config.stash[trace_key] = trace
     _leaks.configure(config)
 
 
@@ -89,7 +93,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def marker_options(node: pytest.Item, default_strict: bool) -> dict[str, bool]:
     """The ``curlfault`` marker's keyword options for ``node``, validated."""
     opts = {"strict": default_strict, "intercept": True, "trust": True, "check": True}
-    for mark in reversed(list(node.iter_markers("curlfault"))):
+    # node.iter_markers("curlfault") without its generators (this runs for every test that
+    # uses the fixture), applied in reverse so that a closer marker wins.
+    marks = []
+    parent: Any = node
+    while parent is not None:
+        for mark in parent.own_markers:
+            if mark.name == "curlfault":
+                marks.append(mark)
+        parent = parent.parent
+    for mark in reversed(marks):
         if mark.args:
             raise pytest.UsageError(
                 f"@pytest.mark.curlfault takes keyword arguments only, got {mark.args!r} "
@@ -188,7 +201,7 @@ def curlfault() -> Iterator[FakeNetwork]:
             assert my_client.list_items() == [1, 2]
     """
     request = _own_request()
-    opts = marker_options(request.node, request.config.getini("curlfault_strict"))
+    opts = marker_options(request.node, request.config.stash[strict_key])
     loop = request.config.stash.get(loop_key, None)
     if loop is None:
         loop = request.getfixturevalue("curlfault_loop")
@@ -247,27 +260,26 @@ def _reports_on(config: pytest.Config) -> None:
 def _add_to_report(
     item: pytest.Item, call: pytest.CallInfo[None], report: Any, net: FakeNetwork
 ) -> Any:
-    if report.when == "call":
+    when = report.when
+    if when == "setup":
+        return report  # the trace is added to the call and teardown reports
+    stash = item.stash
+    trace = item.config.stash[trace_key]
+    if when == "call":
         # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
-        item.stash[call_failed_key] = report.failed or call.excinfo is not None
-    note = item.stash.get(teardown_note_key, None)
-    if note is not None and report.when == "teardown":
+        stash[call_failed_key] = report.failed or call.excinfo is not None
+        if trace == "all" or (trace == "failed" and report.failed):
+            report.sections.append(("curlfault connections (call)", net.trace()))
+        return report
+    note = stash.get(teardown_note_key, None)
+    if note is not None:
         report.sections.append(("curlfault problems at teardown (test had already failed)", note))
-    if report.when in ("call", "teardown"):
-        trace = item.config.getoption("curlfault_trace") or item.config.getini("curlfault_trace")
-        # A failed check() already carries the trace in its message.
-        own_failure = (
-            report.when == "teardown"
-            and call.excinfo is not None
-            and (call.excinfo.errisinstance(CurlFaultError))
-        )
-        if not own_failure and (trace == "all" or (trace == "failed" and report.failed)):
-            report.sections.append((f"curlfault connections ({report.when})", net.trace()))
-    if report.when == "teardown":
-        # Items live until the session ends: do not keep each test's network (its records,
-        # request bodies) that long.
-        if network_key in item.stash:
-            del item.stash[network_key]
-        if teardown_note_key in item.stash:
-            del item.stash[teardown_note_key]
+        del stash[teardown_note_key]
+    # A failed check() already carries the trace in its message.
+    own_failure = call.excinfo is not None and call.excinfo.errisinstance(CurlFaultError)
+    if not own_failure and (trace == "all" or (trace == "failed" and report.failed)):
+        report.sections.append(("curlfault connections (teardown)", net.trace()))
+    # Items live until the session ends: do not keep each test's network (its records,
+    # request bodies) that long.
+    del stash[network_key]
     return report
