@@ -79,6 +79,37 @@ def test_double_and_unknown_closes_are_reported() -> None:
         b.close()
 
 
+def test_the_open_count_follows_closes_and_pycurls_own_closes() -> None:
+    # check() and close() trust has_unclosed and the audit's early return: the count must
+    # agree with the records through first closes, double closes and closes in C.
+    ledger = Ledger()
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    try:
+        assert not ledger.has_unclosed
+        ra = ledger.opened(_record(a))
+        rc = ledger.opened(_record(c))
+        assert ledger.has_unclosed
+        assert ledger.unclosed() == [ra, rc]
+        ledger.closing(a.fileno(), ra.inode)
+        assert ledger.unclosed() == [rc]
+        ledger.closing(a.fileno(), ra.inode)  # a second close: not a second decrement
+        assert ledger.unclosed() == [rc] and ledger.has_unclosed
+        c.close()  # pycurl's close in C, found by the audit
+        report = ledger.audit()
+        assert report.closed_by_pycurl == [rc] and report.double_closed == [ra]
+        assert not ledger.has_unclosed and ledger.unclosed() == []
+        ledger.closing(d.fileno(), rc.inode)  # a late callback for it changes nothing
+        assert not ledger.has_unclosed
+        assert ledger.audit().double_closed == [ra]  # still reported after the early exits
+        ledger.opened(_record(b))
+        assert ledger.has_unclosed
+    finally:
+        a.close()
+        b.close()
+        d.close()
+
+
 def test_inode_not_fd_number_is_the_key() -> None:
     ledger = Ledger()
     a, b = socket.socketpair()
