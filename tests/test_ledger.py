@@ -94,11 +94,14 @@ def test_the_open_count_follows_closes_and_pycurls_own_closes() -> None:
         ledger.closing(a.fileno(), ra.inode)
         assert ledger.unclosed() == [rc]
         ledger.closing(a.fileno(), ra.inode)  # a second close: not a second decrement
-        assert ledger.unclosed() == [rc] and ledger.has_unclosed
+        assert ledger.unclosed() == [rc]
+        assert ledger.has_unclosed
         c.close()  # pycurl's close in C, found by the audit
         report = ledger.audit()
-        assert report.closed_by_pycurl == [rc] and report.double_closed == [ra]
-        assert not ledger.has_unclosed and ledger.unclosed() == []
+        assert report.closed_by_pycurl == [rc]
+        assert report.double_closed == [ra]
+        assert not ledger.has_unclosed
+        assert ledger.unclosed() == []
         ledger.closing(d.fileno(), rc.inode)  # a late callback for it changes nothing
         assert not ledger.has_unclosed
         assert ledger.audit().double_closed == [ra]  # still reported after the early exits
