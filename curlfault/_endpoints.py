@@ -261,24 +261,17 @@ class Endpoint:
         IPv6 first, so no resolver is ever asked. With a reserved port, CONNECT_TO sends
         libcurl to it instead of the declared port.
         """
-        name, synthetic, connect_to = self._pin_parts()
-        return [*name, *synthetic], connect_to
-
-    def _pin_parts(self) -> tuple[list[str], list[str], str]:
-        """``pin_entries()`` with its RESOLVE entries split in two: the host's own name, which
-        only a handle's own ``CONNECT_TO`` (one that targets a fake's name) needs, because
-        this endpoint's ``CONNECT_TO`` entry targets an address; and the dual-stack name,
-        which every handle needs."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         if self.port is None:
-            return [], [], f"{host}::{self.alias}:"
-        own = [f"{host}:{self.port}:{self.alias}"]
+            return [], f"{host}::{self.alias}:"
+        resolve = [f"{host}:{self.port}:{self.alias}"]
         target = next(iter(self._points.values())).port if self._points else self.port
         if not self.dual_stack:
-            return own, [], f"{host}:{self.port}:{self.alias}:{target}"
+            return resolve, f"{host}:{self.port}:{self.alias}:{target}"
         name = f"cf-{self.alias6.rsplit(':', 1)[1]}.curlfault.invalid"
         v6 = "::1" if "ipv6" in self._points else self.alias6
-        return own, [f"{name}:{target}:[{v6}],{self.alias}"], f"{host}:{self.port}:{name}:{target}"
+        resolve.append(f"{name}:{target}:[{v6}],{self.alias}")
+        return resolve, f"{host}:{self.port}:{name}:{target}"
 
     def __repr__(self) -> str:
         port = "*" if self.port is None else self.port

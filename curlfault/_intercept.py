@@ -426,7 +426,10 @@ def uninstall(token: int) -> None:
 
 
 def uninstall_network(network: Router) -> None:
-    for _token, routed in _stack:  # no lock to find it absent (the usual case: left already)
+    # No lock to find it absent (the usual case: it left already). tuple() copies the stack
+    # in one step; a loop over the list itself could skip an entry that another thread's
+    # uninstall() moves down meanwhile.
+    for _token, routed in tuple(_stack):
         if routed is network:
             break
     else:

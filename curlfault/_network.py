@@ -96,7 +96,7 @@ class FakeNetwork:
         self._graveyard: list[object] = []  # handles to release outside any callback
         self.generation = 0
         self.closed = False
-        self._pins: tuple[list[str], list[str], list[str]] | None = None
+        self._pins: tuple[list[str], list[str]] | None = None
         self.has_tls = False
 
     # context manager -----------------------------------------------------------------
@@ -230,24 +230,16 @@ class FakeNetwork:
 
     def pins(self) -> tuple[list[str], list[str]]:
         """(RESOLVE, CONNECT_TO) lists for routed handles."""
-        resolve, connect_to, _ = self._pins or self._make_pins()
-        return resolve, connect_to
-
-    def _make_pins(self) -> tuple[list[str], list[str], list[str]]:
-        """``pins()`` and, third, the RESOLVE entries a handle without a ``CONNECT_TO`` of its
-        own needs: only the dual-stack names (see ``Endpoint._pin_parts``)."""
-        resolve: list[str] = []
-        connect_to: list[str] = []
-        synthetic: list[str] = []
-        # Exact ports before wildcard ports, in declaration order.
-        for ep in sorted(self.endpoints, key=lambda e: e.port is None):
-            own, names, c = ep._pin_parts()
-            resolve += own
-            resolve += names
-            synthetic += names
-            connect_to.append(c)
-        pins = self._pins = (resolve, connect_to, synthetic)
-        return pins
+        if self._pins is None:
+            resolve: list[str] = []
+            connect_to: list[str] = []
+            # Exact ports before wildcard ports, in declaration order.
+            for ep in sorted(self.endpoints, key=lambda e: e.port is None):
+                r, c = ep.pin_entries()
+                resolve += r
+                connect_to.append(c)
+            self._pins = (resolve, connect_to)
+        return self._pins
 
     # routing handles -------------------------------------------------------------------
     def attach(self, curl: pycurl.Curl, *, trust: bool | None = None) -> pycurl.Curl:

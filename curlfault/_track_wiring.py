@@ -29,7 +29,7 @@ import pycurl
 
 from . import _intercept
 from ._ledger import Site, socket_inode
-from ._wiring import pooled
+from ._wiring import pooled, set_list
 
 if TYPE_CHECKING:
     from ._tracking import Tracker
@@ -75,7 +75,7 @@ class TrackWiring:
             _SETOPT(curl, _SOCKOPT, self._sockopt)
         if tracker.strict:
             _SETOPT(curl, _OPEN, self._opensocket)
-            _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *tracker._pins()])
+            set_list(curl, _CONNECT_TO, [*self.user_connect_to, *tracker._pins()])
         if self.closing is not None:
             self._close_through_us(curl)
 
@@ -103,7 +103,7 @@ class TrackWiring:
         elif option == _CONNECT_TO:
             # The user's entries first: the sink entry matches every host.
             self.user_connect_to = tuple(value or ())
-            _SETOPT(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
+            set_list(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
     # Neither is called (the class is in PASSIVE_WIRINGS: perform() and setopt(URL) skip
     # them); they are here for the HandleWiring protocol.

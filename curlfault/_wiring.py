@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._network import FakeNetwork
     from ._transports import Channel
 
-__all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring"]
+__all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring", "set_list"]
 
 PASSTHROUGH = -2  # open_socket's answer for a real host when the network is not strict
 SINK_IP = "127.77.255.254"  # unknown hosts in strict mode; refused, never connected
@@ -35,6 +35,7 @@ _SOCKTYPE_MASK = ~(getattr(socket, "SOCK_CLOEXEC", 0) | getattr(socket, "SOCK_NO
 
 # pycurl's own setopt, bound before anything can replace pycurl.Curl with a subclass.
 _SETOPT = pycurl.Curl.setopt
+_UNSETOPT = pycurl.Curl.unsetopt
 OPEN = pycurl.OPENSOCKETFUNCTION
 SOCKOPT = pycurl.SOCKOPTFUNCTION
 CLOSE = pycurl.CLOSESOCKETFUNCTION
@@ -176,17 +177,13 @@ class Wiring:
         net = self.network
         if self.generation == net.generation:
             return
-        every_name, connect_to, needed = net._pins or net._make_pins()
-        # A handle's own CONNECT_TO may send a host to a fake's name, which libcurl then
-        # resolves: from the fakes' RESOLVE entries, never a resolver. Without one, only the
-        # dual-stack names are looked up (the fakes' own entries target addresses).
-        resolve = every_name if self.user_connect_to else needed
+        resolve, connect_to = net.pins()
         connect_to = [*connect_to, *self.user_connect_to]
         if net.strict:
             connect_to = [*connect_to, _SINK_ENTRY]
+        set_list(curl, pycurl.CONNECT_TO, connect_to)
+        set_list(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
         setopt = _SETOPT
-        setopt(curl, pycurl.CONNECT_TO, connect_to)
-        setopt(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
         if self.trust and not self.user_trust and net.has_tls:
             setopt(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
         self.generation = net.generation
@@ -390,6 +387,20 @@ class Wiring:
         except OSError:
             pass
         return 0
+
+
+def set_list(curl: Any, option: int, values: list[str]) -> None:
+    """Give ``curl`` the list option ``values``; an empty list unsets the option.
+
+    pycurl 7.49 ignores ``setopt(option, [])``, so the previous list stays. After
+    ``reset()`` that is a use-after-free: reset frees pycurl's copy of the list while
+    libcurl still points at it until the option is set again (a segfault, or a garbled
+    RESOLVE entry, on the next ``perform()``).
+    """
+    if values:
+        _SETOPT(curl, option, values)
+    else:
+        _UNSETOPT(curl, option)
 
 
 def pooled(ref: weakref.ref[Any] | None) -> Any:
