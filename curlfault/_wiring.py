@@ -183,9 +183,8 @@ class Wiring:
             connect_to = [*connect_to, _SINK_ENTRY]
         set_list(curl, pycurl.CONNECT_TO, connect_to)
         set_list(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
-        setopt = _SETOPT
         if self.trust and not self.user_trust and net.has_tls:
-            setopt(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
+            _SETOPT(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
         self.generation = net.generation
 
     def refresh_attached(self) -> None:
