@@ -56,15 +56,16 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         if len(_PEERS) < _PEERS_MAX:
             _PEERS[point] = peer
     ep = net._by_point.get(point) or net._by_alias.get(ip)
+    url = wiring.redirect or wiring.url  # a redirect's connection: the URL it follows
     with net._lock:
-        conn = Connection(net, len(net.connections) + 1, ep, peer, wiring.url)
+        conn = Connection(net, len(net.connections) + 1, ep, peer, url)
         net.connections.append(conn)
     if net.closed:
         conn.refused = True
         conn.event("refused: the network is closed")
         net._record(
             UnexpectedConnection(
-                f"a handle routed through a closed FakeNetwork connected (url {wiring.url or '?'})"
+                f"a handle routed through a closed FakeNetwork connected (url {url or '?'})"
             )
         )
         return None
@@ -74,7 +75,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         return PASSTHROUGH
     if ep is None:
         conn.refused = True
-        what, hint = _describe_url(wiring.url)
+        what, hint = _describe_url(url)
         if ip == SINK_IP and not net.strict:
             # Lax, but a fake host: its other ports never reach the real network.
             conn.event("refused: a fake host, on a port no fake serves")
@@ -125,6 +126,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     kind = "tcp" if ep._needs_tcp else ep.transport
     client, server = make_pair(kind)
     conn.transport = kind
+    conn.wiring = wiring
     conn.connected_at = connected = time.monotonic()
     try:
         inode = _inode(client)
@@ -135,7 +137,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
                 conn.family,
                 peer,
                 ep.host,
-                wiring.url,
+                url,
                 kind,
                 net.label,
                 wiring.site,
@@ -202,7 +204,7 @@ def _own_connect(
                 family=conn.family,
                 peer=conn.peer,
                 host=ep.host,
-                url=wiring.url,
+                url=conn.url,
                 kind="listener",
                 opened_in=net.label,
                 handle_site=wiring.site,
@@ -212,6 +214,7 @@ def _own_connect(
             )
         )
         conn.transport = "listener"
+        conn.wiring = wiring
         conn._point = point
         with net.loop.lock:
             if isinstance(fault, ConnectionRefused):

@@ -13,8 +13,8 @@ import errno
 import functools
 import ipaddress
 import re
-import socket
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 from ._connection import Connection
 from ._errors import (
@@ -25,6 +25,7 @@ from ._http import TOKEN, Request, Response, Route
 from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
 from ._plan import flatten
 from ._tls import TlsLayer
+from ._track_report import ip_literal
 from ._transports import ENDPOINT_TRANSPORTS, Channel
 from ._websocket import WebSocketRoute
 from .faults import (
@@ -506,6 +507,8 @@ class HttpEndpoint(Endpoint):
                         "without them; make the client use HTTP/2 (HTTP_VERSION)"
                     )
                 )
+        if response.headers:
+            _note_redirect(self, request, response, conn)
         return response
 
     def _hint(self, request: Request) -> str:
@@ -516,6 +519,21 @@ class HttpEndpoint(Endpoint):
             else f"route({request.method!r}, {request.path!r})"
         )
         return f"`{self.host}` endpoint.{call}.respond(...)"
+
+
+def _note_redirect(
+    ep: HttpEndpoint, request: Request, response: Response, conn: Connection
+) -> None:
+    """Tell the handle's wiring where a response with a Location points: a connection
+    libcurl makes to follow it is then recorded (and reported) under that URL."""
+    wiring = conn.wiring
+    if wiring is None:
+        return
+    for name, value in response.headers:
+        if name.lower() == "location" and value.strip():
+            base = ep.url + request.target if request.target.startswith("/") else ep.url
+            wiring.redirect = urljoin(base, value.strip())
+            return
 
 
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)
@@ -542,15 +560,10 @@ def _host(host: object) -> str:
         raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
     name = host.strip("[]").lower()
     if ":" in name:
-        address, zone, scope = name.partition("%")
-        try:
-            # Spelled as libcurl writes a URL's IPv6 host (inet_ntop): "::ffff:127.0.0.1",
-            # not ipaddress's "::ffff:7f00:1", or the pins would never match.
-            packed = socket.inet_pton(socket.AF_INET6, address)
-        except (OSError, ValueError):
-            pass
-        else:
-            return socket.inet_ntop(socket.AF_INET6, packed) + zone + scope
+        # Spelled as libcurl writes a URL's IPv6 host, or the pins would never match.
+        ip = ip_literal(name)
+        if ip is not None:
+            return ip
         bare, _, port = host.rpartition(":")
         if port.isdigit() and bare:
             raise UsageError(

@@ -49,6 +49,7 @@ class HandleWiring(Protocol):
 
     url: str
     user_trust: bool
+    redirect: str | None  # the URL a response's Location sent the transfer to
 
     @property
     def owned(self) -> frozenset[int]:
@@ -239,6 +240,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                     value = value.decode() if isinstance(value, bytes) else str(value)
                 w.url = value
                 if type(w) not in PASSIVE_WIRINGS:
+                    w.redirect = None  # a transfer driven by a CurlMulti starts here
                     w.refresh(self)
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
@@ -275,6 +277,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w = None
         if w is None or type(w) in PASSIVE_WIRINGS:
             return run(self)
+        w.redirect = None  # a new transfer
         w.refresh(self)
         try:
             return run(self)
@@ -294,6 +297,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             return
         # _routed() inline (this is every transfer's path): re-pin if endpoints were added,
         # raise what a callback recorded.
+        w.redirect = None  # a new transfer
         if w.generation != w.network.generation:
             w.refresh(self)
         try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-__all__ = ["Ledger", "LedgerReport", "Site", "SocketRecord", "open_socket_inodes"]
+__all__ = ["AttachSite", "Ledger", "LedgerReport", "Site", "SocketRecord", "open_socket_inodes"]
 
 
 class Site:
@@ -29,6 +29,7 @@ class Site:
     """
 
     __slots__ = ("_frames", "_raw")
+    verb = "made"  # "handle made at": what happened to the handle there
 
     def __init__(self, frames: tuple[tuple[str, int, str], ...] = ()) -> None:
         self._frames: tuple[tuple[str, int, str], ...] | None = frames
@@ -67,6 +68,20 @@ class Site:
 
 
 _new_site = object.__new__
+
+
+class AttachSite(Site):
+    """Where a handle made earlier was handed to ``FakeNetwork.attach()``: the handle's
+    records name it, since that is where it met the network."""
+
+    __slots__ = ()
+    verb = "attached"
+
+    @staticmethod
+    def of(site: Site) -> AttachSite:
+        attached = _new_site(AttachSite)
+        attached._frames, attached._raw = site._frames, site._raw
+        return attached
 
 
 def _line_of(code: CodeType, lasti: int) -> int:
@@ -110,7 +125,8 @@ class SocketRecord:
         url = f" url={self.url}" if self.url else ""
         return (
             f"#{self.seq} fd {self.fd} inode {self.inode} {self.kind} to {where} ({self.peer}){url}"
-            f", opened in {self.opened_in or '?'}, handle made at {self.handle_site}"
+            f", opened in {self.opened_in or '?'}, handle "
+            f"{getattr(self.handle_site, 'verb', 'made')} at {self.handle_site}"
         )
 
 

@@ -31,10 +31,10 @@ from ._errors import (
     UsageError,
 )
 from ._http import Request
-from ._ledger import KEPT_FOREVER, Ledger, LedgerReport, Site, SocketRecord
+from ._ledger import KEPT_FOREVER, AttachSite, Ledger, LedgerReport, Site, SocketRecord
 from ._listener import ConnectPoint
 from ._loop import Loop
-from ._track_report import is_ip, is_localhost
+from ._track_report import LIBRARY_FRAMES, format_site, is_ip, is_localhost
 from ._wiring import SINK_IP, Wiring
 
 if TYPE_CHECKING:
@@ -100,6 +100,9 @@ class FakeNetwork:
         self.closed = False
         self._pins: tuple[list[str], list[str]] | None = None
         self.has_tls = False
+        # Leak reports print the handle's stack relative to this directory (the pytest
+        # plugin sets the rootdir); absolute paths otherwise.
+        self._stack_root: str | None = None
 
     # context manager -----------------------------------------------------------------
     def __enter__(self) -> FakeNetwork:
@@ -269,7 +272,9 @@ class FakeNetwork:
                 "CurlMulti or CurlShare is routed through the handles added to it"
             )
         wiring = Wiring(
-            self, _intercept.caller_site(), trust=self.trust if trust is None else trust
+            self,
+            AttachSite.of(_intercept.caller_site()),
+            trust=self.trust if trust is None else trust,
         )
         previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
         # Only a network's wiring knows whether the client set its own trust options (a
@@ -298,10 +303,13 @@ class FakeNetwork:
         if own is not None:
             wiring.user_trust = own.user_trust  # the client's own CA settings stay
         wiring.install(curl)
-        if not isinstance(curl, _intercept.InterceptedCurl):
-            # A plain handle's reset() runs in C: nothing can put curlfault's close callback
-            # back, and pycurl 7.49 crashes when a connection that callback was on is closed
-            # after a reset (PYCURL_NOTES.md). So its connections are never kept in a pool.
+        if own is None:
+            # A handle made outside every network (a plain one, or one --curlfault-leaks
+            # tracks) keeps no connection to a fake: it outlives the network, and a kept
+            # connection would be its leak at the check. A plain handle's reset() also runs
+            # in C, where nothing can put curlfault's close callback back, and pycurl 7.49
+            # crashes when a connection that callback was on is closed after a reset
+            # (PYCURL_NOTES.md). The same in tracked and untracked runs.
             curl.setopt(pycurl.FORBID_REUSE, 1)
         if own is not None and own.trust and not own.user_trust and not wiring.trust:
             curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
@@ -367,6 +375,7 @@ class FakeNetwork:
         conn = rec.owner if rec is not None else None
         if not isinstance(conn, Connection):
             return
+        conn.wiring = None
         channel = conn.channel
         if channel is not None and not channel.closed:
             with channel.loop.lock:
@@ -482,14 +491,20 @@ class FakeNetwork:
         for rec in report.leaked:
             if rec.reported:
                 continue
-            stack = rec.handle_site.format() if isinstance(rec.handle_site, Site) else ""
+            site = rec.handle_site
+            stack = (
+                format_site(site, self._stack_root, LIBRARY_FRAMES)
+                if isinstance(site, Site)
+                else ""
+            )
+            verb = getattr(site, "verb", "made")
             problems.append(
                 LeakError(
                     f"descriptor never closed: {rec.describe()}; close the pycurl handle "
                     "(curl.close()), or drop every reference to it, before the check (a pytest "
                     "fixture's value is referenced until the test's teardown is over: close "
                     "it after the fixture's yield)"
-                    + (f"\nthe handle was made at:\n{stack}" if stack else "")
+                    + (f"\nthe handle was {verb} at:\n{stack}" if stack else "")
                 )
             )
         for rec in report.double_closed:

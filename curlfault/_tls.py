@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import re
 import ssl
 import struct
 import threading
@@ -213,6 +214,11 @@ class TlsServerConfig:
         return self.ca.issue_cert(self.host)
 
 
+# The start of an HTTP/1 request line ("DELETE /x HTTP/1.1"): a TLS record starts with a
+# content type byte (20-24), never a letter.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/")
+
+
 def parse_client_hello(data: bytes) -> dict[str, Any] | None:
     """SNI and ALPN offered by the ClientHello at the start of ``data``, once it is whole.
 
@@ -318,6 +324,7 @@ class TlsLayer:
         self._closing = False
         # TLS 1.2 or older will be negotiated (known from the ClientHello and our context).
         self._tls12 = False
+        self._plain = False  # the first bytes were an HTTP request line, not a TLS record
         self._watched = False  # the loop thread wakes on our client's bytes (data_received)
 
     def start(self, protocol: StreamProtocol) -> None:
@@ -338,6 +345,8 @@ class TlsLayer:
             if fields is not None or len(hello) > 65536:  # whole, or not TLS at all
                 self._hello = None
                 fields = fields or {}
+                # OpenSSL names a plain HTTP request only for GET, POST, HEAD and PUT.
+                self._plain = "error" in fields and _REQUEST_LINE.match(hello) is not None
                 offered = fields.get("alpn_offered")
                 self.conn.tls.update(sni=fields.get("sni"), alpn_offered=offered)
                 ctx = self.obj.context
@@ -370,8 +379,8 @@ class TlsLayer:
                 return
             except ssl.SSLError as exc:
                 self.conn.event(f"TLS handshake failed: {exc.reason or exc}")
-                if exc.reason == "HTTP_REQUEST":
-                    self._plain_http()
+                if exc.reason == "HTTP_REQUEST" or self._plain:
+                    self._plain_http(str(exc.reason or exc).lower().replace("_", " "))
                 self._flush()
                 self._closing = True
                 self.channel.finish()
@@ -414,9 +423,9 @@ class TlsLayer:
         )
         self.conn.event(f"TLS handshake done ({obj.version()})")
 
-    def _plain_http(self) -> None:
-        """OpenSSL read a plain HTTP request (GET, POST, HEAD, PUT) where the ClientHello
-        belongs: the client's mistake, not a handshake that the client rejected."""
+    def _plain_http(self, reason: str) -> None:
+        """A plain HTTP request came where the ClientHello belongs: the client's mistake,
+        not a handshake that the client rejected."""
         ep = self.conn.endpoint
         if ep is None:  # pragma: no cover - a TLS layer serves an endpoint
             return
@@ -430,7 +439,7 @@ class TlsLayer:
         ep.network._record(
             MalformedRequest(
                 f"{url} received a plain HTTP request where the TLS handshake should "
-                "start (OpenSSL: http request) and closed the connection without an answer; "
+                f"start (OpenSSL: {reason}) and closed the connection without an answer; "
                 f"use {use}, or declare net.http({ep.host!r}, {ep.port}) to serve plain "
                 "HTTP there"
             )

@@ -19,12 +19,14 @@ from ._ledger import Site, SocketRecord
 __all__ = [
     "CALLBACK_ERROR",
     "DOUBLE_CLOSE",
+    "LIBRARY_FRAMES",
     "UNEXPECTED",
     "UNKNOWN_CLOSE",
     "TrackEvent",
     "TrackReport",
     "describe_fd",
     "describe_record",
+    "ip_literal",
     "is_ip",
     "is_localhost",
     "parse_host",
@@ -66,6 +68,24 @@ class TrackReport:
         return not (self.leaked or self.events)
 
 
+def ip_literal(text: str) -> str | None:
+    """``text`` as libcurl spells the IP address (``inet_ntop``), or None if it is not one.
+
+    IPv6 keeps a zone id (``%eth0``). ``ipaddress`` would write ``::ffff:127.0.0.1`` as
+    ``::ffff:7f00:1``, which no pin or opensocket address of libcurl's ever matches.
+    """
+    address, percent, zone = text.partition("%")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            packed = socket.inet_pton(family, address)
+        except (OSError, ValueError):
+            continue
+        if family == socket.AF_INET and percent:
+            return None
+        return socket.inet_ntop(family, packed) + percent + zone
+    return None
+
+
 def parse_host(value: str) -> str:
     """One allow-list entry, validated: a host name or an IP literal, lower-cased.
 
@@ -75,10 +95,9 @@ def parse_host(value: str) -> str:
         raise UsageError(f"an allowed host must be a str, got {value!r}")
     host = value.strip()
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        pass
+    ip = ip_literal(bare)
+    if ip is not None:
+        return ip
     if (
         not host
         or len(host) > 253
@@ -152,6 +171,11 @@ def describe_fd(fd: int) -> tuple[str, str, str]:
     ip, port = addr[0], addr[1]
     peer = f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
     return str(int(family)), kind, peer
+
+
+# Frames of the test runner between a test and the code that made a handle: left out of a
+# printed stack unless nothing else is left.
+LIBRARY_FRAMES = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}")
 
 
 def format_site(site: Site | str, root: str | None, hide: Iterable[str] = ()) -> str:

@@ -54,6 +54,7 @@ class TrackWiring:
     """
 
     url = ""
+    redirect: str | None = None  # not followed: a tracked handle has no debug callback
     user_trust = True  # never touch trust options: this is the real network
     user_open: Any = None
     user_sockopt: Any = None

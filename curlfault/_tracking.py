@@ -27,7 +27,6 @@ a libcurl call). A handle without a close callback cannot crash this way, and no
 from __future__ import annotations
 
 import gc
-import ipaddress
 import itertools
 import socket
 import threading
@@ -49,6 +48,7 @@ from ._track_report import (
     TrackReport,
     describe_fd,
     describe_record,
+    ip_literal,
     is_ip,
     is_localhost,
     parse_host,
@@ -219,7 +219,8 @@ class Tracker:
             infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
             return []  # libcurl will fail to resolve it too (CURLcode 6)
-        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]).compressed for info in infos]
+        found = (ip_literal(str(info[4][0]).split("%")[0]) for info in infos)
+        return [ip for ip in found if ip is not None]
 
     def _allowed(self, wiring: TrackWiring, address: Any) -> bool:
         family, _socktype, _protocol, addr = address

@@ -90,6 +90,7 @@ class Wiring:
         "pending",
         "previous",
         "read_since_refill",
+        "redirect",
         "seen_fill",
         "site",
         "trust",
@@ -139,6 +140,10 @@ class Wiring:
         self.kept: int | set[int] | None = None
         self.read_since_refill = 0  # response bytes read since the waiting writer's fill
         self.seen_fill: tuple[int, int] | None = None  # that writer and fill, last read
+        # Where the last response a fake sent this handle in this transfer points (its
+        # Location, made absolute): the URL of a connection libcurl makes to follow it. Set
+        # by the fake (Endpoint.dispatch); cleared when a transfer starts or the URL is set.
+        self.redirect: str | None = None
 
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any) -> None:
@@ -168,12 +173,14 @@ class Wiring:
         self.user_open = self.user_sockopt = self.user_close = self.user_debug = None
         self.user_verbose = False
         self.user_connect_to, self.user_resolve, self.url, self.user_trust = (), (), "", False
+        self.redirect = None
         self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> Wiring:
         """Wiring for ``dup``, a ``duphandle()`` copy of this wiring's handle."""
         new = Wiring(self.network, site, self.trust)
         new.url, new.user_trust = self.url, self.user_trust
+        new.user_verbose, new.user_debug = self.user_verbose, self.user_debug
         new.user_open, new.user_sockopt, new.user_close = (
             self.user_open,
             self.user_sockopt,

@@ -71,6 +71,23 @@ def test_get_over_http2(curlfault: FakeNetwork, scheme: str, transport: str) -> 
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_header_list_past_64_kib_never_leaves_the_client(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    # The endpoint advertises h2's SETTINGS_MAX_HEADER_LIST_SIZE (65536): libcurl's
+    # nghttp2 refuses to send a larger header block (55 SEND_ERROR) and sends nothing for
+    # the stream, so there is no request to record and nothing for check() to report, as
+    # with a real server that advertises the same limit.
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=BODY)
+    assert get(scheme, HTTPHEADER=["X-Big: " + "a" * 60_000]).code == 0
+    assert get(scheme, HTTPHEADER=["X-Big: " + "a" * 70_000]).code == pycurl.E_SEND_ERROR
+    assert len(api.requests) == 1
+    assert curlfault.problems == []
+    assert len(frames(curlfault, "recv", "HEADERS")) == 1  # the first request's only
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
 def test_reason_is_not_sent_over_http2(curlfault: FakeNetwork, scheme: str) -> None:
     """HTTP/2 has no reason phrase: a route's reason is for HTTP/1.1 clients only."""
     endpoint(curlfault, scheme).get("/").respond(404, body=BODY, reason="Gone fishing")

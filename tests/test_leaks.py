@@ -855,6 +855,41 @@ def test_fixture_tests_are_checked_by_the_fixture_once(pytester: pytest.Pytester
 
 
 @pytest.mark.parametrize("tracked", [True, False], ids=["leaks", "untracked"])
+def test_a_module_level_handle_attached_test_after_test_passes_either_way(
+    pytester: pytest.Pytester, tracked: bool
+) -> None:
+    # The module-level client: made at import (a tracked handle under --curlfault-leaks, a
+    # plain one without), attached to each test's network. Neither run keeps a connection
+    # to a fake past the test, so neither reports one; the suite's verdict does not change
+    # when the option is turned on.
+    make_tests(
+        pytester,
+        """
+        from curlfault._intercept import real_curl
+
+        CLIENT = pycurl.Curl()
+
+        @pytest.mark.parametrize("body", ["one", "two", "three"])
+        def test_attached(curlfault, body):
+            curlfault.http("api.test").get("/").respond(200, body=body)
+            curlfault.attach(CLIENT)
+            assert get("http://api.test/", curl=CLIENT) == (0, body.encode())
+            assert get("http://api.test/", curl=CLIENT) == (0, body.encode())
+            # a new connection per transfer: the handle outlives the network
+            assert len(curlfault.connections) == 2
+            assert (type(CLIENT) is not real_curl()) is TRACKED
+
+        def test_zz_close():
+            CLIENT.close()
+        """.replace("TRACKED", str(tracked)),
+    )
+    result = run(pytester, *(["--curlfault-leaks"] if tracked else []))
+    result.assert_outcomes(passed=4)
+    if tracked:
+        result.stdout.fnmatch_lines(["*curlfault (--curlfault-leaks): no problems*"])
+
+
+@pytest.mark.parametrize("tracked", [True, False], ids=["leaks", "untracked"])
 def test_fixture_check_failure_does_not_point_at_the_plugin(
     pytester: pytest.Pytester, tracked: bool
 ) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 
 import pycurl
 import pytest
 from cfhelpers import transfer
 
-from curlfault import CurlFaultError, FakeNetwork, UsageError, faults
+from curlfault import (
+    CurlFaultError,
+    FakeNetwork,
+    LeakError,
+    UnexpectedConnection,
+    UsageError,
+    faults,
+)
 
 
 @pytest.mark.parametrize("transport", ["socketpair", "tcp"])
@@ -297,6 +305,98 @@ def test_a_handle_moves_to_a_new_network_once_the_old_one_closed() -> None:
         second.check()  # before: "closesocket(N) for a descriptor curlfault never handed out"
     finally:
         second.close()
+
+
+def test_a_leak_of_an_attached_handle_names_where_it_was_attached() -> None:
+    # A handle that kept its connection (made under an earlier network's intercept()) and
+    # was attached here: its leak names the attach() call, as "attached at", not "made at".
+    first = FakeNetwork()
+    first.http("api.test").get("/").respond(body="one")
+    with first.intercept():
+        c = pycurl.Curl()
+    first.close()
+    second = FakeNetwork()
+    try:
+        second.http("api.test").get("/").respond(body="two")
+        second.attach(c)  # the line the report names
+        line = sys._getframe().f_lineno - 1
+        assert transfer("http://api.test/", curl=c).body == b"two"
+        with pytest.raises(LeakError) as info:
+            second.check()
+        text = str(info.value)
+        assert f"handle attached at {__file__}:{line} in test_a_leak_of_an_attached" in text
+        assert "the handle was attached at:" in text
+        assert "made at" not in text
+    finally:
+        c.close()
+        second.close()
+
+
+def test_a_plain_handle_attached_keeps_no_connection() -> None:
+    with FakeNetwork() as net:
+        net.http("api.test").get("/").respond(body="x")
+        c = net.attach(pycurl.Curl())
+        for _ in range(2):
+            assert transfer("http://api.test/", curl=c).body == b"x"
+        assert [r.closes for r in net.ledger.records] == [1, 1]  # closed after each transfer
+        net.check()
+        c.close()
+
+
+def test_a_followed_redirect_is_recorded_under_the_url_it_follows() -> None:
+    with FakeNetwork() as net:
+        api, cdn = net.http("api.test"), net.http("cdn.test")
+        api.get("/file").respond(302, headers={"Location": "http://cdn.test/blob?v=1"})
+        cdn.get("/blob").respond(body="blob")
+        with net.intercept():
+            c = pycurl.Curl()
+        r = transfer("http://api.test/file", curl=c, FOLLOWLOCATION=1)
+        c.close()
+        assert (r.code, r.body) == (0, b"blob")
+        assert [c.url for c in net.connections] == [
+            "http://api.test/file",
+            "http://cdn.test/blob?v=1",
+        ]
+        assert [rec.url for rec in net.ledger.records] == [c.url for c in net.connections]
+        net.check()
+
+
+@pytest.mark.parametrize(
+    ("location", "named", "hint"),
+    [
+        (
+            "http://elsewhere.test/x",
+            "elsewhere.test:80 (url http://elsewhere.test/x)",
+            "'elsewhere.test'",
+        ),
+        # relative to the request's URL: the same host, on a port no fake serves
+        ("//api.test:8080/y", "api.test:8080 (url http://api.test:8080/y)", "'api.test', 8080"),
+    ],
+)
+def test_a_refused_redirect_names_where_it_was_sent(location: str, named: str, hint: str) -> None:
+    # Before: the report named the first URL's host, and suggested faking api.test,
+    # which was faked already.
+    net = FakeNetwork()
+    try:
+        net.http("api.test").get("/").respond(301, headers={"Location": location})
+        with net.intercept():
+            c = pycurl.Curl()
+        r = transfer("http://api.test/", curl=c, FOLLOWLOCATION=1)
+        assert r.code == pycurl.E_COULDNT_CONNECT
+        # the next transfer starts from its own URL again
+        assert transfer("http://nothing.test/", curl=c).code == pycurl.E_COULDNT_CONNECT
+        c.close()
+        with pytest.raises(UnexpectedConnection) as info:
+            net.check()
+        assert f"pycurl connected to {named}" in str(info.value)
+        assert f"net.http({hint})" in str(info.value)
+        assert [conn.url for conn in net.connections] == [
+            "http://api.test/",
+            named.split("(url ")[1].rstrip(")"),
+            "http://nothing.test/",
+        ]
+    finally:
+        net.close()
 
 
 def test_attach_refuses_what_is_not_a_handle() -> None:

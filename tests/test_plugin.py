@@ -319,8 +319,14 @@ def test_leaked_descriptor_is_a_leak_error_at_teardown(pytester: pytest.Pytester
             "*ERROR at teardown of test_leaks*",
             "*LeakError: descriptor never closed: *socketpair to api.test*"
             "url=http://api.test/*opened in test_inner.py::test_leaks*",
+            # the stack: rootdir-relative, without pytest's and pluggy's frames
+            "*the handle was made at:",
+            "*    test_inner.py:* in test_leaks",
+            "*connection trace:",
         ]
     )
+    result.stdout.no_fnmatch_line("*pluggy/*")
+    result.stdout.no_fnmatch_line("*_pytest/*")
 
 
 def test_already_failed_test_gets_no_second_error(pytester: pytest.Pytester) -> None:

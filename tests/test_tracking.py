@@ -793,6 +793,9 @@ def test_uninstall_restores_pycurl_curl() -> None:
         ("::1", "::1"),
         ("[::1]", "::1"),
         ("0:0:0:0:0:0:0:1", "::1"),
+        # as libcurl spells it (inet_ntop), not as ipaddress does ("::ffff:7f00:1")
+        ("::FFFF:127.0.0.1", "::ffff:127.0.0.1"),
+        ("[::ffff:7f00:1]", "::ffff:127.0.0.1"),
     ],
 )
 def test_parse_host_accepts_names_and_addresses(value: str, expected: str) -> None:
@@ -835,6 +838,17 @@ def test_strict_allowed_name_reaches_every_address_libcurl_resolves(server: Loop
         assert transfer(f"http://localhost:{server.port}/").code == 0
         assert transfer(server.url).code == 0  # the name's addresses are allowed too
         assert t.take_events() == []
+
+
+def test_strict_allows_an_ipv4_mapped_address_as_libcurl_spells_it() -> None:
+    # An IPv6 socket bound to the mapped address listens on 127.0.0.1 (loopback only).
+    with LoopbackServer(host="::ffff:127.0.0.1") as srv:
+        url = f"http://[::ffff:127.0.0.1]:{srv.port}/"
+        for entry in ("::ffff:127.0.0.1", "[::ffff:7f00:1]"):
+            with Tracker(strict=True, allow_hosts=[entry]) as t:
+                assert transfer(url).code == 0  # was 7: pinned as [::ffff:7f00:1], no match
+                assert t.take_events() == []
+        assert srv.accepted == 2
 
 
 def test_strict_address_gate_catches_connect_to_an_unlisted_address(server: LoopbackServer) -> None:

@@ -618,6 +618,23 @@ def test_reset_forgets_the_users_debugfunction(curlfault) -> None:
         c.close()
 
 
+def test_duphandle_keeps_the_users_debugfunction(curlfault) -> None:
+    # pycurl copies VERBOSE and curlfault's own debug callback into the copy; the user's
+    # callback, which curlfault chains, must come along (it was silently dropped).
+    curlfault.http("api.test").get("/").respond(body="x")
+    seen: list[int] = []
+    c = pycurl.Curl()
+    c.setopt(pycurl.VERBOSE, 1)
+    c.setopt(pycurl.DEBUGFUNCTION, lambda k, d: seen.append(k))
+    d = c.duphandle()
+    try:
+        assert transfer("http://api.test/", curl=d).body == b"x"
+        assert pycurl.INFOTYPE_HEADER_OUT in seen
+    finally:
+        d.close()
+        c.close()
+
+
 def test_keyboard_interrupt_in_a_callback_comes_back_as_itself(curlfault) -> None:
     curlfault.http("api.test").get("/").respond(body="x")
 

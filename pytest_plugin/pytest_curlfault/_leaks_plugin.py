@@ -11,7 +11,6 @@ summary lists them all.
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from curlfault import SocketRecord, Tracker
+from curlfault._track_report import LIBRARY_FRAMES
 from curlfault._tracking import (
     CALLBACK_ERROR,
     DOUBLE_CLOSE,
@@ -48,7 +48,7 @@ TITLE = {
     "curlfault_internal_error": "CallbackError",
 }
 # pytest's and pluggy's own frames between a test function and the code that made a handle.
-HIDE = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}")
+HIDE = LIBRARY_FRAMES
 # What the test's error advises, from its first handle that left a descriptor open.
 advice_key = pytest.StashKey[Advice | None]()
 

@@ -25,6 +25,7 @@ teardown_note_key = pytest.StashKey[str]()
 # The run's settings, read once at configure time rather than for every test.
 strict_key = pytest.StashKey[bool]()
 trace_key = pytest.StashKey[str]()
+root_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"curlfault_trace = {trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
         )
     config.stash[trace_key] = trace
+    config.stash[root_key] = str(config.rootpath)
     _leaks.configure(config)
 
 
@@ -217,6 +219,7 @@ def curlfault() -> Iterator[FakeNetwork]:
         label=request.node.nodeid,
         trust=opts["trust"],
     )
+    net._stack_root = request.config.stash.get(root_key, None)  # leak stacks: rootdir-relative
     request.node.stash[network_key] = net
     _reports_on(request.config)
     try:
