@@ -124,6 +124,8 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     if fault is not None and not isinstance(fault, TlsFault):  # pragma: no cover
         raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
     kind = "tcp" if ep._needs_tcp else ep.transport
+    if wiring.binds is not None:
+        _unbindable(net, ep, conn, kind, wiring.binds)
     client, server = make_pair(kind)
     conn.transport = kind
     conn.wiring = wiring
@@ -231,6 +233,25 @@ def _own_connect(
         raise
     wiring.note_opened(rec.inode)
     return sock.detach()
+
+
+def _unbindable(
+    net: FakeNetwork, ep: Endpoint, conn: Connection, kind: str, binds: dict[int, str]
+) -> None:
+    """The handle asks libcurl to bind its socket, which a pair refuses: say so (libcurl
+    fails the transfer with 45 by itself, right after this connection is handed over)."""
+    what = " and ".join(binds.values())
+    conn.event(f"{what}: libcurl's bind() of a {kind} end fails (45)")
+    port = "" if ep.port == (443 if ep.scheme == "https" else 80) else f", {ep.port}"
+    net._record(
+        UsageError(
+            f"connection #{conn.id} to {ep.host}: the handle sets {what}, so libcurl binds "
+            f"the socket it is given, and the {kind} end curlfault hands over cannot be bound "
+            f"(CURLcode 45, INTERFACE_FAILED); declare the endpoint with transport='listener' "
+            f"(net.{ep.scheme}({ep.host!r}{port}, transport='listener'): libcurl then binds "
+            "and connects a loopback socket of its own), or leave the option unset in tests"
+        )
+    )
 
 
 def _describe_url(url: str) -> tuple[str, str]:

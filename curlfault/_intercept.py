@@ -25,7 +25,7 @@ import pycurl
 
 from ._errors import UsageError
 from ._ledger import Site
-from ._wiring import OWNED_OPTIONS, TRUST_OPTIONS
+from ._wiring import BIND_OPTIONS, OWNED_OPTIONS, TRUST_OPTIONS
 
 __all__ = [
     "PASSIVE_ROUTERS",
@@ -58,6 +58,7 @@ class HandleWiring(Protocol):
         A subset of ``WATCHED_OPTIONS``."""
 
     def user_setopt(self, curl: Any, option: int, value: Any) -> None: ...
+    def user_bind(self, option: int, value: Any) -> None: ...
     def refresh(self, curl: Any) -> None: ...
     def raise_pending(self) -> None: ...
     def after_reset(self, curl: Any) -> None: ...
@@ -86,7 +87,7 @@ _PERFORM_RB = _REAL_CURL.perform_rb
 _PERFORM_RS = _REAL_CURL.perform_rs
 # Every option some wiring owns or watches: any other option goes straight to pycurl without
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
-WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | {pycurl.URL}
+WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | BIND_OPTIONS | {pycurl.URL}
 _URL = pycurl.URL
 # Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
 # their handles goes straight to pycurl.
@@ -242,6 +243,9 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                 if type(w) not in PASSIVE_WIRINGS:
                     w.redirect = None  # a transfer driven by a CurlMulti starts here
                     w.refresh(self)
+            elif option in BIND_OPTIONS:
+                if type(w) not in PASSIVE_WIRINGS:
+                    w.user_bind(option, value)
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -255,6 +259,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.user_setopt(self, option, None)
             return
         super().unsetopt(option)
+        if w is not None and option in BIND_OPTIONS and type(w) not in PASSIVE_WIRINGS:
+            w.user_bind(option, None)
 
     def reset(self) -> None:
         super().reset()

@@ -106,6 +106,9 @@ class TrackWiring:
             self.user_connect_to = tuple(value or ())
             set_list(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
+    def user_bind(self, option: int, value: Any) -> None:
+        pass  # real connections: libcurl binds them itself
+
     # Neither is called (the class is in PASSIVE_WIRINGS: perform() and setopt(URL) skip
     # them); they are here for the HandleWiring protocol.
     def refresh(self, curl: Any) -> None:

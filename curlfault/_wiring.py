@@ -20,13 +20,14 @@ import pycurl
 
 from ._errors import CallbackError
 from ._ledger import Site, SocketRecord
+from ._track_report import ip_literal
 
 if TYPE_CHECKING:
     from ._loop import Loop
     from ._network import FakeNetwork
     from ._transports import Channel
 
-__all__ = ["OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring", "set_list"]
+__all__ = ["BIND_OPTIONS", "OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring", "set_list"]
 
 PASSTHROUGH = -2  # open_socket's answer for a real host when the network is not strict
 SINK_IP = "127.77.255.254"  # unknown hosts in strict mode; refused, never connected
@@ -67,6 +68,9 @@ _PREFIX = {
     pycurl.INFOTYPE_HEADER_IN: b"< ",
     pycurl.INFOTYPE_HEADER_OUT: b"> ",
 }
+# Options that make libcurl bind() the socket it is given, which a socketpair or a connected
+# TCP pair refuses (45): watched, so a fake connection can say why (see binds).
+BIND_OPTIONS = frozenset({pycurl.LOCALPORT, pycurl.INTERFACE})
 TRUST_OPTIONS = frozenset(
     {pycurl.CAINFO, pycurl.CAPATH, pycurl.CAINFO_BLOB, pycurl.SSL_VERIFYPEER, pycurl.SSL_VERIFYHOST}
 )
@@ -81,6 +85,7 @@ class Wiring:
         "__weakref__",
         "_handle",
         "armed",
+        "binds",
         "channel",
         "generation",
         "interrupt",
@@ -144,6 +149,9 @@ class Wiring:
         # Location, made absolute): the URL of a connection libcurl makes to follow it. Set
         # by the fake (Endpoint.dispatch); cleared when a transfer starts or the URL is set.
         self.redirect: str | None = None
+        # The bind options the handle set that a fake pair cannot honour, by option: what
+        # to name when its connection is made (see user_bind).
+        self.binds: dict[int, str] | None = None
 
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any) -> None:
@@ -173,7 +181,7 @@ class Wiring:
         self.user_open = self.user_sockopt = self.user_close = self.user_debug = None
         self.user_verbose = False
         self.user_connect_to, self.user_resolve, self.url, self.user_trust = (), (), "", False
-        self.redirect = None
+        self.redirect = self.binds = None
         self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> Wiring:
@@ -181,6 +189,7 @@ class Wiring:
         new = Wiring(self.network, site, self.trust)
         new.url, new.user_trust = self.url, self.user_trust
         new.user_verbose, new.user_debug = self.user_verbose, self.user_debug
+        new.binds = None if self.binds is None else dict(self.binds)
         new.user_open, new.user_sockopt, new.user_close = (
             self.user_open,
             self.user_sockopt,
@@ -237,6 +246,26 @@ class Wiring:
         elif option == DEBUG:
             self.user_debug = value
         # NOPROXY: routed handles never use a proxy; the user's value is ignored.
+
+    def user_bind(self, option: int, value: Any) -> None:
+        """The handle set LOCALPORT or INTERFACE (already passed to libcurl as it is)."""
+        text = None
+        if option == pycurl.LOCALPORT:
+            if value:
+                text = f"LOCALPORT {value}"
+        elif isinstance(value, (str, bytes)):
+            name = value.decode("latin-1") if isinstance(value, bytes) else value
+            # An address ("127.0.0.1", "host!ADDR", "ifhost!IF!HOST") is bound with bind(),
+            # which a pair refuses. An interface name is bound with SO_BINDTODEVICE first,
+            # which succeeds or not with the process's privileges: not predicted here.
+            if name.startswith(("host!", "ifhost!")) or ip_literal(name.strip("[]")):
+                text = f"INTERFACE {name!r}"
+        binds = dict(self.binds or {})
+        if text is None:
+            binds.pop(option, None)
+        else:
+            binds[option] = text
+        self.binds = binds or None
 
     def pump(self) -> None:
         """Serve every ready fake connection now, in the calling thread (WebSocket calls)."""

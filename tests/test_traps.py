@@ -14,7 +14,7 @@ import pycurl
 import pytest
 from cfhelpers import transfer
 
-from curlfault import CallbackError, FakeNetwork, InterceptedCurl, Intercepting
+from curlfault import CallbackError, FakeNetwork, InterceptedCurl, Intercepting, UsageError
 
 PRELUDE = """
 import gc, io, pycurl
@@ -698,3 +698,65 @@ def test_handle_freed_before_its_pool_closes_does_not_crash(pool: str) -> None:
         env={"PYTHONMALLOC": "debug"},
     )
     assert out.split() == ["survived"]
+
+
+# LOCALPORT / INTERFACE: libcurl binds the socket it is given ------------------------------
+
+BINDS = [
+    ({"LOCALPORT": 41000, "LOCALPORTRANGE": 2000}, "LOCALPORT 41000"),
+    ({"INTERFACE": "127.0.0.1"}, "INTERFACE '127.0.0.1'"),
+    ({"INTERFACE": "host!127.0.0.1"}, "INTERFACE 'host!127.0.0.1'"),
+]
+
+
+@pytest.mark.parametrize(("opts", "named"), BINDS)
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_a_handle_that_binds_is_told_a_pair_cannot_be_bound(
+    transport: str, opts: dict[str, object], named: str
+) -> None:
+    # libcurl bind()s the descriptor opensocket gave it, even one already connected: a pair
+    # end refuses, and the transfer fails with 45. That code is libcurl's own; curlfault
+    # adds why, and the transport that works.
+    net = FakeNetwork()
+    try:
+        net.http("api.test", transport=transport).get("/").respond(body="x")
+        with net.intercept():
+            assert transfer("http://api.test/", **opts).code == pycurl.E_INTERFACE_FAILED
+        with pytest.raises(UsageError) as info:
+            net.check()
+        assert f"the handle sets {named}, so libcurl binds" in str(info.value)
+        assert "net.http('api.test', transport='listener')" in str(info.value)
+    finally:
+        net.close()
+
+
+@pytest.mark.parametrize(("opts", "named"), BINDS)
+def test_a_handle_that_binds_is_served_by_the_listener_transport(
+    opts: dict[str, object], named: str
+) -> None:
+    with FakeNetwork() as net, net.intercept():
+        net.http("api.test", transport="listener").get("/").respond(body="x")
+        assert transfer("http://api.test/", **opts).body == b"x"
+        net.check()
+
+
+def test_bind_options_unset_or_reset_are_forgotten(curlfault) -> None:
+    curlfault.http("api.test").get("/").respond(body="x")
+    c = pycurl.Curl()
+    try:
+        c.setopt(pycurl.INTERFACE, "127.0.0.1")
+        c.setopt(pycurl.INTERFACE, "")  # pycurl cannot unset it; an empty name binds nothing
+        assert transfer("http://api.test/", curl=c).body == b"x"
+        c.setopt(pycurl.LOCALPORT, 41000)
+        c.reset()
+        assert transfer("http://api.test/", curl=c).body == b"x"
+        c.setopt(pycurl.LOCALPORT, 41000)
+        c.setopt(pycurl.LOCALPORT, 0)  # 0: no bind
+        assert transfer("http://api.test/", curl=c).body == b"x"
+        d = c.duphandle()  # a copy binds as its original does
+        d.setopt(pycurl.INTERFACE, "lo")  # a name: bound by device, not predicted
+        assert transfer("http://api.test/", curl=d).body == b"x"
+        d.close()
+    finally:
+        c.close()
+    assert curlfault.problems == []
