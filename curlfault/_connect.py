@@ -128,7 +128,6 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         _unbindable(net, ep, conn, kind, wiring.binds)
     client, server = make_pair(kind)
     conn.transport = kind
-    conn.wiring = wiring
     conn.connected_at = connected = time.monotonic()
     try:
         inode = _inode(client)
@@ -216,7 +215,6 @@ def _own_connect(
             )
         )
         conn.transport = "listener"
-        conn.wiring = wiring
         conn._point = point
         with net.loop.lock:
             if isinstance(fault, ConnectionRefused):

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from ._listener import ConnectPoint
     from ._network import FakeNetwork
     from ._transports import Channel
-    from ._wiring import Wiring
     from .faults import Fault
     from .protocols.http2 import Frame
 
@@ -62,7 +61,6 @@ class Connection:
         "refused",
         "transport",
         "url",
-        "wiring",
     )
 
     def __init__(
@@ -88,9 +86,6 @@ class Connection:
         self.channel: Channel | None = None
         self._tls: dict[str, Any] | None = None
         self._frames: list[Frame] | None = None
-        # The wiring of the handle this connection serves, while it is open: a response
-        # that redirects tells it where (see Endpoint.dispatch).
-        self.wiring: Wiring | None = None
 
     @property
     def events(self) -> list[tuple[float, str]]:

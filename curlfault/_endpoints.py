@@ -14,7 +14,6 @@ import functools
 import ipaddress
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
 
 from ._connection import Connection
 from ._errors import (
@@ -507,8 +506,6 @@ class HttpEndpoint(Endpoint):
                         "without them; make the client use HTTP/2 (HTTP_VERSION)"
                     )
                 )
-        if response.headers:
-            _note_redirect(self, request, response, conn)
         return response
 
     def _hint(self, request: Request) -> str:
@@ -519,21 +516,6 @@ class HttpEndpoint(Endpoint):
             else f"route({request.method!r}, {request.path!r})"
         )
         return f"`{self.host}` endpoint.{call}.respond(...)"
-
-
-def _note_redirect(
-    ep: HttpEndpoint, request: Request, response: Response, conn: Connection
-) -> None:
-    """Tell the handle's wiring where a response with a Location points: a connection
-    libcurl makes to follow it is then recorded (and reported) under that URL."""
-    wiring = conn.wiring
-    if wiring is None:
-        return
-    for name, value in response.headers:
-        if name.lower() == "location" and value.strip():
-            base = ep.url + request.target if request.target.startswith("/") else ep.url
-            wiring.redirect = urljoin(base, value.strip())
-            return
 
 
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)

@@ -50,6 +50,7 @@ class HandleWiring(Protocol):
     url: str
     user_trust: bool
     redirect: str | None  # the URL a response's Location sent the transfer to
+    follows: int  # FOLLOWLOCATION is on (non-zero)
 
     @property
     def owned(self) -> frozenset[int]:
@@ -87,8 +88,9 @@ _PERFORM_RB = _REAL_CURL.perform_rb
 _PERFORM_RS = _REAL_CURL.perform_rs
 # Every option some wiring owns or watches: any other option goes straight to pycurl without
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
-WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | BIND_OPTIONS | {pycurl.URL}
+WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | BIND_OPTIONS | {pycurl.URL, pycurl.FOLLOWLOCATION}
 _URL = pycurl.URL
+_FOLLOW = pycurl.FOLLOWLOCATION
 # Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
 # their handles goes straight to pycurl.
 PASSIVE_WIRINGS: set[type] = set()
@@ -243,6 +245,9 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                 if type(w) not in PASSIVE_WIRINGS:
                     w.redirect = None  # a transfer driven by a CurlMulti starts here
                     w.refresh(self)
+            elif option == _FOLLOW:
+                w.follows = 1 if value else 0  # kept by a tracker's wiring too, for attach()
+                w.redirect = None
             elif option in BIND_OPTIONS:
                 if type(w) not in PASSIVE_WIRINGS:
                     w.user_bind(option, value)
@@ -303,7 +308,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             return
         # _routed() inline (this is every transfer's path): re-pin if endpoints were added,
         # raise what a callback recorded.
-        w.redirect = None  # a new transfer
+        if w.follows:
+            w.redirect = None  # a new transfer (only a following handle ever has one)
         if w.generation != w.network.generation:
             w.refresh(self)
         try:

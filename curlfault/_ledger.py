@@ -120,13 +120,18 @@ class SocketRecord:
     # socket libcurl connects itself (passthrough, a listener, a closed port).
     connected: bool = True
 
-    def describe(self) -> str:
+    def describe(self, root: str | None = None) -> str:
+        """One line; the handle's site relative to ``root`` when it is under it."""
         where = self.host or self.peer
         url = f" url={self.url}" if self.url else ""
+        site = str(self.handle_site)
+        prefix = root.rstrip(os.sep) + os.sep if root else None
+        if prefix and site.startswith(prefix):
+            site = site[len(prefix) :]
         return (
             f"#{self.seq} fd {self.fd} inode {self.inode} {self.kind} to {where} ({self.peer}){url}"
             f", opened in {self.opened_in or '?'}, handle "
-            f"{getattr(self.handle_site, 'verb', 'made')} at {self.handle_site}"
+            f"{getattr(self.handle_site, 'verb', 'made')} at {site}"
         )
 
 

@@ -302,8 +302,12 @@ class FakeNetwork:
                 kept = kept.previous
         if own is not None:
             wiring.user_trust = own.user_trust  # the client's own CA settings stay
+        if previous is not None:  # options libcurl keeps that the last wiring saw set
+            wiring.url, wiring.follows = previous.url, 1 if previous.follows else 0
         wiring.install(curl)
-        if own is None:
+        # Made outside every network, and attached since: its reset() must keep this too.
+        wiring.outsider = own is None or own.outsider
+        if wiring.outsider:
             # A handle made outside every network (a plain one, or one --curlfault-leaks
             # tracks) keeps no connection to a fake: it outlives the network, and a kept
             # connection would be its leak at the check. A plain handle's reset() also runs
@@ -375,7 +379,6 @@ class FakeNetwork:
         conn = rec.owner if rec is not None else None
         if not isinstance(conn, Connection):
             return
-        conn.wiring = None
         channel = conn.channel
         if channel is not None and not channel.closed:
             with channel.loop.lock:
@@ -500,7 +503,8 @@ class FakeNetwork:
             verb = getattr(site, "verb", "made")
             problems.append(
                 LeakError(
-                    f"descriptor never closed: {rec.describe()}; close the pycurl handle "
+                    f"descriptor never closed: {rec.describe(self._stack_root)}; close the "
+                    "pycurl handle "
                     "(curl.close()), or drop every reference to it, before the check (a pytest "
                     "fixture's value is referenced until the test's teardown is over: close "
                     "it after the fixture's yield)"
@@ -510,7 +514,9 @@ class FakeNetwork:
         for rec in report.double_closed:
             if rec.reported:
                 continue
-            problems.append(LeakError(f"descriptor closed {rec.closes} times: {rec.describe()}"))
+            problems.append(
+                LeakError(f"descriptor closed {rec.closes} times: {rec.describe(self._stack_root)}")
+            )
         for text in report.unknown_closes:
             problems.append(LeakError(text))
         self.ledger.forget_unknown_closes()

@@ -214,9 +214,10 @@ class TlsServerConfig:
         return self.ca.issue_cert(self.host)
 
 
-# The start of an HTTP/1 request line ("DELETE /x HTTP/1.1"): a TLS record starts with a
-# content type byte (20-24), never a letter.
-_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/")
+# The start of an HTTP/1 request line ("DELETE /x", a method and the target's first byte;
+# the rest may come in a later read): a TLS record starts with a content type byte (20-24),
+# never a character of a method.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]")
 
 
 def parse_client_hello(data: bytes) -> dict[str, Any] | None:

@@ -55,6 +55,7 @@ class TrackWiring:
 
     url = ""
     redirect: str | None = None  # not followed: a tracked handle has no debug callback
+    follows = 0  # FOLLOWLOCATION, kept for a network that attach()es the handle later
     user_trust = True  # never touch trust options: this is the real network
     user_open: Any = None
     user_sockopt: Any = None
@@ -119,12 +120,14 @@ class TrackWiring:
 
     def after_reset(self, curl: Any) -> None:
         self.user_open = self.user_sockopt = self.user_close = None
+        self.follows = 0
         self.user_connect_to, self.url = (), ""
         self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> TrackWiring:
         new = TrackWiring(self.tracker, site)
         new.url, new.user_open, new.user_close = self.url, self.user_open, self.user_close
+        new.follows = self.follows
         new.user_sockopt, new.user_connect_to = self.user_sockopt, self.user_connect_to
         if self.closing is not None:
             new.closing = weakref.ref(dup)  # the copy has our close callback too

@@ -15,6 +15,7 @@ import sys
 import traceback
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin
 
 import pycurl
 
@@ -56,6 +57,7 @@ _AFTER_WRITE = frozenset({pycurl.INFOTYPE_HEADER_OUT, pycurl.INFOTYPE_DATA_OUT})
 # handshake the record is flushed before libcurl's next line of text). A second
 # announcement while armed pumps first: the previous record has been written by then.
 _SSL_OUT = pycurl.INFOTYPE_SSL_DATA_OUT
+_HEADER_IN = pycurl.INFOTYPE_HEADER_IN
 # And these right after it read response bytes: that made room for a server end whose
 # response did not fit in the socket buffer (only those are pumped: ``Loop.writers``).
 _AFTER_READ = frozenset(
@@ -87,11 +89,13 @@ class Wiring:
         "armed",
         "binds",
         "channel",
+        "follows",
         "generation",
         "interrupt",
         "just_opened",
         "kept",
         "network",
+        "outsider",
         "pending",
         "previous",
         "read_since_refill",
@@ -145,9 +149,15 @@ class Wiring:
         self.kept: int | set[int] | None = None
         self.read_since_refill = 0  # response bytes read since the waiting writer's fill
         self.seen_fill: tuple[int, int] | None = None  # that writer and fill, last read
-        # Where the last response a fake sent this handle in this transfer points (its
-        # Location, made absolute): the URL of a connection libcurl makes to follow it. Set
-        # by the fake (Endpoint.dispatch); cleared when a transfer starts or the URL is set.
+        # FOLLOWLOCATION: 0 off; 1 on; 2 on, and the response libcurl is reading redirects
+        # (a 3xx status line). Set by InterceptedCurl.setopt: a plain handle's is unknown.
+        self.follows = 0
+        # attach() set FORBID_REUSE on the handle (made outside every network): a reset()
+        # clears it in C, and after_reset() sets it again.
+        self.outsider = False
+        # The URL libcurl follows in this transfer: the last redirect's Location as libcurl
+        # read it (debug callback), resolved against the URL before it. A connection made
+        # for it is recorded under it. Cleared when a transfer starts or the URL is set.
         self.redirect: str | None = None
         # The bind options the handle set that a fake pair cannot honour, by option: what
         # to name when its connection is made (see user_bind).
@@ -182,7 +192,10 @@ class Wiring:
         self.user_verbose = False
         self.user_connect_to, self.user_resolve, self.url, self.user_trust = (), (), "", False
         self.redirect = self.binds = None
+        self.follows = 0
         self.install(curl)
+        if self.outsider:
+            _SETOPT(curl, pycurl.FORBID_REUSE, 1)
 
     def duplicate(self, dup: Any, site: Site) -> Wiring:
         """Wiring for ``dup``, a ``duphandle()`` copy of this wiring's handle."""
@@ -190,6 +203,8 @@ class Wiring:
         new.url, new.user_trust = self.url, self.user_trust
         new.user_verbose, new.user_debug = self.user_verbose, self.user_debug
         new.binds = None if self.binds is None else dict(self.binds)
+        new.follows = 1 if self.follows else 0
+        new.outsider = self.outsider  # the copy has FORBID_REUSE too
         new.user_open, new.user_sockopt, new.user_close = (
             self.user_open,
             self.user_sockopt,
@@ -337,7 +352,7 @@ class Wiring:
                     if family == _AF_UNIX
                     else f"{addr[0]}:{addr[1]}",
                     host="",
-                    url=self.url,
+                    url=self.redirect or self.url,
                     kind="passthrough",
                     connected=False,
                     keepalive=self.pool_keepalive(),
@@ -380,6 +395,8 @@ class Wiring:
                     elif loop.pump_own(self.channel):
                         self.armed = False
             elif kind in _AFTER_READ:
+                if self.follows and kind == _HEADER_IN:
+                    self._followed(data)
                 loop = self.network._loop
                 if loop is not None and (loop.writers or loop.followers):
                     self._after_read(loop, len(data))
@@ -391,6 +408,22 @@ class Wiring:
                     sys.stderr.write((_PREFIX[kind] + data).decode("latin-1"))
         except BaseException as exc:
             self._fail("debug callback", exc)
+
+    def _followed(self, line: bytes) -> None:
+        """A response header line libcurl read, on a handle that follows redirects."""
+        if line[:5] == b"HTTP/":  # a status line: "HTTP/1.1 302 Found", "HTTP/2 301"
+            parts = line.split(None, 2)
+            self.follows = 2 if len(parts) > 1 and parts[1][:1] == b"3" else 1
+            return
+        name, colon, value = line.partition(b":")
+        target = value.strip()
+        if self.follows == 2 and colon and target and name.strip().lower() == b"location":
+            try:
+                url = urljoin(self.redirect or self.url, target.decode("latin-1"))
+            except ValueError:
+                return  # a Location libcurl cannot follow either (52, 3, ...)
+            if "://" in url:
+                self.redirect = url
 
     def _after_read(self, loop: Loop, n: int) -> None:
         """libcurl read ``n`` response bytes while a server end waits for room to write.

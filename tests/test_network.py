@@ -15,6 +15,7 @@ from curlfault import (
     CurlFaultError,
     FakeNetwork,
     LeakError,
+    Tracker,
     UnexpectedConnection,
     UsageError,
     faults,
@@ -396,6 +397,136 @@ def test_a_refused_redirect_names_where_it_was_sent(location: str, named: str, h
             "http://nothing.test/",
         ]
     finally:
+        net.close()
+
+
+def _drive(multi: pycurl.CurlMulti) -> None:
+    for _ in range(400):
+        _, active = multi.perform()
+        if not active:
+            return
+        multi.select(0.05)
+    raise AssertionError("the CurlMulti did not finish")
+
+
+def test_a_redirect_is_noted_for_the_handle_that_read_it(recwarn: pytest.WarningsRecorder) -> None:
+    # Handles in one CurlMulti share its pool: B's request runs on the connection A opened.
+    # The Location belongs to B (who read it), not to the connection's maker, and A's next
+    # transfer, re-added with its URL set again, starts from its own URL.
+    with FakeNetwork() as net:
+        api, cdn = net.http("api.test"), net.http("cdn.test")
+        api.get("/a").respond(body="a", headers={"Connection": "close"})
+        api.get("/r").respond(302, headers={"Location": "http://cdn.test/x"})
+        cdn.get("/x").respond(body="x", headers={"Connection": "close"})
+        with net.intercept():
+            a, b = pycurl.Curl(), pycurl.Curl()
+        multi = pycurl.CurlMulti()
+        for h in (a, b):
+            h.setopt(pycurl.WRITEFUNCTION, lambda data: None)
+            h.setopt(pycurl.TIMEOUT, 10)
+            h.setopt(pycurl.FOLLOWLOCATION, 1)
+        b.setopt(pycurl.URL, "http://api.test/r")
+        multi.add_handle(b)
+        _drive(multi)  # conn 1 (api.test, kept), conn 2 (cdn.test)
+        multi.remove_handle(b)
+        a.setopt(pycurl.URL, "http://api.test/a")
+        multi.add_handle(a)
+        _drive(multi)  # on conn 1, which then closes
+        multi.remove_handle(a)
+        a.setopt(pycurl.URL, "http://api.test/a")
+        multi.add_handle(a)
+        _drive(multi)  # conn 3
+        multi.remove_handle(a)
+        b.setopt(pycurl.URL, "http://api.test/a")  # b's next transfer: not its old redirect
+        multi.add_handle(b)
+        _drive(multi)  # conn 4
+        multi.remove_handle(b)
+        multi.close()
+        a.close()
+        b.close()
+        assert [(c.host, c.url) for c in net.connections] == [
+            ("api.test", "http://api.test/r"),
+            ("cdn.test", "http://cdn.test/x"),
+            ("api.test", "http://api.test/a"),
+            ("api.test", "http://api.test/a"),
+        ]
+
+
+def test_a_redirect_is_resolved_against_the_url_libcurl_requested() -> None:
+    # The client maps a public name onto the fake itself (CONNECT_TO): a relative Location
+    # is relative to that name, as libcurl resolves it.
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        api.get("/start").respond(302, headers={"Location": "/next", "Connection": "close"})
+        api.get("/next").respond(body="next")
+        with net.intercept():
+            c = pycurl.Curl()
+        r = transfer(
+            "http://www.example.com/start",
+            curl=c,
+            FOLLOWLOCATION=1,
+            CONNECT_TO=["www.example.com:80:api.test:80"],
+        )
+        assert r.body == b"next"
+        assert c.getinfo(pycurl.EFFECTIVE_URL) == "http://www.example.com/next"
+        c.close()
+        assert [conn.url for conn in net.connections] == [
+            "http://www.example.com/start",
+            "http://www.example.com/next",
+        ]
+
+
+def test_only_a_redirect_libcurl_read_and_follows_names_a_connection() -> None:
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        # a 201's Location is not followed
+        api.post("/items").respond(201, headers={"Location": "http://other.test/items/7"})
+        # a cut response is retried on a new connection, under the same URL
+        api.get("/r").respond(
+            302, headers={"Location": "http://cdn.test/x"}, fault=faults.close(after_bytes=0)
+        ).respond(body="two", headers={"Connection": "close"})
+        # a Location that is no URL: libcurl fails (3) before it connects anywhere
+        api.get("/bad").respond(302, headers={"Location": "http://[zz]/x", "Connection": "close"})
+        with net.intercept():
+            c = pycurl.Curl()
+        c.setopt(pycurl.FOLLOWLOCATION, 1)
+        assert transfer("http://api.test/items", curl=c, POSTFIELDS="x").status == 201
+        assert transfer("http://api.test/r", curl=c, HTTPGET=1).body == b"two"
+        assert transfer("http://api.test/bad", curl=c).code == pycurl.E_URL_MALFORMAT
+        # perform() again, without setting the URL: it starts from the URL, not the redirect
+        api.get("/again").respond(301, headers={"Location": "/x", "Connection": "close"})
+        api.get("/x").respond(body="x", headers={"Connection": "close"})
+        assert transfer("http://api.test/again", curl=c).body == b"x"
+        c.setopt(pycurl.WRITEFUNCTION, lambda data: None)
+        c.perform()
+        c.perform_rb()
+        c.close()
+        urls = [conn.url for conn in net.connections]
+        assert urls[0] == "http://api.test/items"
+        assert urls[1:3] == ["http://api.test/r", "http://api.test/bad"]
+        assert "http://other.test/items/7" not in urls
+        assert "http://cdn.test/x" not in urls
+        assert urls[-6:] == ["http://api.test/again", "http://api.test/x"] * 3
+
+
+def test_a_tracked_handle_attached_again_after_reset_keeps_no_connection() -> None:
+    # A tracked handle is an InterceptedCurl: its reset() clears FORBID_REUSE in C, and the
+    # network's wiring sets it again, as attach() did for a handle made outside it.
+    with Tracker(leaks=True):
+        client = pycurl.Curl()
+    net = FakeNetwork()
+    try:
+        net.http("api.test").get("/").respond(body="x")
+        net.attach(client)
+        client.reset()
+        net.attach(client)
+        assert transfer("http://api.test/", curl=client).body == b"x"
+        client.reset()
+        assert transfer("http://api.test/", curl=client).body == b"x"
+        assert [r.closes for r in net.ledger.records] == [1, 1]
+        net.check()
+    finally:
+        client.close()
         net.close()
 
 

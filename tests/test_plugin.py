@@ -318,7 +318,8 @@ def test_leaked_descriptor_is_a_leak_error_at_teardown(pytester: pytest.Pytester
         [
             "*ERROR at teardown of test_leaks*",
             "*LeakError: descriptor never closed: *socketpair to api.test*"
-            "url=http://api.test/*opened in test_inner.py::test_leaks*",
+            "url=http://api.test/*opened in test_inner.py::test_leaks, "
+            "handle made at test_inner.py:* in test_leaks; close *",
             # the stack: rootdir-relative, without pytest's and pluggy's frames
             "*the handle was made at:",
             "*    test_inner.py:* in test_leaks",

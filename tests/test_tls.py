@@ -574,6 +574,19 @@ def test_plain_http_to_an_https_endpoint_is_a_malformed_request(transport, metho
     )
 
 
+def test_plain_http_with_a_request_line_longer_than_one_read_is_named() -> None:
+    # The first read holds only the start of the request line: the method and the
+    # target's first bytes are enough to tell it from a TLS record.
+    from curlfault import MalformedRequest
+
+    with FakeNetwork() as net, net.intercept():
+        net.https("secure.test", 8443).route("*", "/x").respond(200, body=BODY)
+        r = transfer("http://secure.test:8443/x?" + "a" * 300_000, CUSTOMREQUEST="DELETE")
+        assert r.code == 52
+        with pytest.raises(MalformedRequest, match="received a plain HTTP request"):
+            net.check()
+
+
 def test_a_client_rejecting_the_handshake_is_not_a_problem(curlfault) -> None:
     """Only plain HTTP where a ClientHello belongs is the client's mistake: a client that
     does not trust the certificate, or offers no version the endpoint serves, fails on its
@@ -688,6 +701,7 @@ def _debug_only_wiring(loop: object) -> Any:
     wiring.user_verbose = False
     wiring.armed = False
     wiring.read_since_refill = 0
+    wiring.follows = 0
     wiring.seen_fill = None
     wiring.channel = None  # no own server end: every pump asks epoll
     return wiring
