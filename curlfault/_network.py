@@ -157,7 +157,14 @@ class FakeNetwork:
         elif not isinstance(alpn, (tuple, list)) or not all(isinstance(p, str) for p in alpn):
             raise UsageError(
                 f"alpn={alpn!r} is not a tuple of protocol names; give one like "
-                "('h2', 'http/1.1'), or () for no ALPN"
+                "('http/1.1',), or () for no ALPN"
+            )
+        elif "h2" in alpn and not _flag(http2):
+            # The client would speak HTTP/2 to a server that serves HTTP/1.1 only (16).
+            raise UsageError(
+                f"alpn={tuple(alpn)!r} offers 'h2' on an endpoint that serves HTTP/1.1 only; "
+                f"add http2=True (net.https({host!r}, http2=True, alpn=...)) to serve HTTP/2, "
+                "or leave 'h2' out"
             )
         tls = TlsServerConfig.for_host(
             self.ca, host, tuple(alpn), client_cert=client_cert, versions=tls_versions

@@ -412,6 +412,11 @@ def test_hostname_mismatch_passes_without_host_verification(curlfault) -> None:
     ca = curlfault.ca.cert_pem.bytes()
     assert transfer(URL, CAINFO_BLOB=ca).code == 60
     assert transfer(URL, CAINFO_BLOB=ca, SSL_VERIFYHOST=0).code == 0
+    # not verifying the peer still checks the name (docs/https.md)
+    other = curlfault.https("other.test")
+    other.get("/").respond(body="x")
+    other.connection_faults(faults.hostname_mismatch())
+    assert transfer("https://other.test/", SSL_VERIFYPEER=0).code == 60
 
 
 def test_alert_reaches_the_client_as_sent(curlfault) -> None:
@@ -529,6 +534,9 @@ def test_for_host_keeps_its_signature(curlfault_ca) -> None:
         ({"alpn": 42}, "alpn=42"),
         ({"alpn": "h2"}, "alpn='h2'"),
         ({"alpn": ("h2", "")}, "alpn="),
+        # HTTP/2 by ALPN to an HTTP/1.1-only endpoint: 16, and a misleading PRI * report
+        ({"alpn": ("h2", "http/1.1")}, "offers 'h2' on an endpoint that serves HTTP/1.1 only"),
+        ({"alpn": ["h2"]}, "add http2=True"),
     ],
 )
 def test_https_settings_are_validated(curlfault, kwargs, words) -> None:

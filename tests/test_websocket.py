@@ -106,6 +106,24 @@ def test_reply_is_there_on_the_first_ws_recv(curlfault) -> None:
         c.close()
 
 
+def test_an_attached_plain_handle_cannot_keep_a_detached_websocket() -> None:
+    # attach() gives a plain handle FORBID_REUSE (its reset() cannot be followed): libcurl
+    # closes the CONNECT_ONLY connection after the handshake. Documented: detached mode
+    # needs a handle made under intercept().
+    with FakeNetwork() as net:
+        endpoint(net).websocket("/chat").echo()
+        c = net.attach(pycurl.Curl())
+        try:
+            c.setopt(pycurl.URL, "ws://api.test/chat")
+            c.setopt(pycurl.CONNECT_ONLY, 2)
+            c.setopt(pycurl.TIMEOUT_MS, 5000)
+            c.perform()
+            with pytest.raises(pycurl.error):
+                c.ws_send("hi")
+        finally:
+            c.close()
+
+
 def test_scripted_messages_in_order(curlfault) -> None:
     chat = endpoint(curlfault).websocket("/chat")
     chat.send("welcome").send(b"\xff\xfe").receive(2).send("got two").close(1000, "bye")
