@@ -219,6 +219,17 @@ def test_no_continue_makes_libcurl_wait_then_send(curlfault) -> None:
     assert not any("100 Continue" in t for _, t in api.connections[0].events)
 
 
+def test_no_continue_on_a_request_that_does_not_ask_is_reported(curlfault) -> None:
+    # libcurl 8.23 sends Expect: 100-continue only for bodies over 1 MiB: a small upload
+    # never waits, and the fault had nothing to act on (not silently "applied").
+    api = serve(curlfault, faults.no_continue(), method="POST")
+    r = transfer("http://api.test/", POSTFIELDS=b"y" * 100)
+    assert (r.code, r.status) == (0, 200)
+    assert api.requests[0].header("expect") is None
+    with pytest.raises(UsageError, match=r"no_continue\(\) on POST / to http://api.test had"):
+        curlfault.check()
+
+
 @pytest.mark.parametrize("transport", ["socketpair", "tcp"])
 def test_early_413_during_upload(curlfault, transport) -> None:
     api = serve(curlfault, faults.early_response(), method="POST", status=413, transport=transport)

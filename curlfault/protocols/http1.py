@@ -151,6 +151,8 @@ class Http1Server:
                 self._start(event)
                 if self._upload_fault_at_head():
                     return
+                if isinstance(self._upload, NoContinue) and not h.they_are_waiting_for_100_continue:
+                    self._no_continue_unused()
                 if h.they_are_waiting_for_100_continue and not isinstance(self._upload, NoContinue):
                     cont = h11.InformationalResponse(
                         status_code=100, headers=[], reason=b"Continue"
@@ -316,6 +318,21 @@ class Http1Server:
             if isinstance(f, UploadFault):
                 found = f
         return found
+
+    def _no_continue_unused(self) -> None:
+        """no_continue() answers a request that never asked for 100 Continue: say so, as
+        for a point fault whose point the response does not have."""
+        request = self._request
+        assert request is not None
+        self.conn.event("no_continue(): the request did not ask for 100 Continue")
+        self.endpoint.network._record(
+            UsageError(
+                f"no_continue() on {request.method} {request.target} to {self.endpoint.url} "
+                "had nothing to act on: the request had no 'Expect: 100-continue' (libcurl "
+                "sends it only for bodies over 1 MiB); upload more, or have the client set "
+                "HTTPHEADER=['Expect: 100-continue']"
+            )
+        )
 
     def _stop_reading(self) -> None:
         request = self._request
