@@ -242,7 +242,17 @@ class Tracker:
     def _refused(self, wiring: TrackWiring, ip: str, port: int) -> None:
         url = wiring.url
         host = url_host(url)
-        if ip == SINK_IP:
+        if ip == SINK_IP and host and (ip_literal(host) or host) in self.allow_hosts:
+            # The URL's host is allowed, so this connection is for another one: a redirect's
+            # target (a tracked handle does not see the Location) or the client's own
+            # CONNECT_TO. Its name is not known here; libcurl's error text has it.
+            target = f"port {port} of a host that is not allowed"
+            why = (
+                f"not the URL's host {host}, which is allowed: a redirect's target or a "
+                "CONNECT_TO mapping, which libcurl's error message names"
+            )
+            fix = "--curlfault-allow-hosts=<that host>"
+        elif ip == SINK_IP:
             target = f"{host or '?'}:{port}"
             why = "which is not an allowed host"
             fix = f"--curlfault-allow-hosts={host}" if host else "--curlfault-allow-hosts"

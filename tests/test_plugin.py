@@ -354,6 +354,34 @@ def test_already_failed_test_gets_no_second_error(pytester: pytest.Pytester) -> 
     assert "GET /nothing-here to http://api.test matched no route" in note
 
 
+def test_a_fixture_that_fails_in_setup_gets_no_second_error(pytester: pytest.Pytester) -> None:
+    # A fixture set up after the network (it requests curlfault) fails: one error, at setup;
+    # what the network saw is a note at teardown, as for a failed call.
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture
+        def broken(curlfault):
+            curlfault.http("api.test")
+            get("http://api.test/nothing-here")
+            raise RuntimeError("the fixture's own failure")
+
+        def test_x(broken):
+            pass
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_x*", "*the fixture's own failure*"])
+    result.stdout.no_fnmatch_line("*ERROR at teardown*")
+    (note,) = [
+        text
+        for name, text in sections(result, "test_x", "teardown").items()
+        if name.startswith("curlfault problems") and "test had already failed" in name
+    ]
+    assert "GET /nothing-here to http://api.test matched no route" in note
+
+
 def test_already_failed_note_is_shown_in_the_terminal(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -849,6 +850,40 @@ def test_strict_allows_an_ipv4_mapped_address_as_libcurl_spells_it() -> None:
                 assert transfer(url).code == 0  # was 7: pinned as [::ffff:7f00:1], no match
                 assert t.take_events() == []
         assert srv.accepted == 2
+
+
+def test_strict_refusal_after_a_redirect_does_not_blame_the_allowed_host() -> None:
+    # A tracked handle does not see the Location: the refused connection is for another
+    # host than the URL's, which is allowed, and the report must not suggest allowing it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+
+    def redirect_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: http://blocked.invalid:8080/target\r\n"
+                b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+
+    server = threading.Thread(target=redirect_once)
+    server.start()
+    try:
+        with Tracker(strict=True, allow_hosts=["127.0.0.1"]) as t:
+            r = transfer(f"http://127.0.0.1:{port}/start", FOLLOWLOCATION=1)
+            assert r.code == pycurl.E_COULDNT_CONNECT
+            (event,) = t.take_events()
+        assert "port 8080 of a host that is not allowed" in event.text
+        assert "not the URL's host 127.0.0.1, which is allowed" in event.text
+        assert "--curlfault-allow-hosts=127.0.0.1" not in event.text
+    finally:
+        server.join(10)
+        listener.close()
 
 
 def test_strict_address_gate_catches_connect_to_an_unlisted_address(server: LoopbackServer) -> None:

@@ -78,10 +78,11 @@ def advice_text(found: Advice | None) -> str:
             "pytest holds a fixture's value until the test's teardown is over, so close the "
             "handle in that fixture, after a yield."
         )
-    marker_scope = found.scope if found.known else "module"
+    # The same scope in both: when the handle's lifetime is not known (a module-level
+    # cache), "session" is the one that cannot move the error to a later test.
     return (
         f"{close} If a handle is meant to outlive the test, mark the test "
-        f'@pytest.mark.{MARKER}(scope="{marker_scope}"), or add the line '
+        f'@pytest.mark.{MARKER}(scope="{found.scope}"), or add the line '
         f"'{found.scope} {found.pattern}' to the curlfault_handle_scopes ini setting."
     )
 

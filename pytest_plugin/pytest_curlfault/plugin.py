@@ -278,9 +278,13 @@ def _add_to_report(
     item: pytest.Item, call: pytest.CallInfo[None], report: Any, net: FakeNetwork
 ) -> Any:
     when = report.when
-    if when == "setup":
-        return report  # the trace is added to the call and teardown reports
     stash = item.stash
+    if when == "setup":
+        if report.failed:
+            # A fixture set up after the network failed: the test's error is that one, and
+            # the teardown check reports what it finds as a note, not as a second error.
+            stash[call_failed_key] = True
+        return report  # the trace is added to the call and teardown reports
     trace = item.config.stash[trace_key]
     if when == "call":
         # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
