@@ -18,7 +18,7 @@ from ._errors import UnexpectedConnection, UsageError
 from ._ledger import SocketRecord, pair_record
 from ._listener import SYN_RETRIES
 from ._transports import Channel, make_pair
-from ._wiring import PASSTHROUGH, SINK_IP, Wiring
+from ._wiring import DEVICE, PASSTHROUGH, SINK_IP, Wiring
 from .faults import (
     ConnectionFault,
     ConnectionRefused,
@@ -124,8 +124,9 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     if fault is not None and not isinstance(fault, TlsFault):  # pragma: no cover
         raise NotImplementedError(f"connection fault {fault!r} is not modelled yet")
     kind = "tcp" if ep._needs_tcp else ep.transport
-    if wiring.binds is not None:
-        _unbindable(net, ep, conn, kind, wiring.binds)
+    binds = wiring.binds
+    if binds is not None and DEVICE not in binds:
+        _unbindable(net, ep, conn, kind, binds)
     client, server = make_pair(kind)
     conn.transport = kind
     conn.connected_at = connected = time.monotonic()
@@ -239,15 +240,17 @@ def _unbindable(
     """The handle asks libcurl to bind its socket, which a pair refuses: say so (libcurl
     fails the transfer with 45 by itself, right after this connection is handed over)."""
     what = " and ".join(binds.values())
-    conn.event(f"{what}: libcurl's bind() of a {kind} end fails (45)")
+    conn.event(f"{what}: libcurl's bind() of a {kind} end fails")
     port = "" if ep.port == (443 if ep.scheme == "https" else 80) else f", {ep.port}"
     net._record(
         UsageError(
             f"connection #{conn.id} to {ep.host}: the handle sets {what}, so libcurl binds "
             f"the socket it is given, and the {kind} end curlfault hands over cannot be bound "
-            f"(CURLcode 45, INTERFACE_FAILED); declare the endpoint with transport='listener' "
-            f"(net.{ep.scheme}({ep.host!r}{port}, transport='listener'): libcurl then binds "
-            "and connects a loopback socket of its own), or leave the option unset in tests"
+            "(CURLcode 45 INTERFACE_FAILED, or 7 for an address of the other family); declare "
+            f"the endpoint with transport='listener' (net.{ep.scheme}({ep.host!r}{port}, "
+            "transport='listener'): libcurl then binds and connects a loopback socket of its "
+            f"own, to an {conn.family} address, so an INTERFACE address must be one too), or "
+            "leave the option unset in tests"
         )
     )
 

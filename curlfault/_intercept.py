@@ -51,6 +51,7 @@ class HandleWiring(Protocol):
     user_trust: bool
     redirect: str | None  # the URL a response's Location sent the transfer to
     follows: int  # FOLLOWLOCATION is on (non-zero)
+    binds: dict[int, str] | None  # LOCALPORT / INTERFACE the handle set (update_binds)
 
     @property
     def owned(self) -> frozenset[int]:
@@ -249,8 +250,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                 w.follows = 1 if value else 0  # kept by a tracker's wiring too, for attach()
                 w.redirect = None
             elif option in BIND_OPTIONS:
-                if type(w) not in PASSIVE_WIRINGS:
-                    w.user_bind(option, value)
+                w.user_bind(option, value)  # a tracker's wiring keeps them for attach()
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -264,7 +264,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.user_setopt(self, option, None)
             return
         super().unsetopt(option)
-        if w is not None and option in BIND_OPTIONS and type(w) not in PASSIVE_WIRINGS:
+        if w is not None and option in BIND_OPTIONS:
             w.user_bind(option, None)
 
     def reset(self) -> None:

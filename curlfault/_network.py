@@ -311,6 +311,7 @@ class FakeNetwork:
             wiring.user_trust = own.user_trust  # the client's own CA settings stay
         if previous is not None:  # options libcurl keeps that the last wiring saw set
             wiring.url, wiring.follows = previous.url, 1 if previous.follows else 0
+            wiring.binds = None if previous.binds is None else dict(previous.binds)
         wiring.install(curl)
         # Made outside every network, and attached since: its reset() must keep this too.
         wiring.outsider = own is None or own.outsider

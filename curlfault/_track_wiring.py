@@ -29,7 +29,7 @@ import pycurl
 
 from . import _intercept
 from ._ledger import Site, socket_inode
-from ._wiring import pooled, set_list
+from ._wiring import pooled, set_list, update_binds
 
 if TYPE_CHECKING:
     from ._tracking import Tracker
@@ -56,6 +56,7 @@ class TrackWiring:
     url = ""
     redirect: str | None = None  # not followed: a tracked handle has no debug callback
     follows = 0  # FOLLOWLOCATION, kept for a network that attach()es the handle later
+    binds: dict[int, str] | None = None  # LOCALPORT / INTERFACE, likewise
     user_trust = True  # never touch trust options: this is the real network
     user_open: Any = None
     user_sockopt: Any = None
@@ -108,7 +109,9 @@ class TrackWiring:
             set_list(curl, _CONNECT_TO, [*self.user_connect_to, *self.tracker._pins()])
 
     def user_bind(self, option: int, value: Any) -> None:
-        pass  # real connections: libcurl binds them itself
+        # Real connections: libcurl binds them itself. Kept for a network that attach()es
+        # the handle later.
+        self.binds = update_binds(self.binds, option, value)
 
     # Neither is called (the class is in PASSIVE_WIRINGS: perform() and setopt(URL) skip
     # them); they are here for the HandleWiring protocol.
@@ -120,14 +123,14 @@ class TrackWiring:
 
     def after_reset(self, curl: Any) -> None:
         self.user_open = self.user_sockopt = self.user_close = None
-        self.follows = 0
+        self.follows, self.binds = 0, None
         self.user_connect_to, self.url = (), ""
         self.install(curl)
 
     def duplicate(self, dup: Any, site: Site) -> TrackWiring:
         new = TrackWiring(self.tracker, site)
         new.url, new.user_open, new.user_close = self.url, self.user_open, self.user_close
-        new.follows = self.follows
+        new.follows, new.binds = self.follows, self.binds
         new.user_sockopt, new.user_connect_to = self.user_sockopt, self.user_connect_to
         if self.closing is not None:
             new.closing = weakref.ref(dup)  # the copy has our close callback too

@@ -21,14 +21,22 @@ import pycurl
 
 from ._errors import CallbackError
 from ._ledger import Site, SocketRecord
-from ._track_report import ip_literal
 
 if TYPE_CHECKING:
     from ._loop import Loop
     from ._network import FakeNetwork
     from ._transports import Channel
 
-__all__ = ["BIND_OPTIONS", "OWNED_OPTIONS", "PASSTHROUGH", "SINK_IP", "Wiring", "set_list"]
+__all__ = [
+    "BIND_OPTIONS",
+    "DEVICE",
+    "OWNED_OPTIONS",
+    "PASSTHROUGH",
+    "SINK_IP",
+    "Wiring",
+    "set_list",
+    "update_binds",
+]
 
 PASSTHROUGH = -2  # open_socket's answer for a real host when the network is not strict
 SINK_IP = "127.77.255.254"  # unknown hosts in strict mode; refused, never connected
@@ -76,6 +84,40 @@ BIND_OPTIONS = frozenset({pycurl.LOCALPORT, pycurl.INTERFACE})
 TRUST_OPTIONS = frozenset(
     {pycurl.CAINFO, pycurl.CAPATH, pycurl.CAINFO_BLOB, pycurl.SSL_VERIFYPEER, pycurl.SSL_VERIFYHOST}
 )
+
+
+# In Wiring.binds: the handle's INTERFACE names a network device, which libcurl binds with
+# SO_BINDTODEVICE, and then binds nothing else (not even LOCALPORT).
+DEVICE = -1
+
+
+def update_binds(binds: dict[int, str] | None, option: int, value: Any) -> dict[int, str] | None:
+    """``binds`` after ``setopt(option, value)`` of LOCALPORT or INTERFACE: the options that
+    make libcurl bind() the socket it is given, by option, as words for a report."""
+    new = dict(binds or {})
+    new.pop(option, None)
+    if option == pycurl.LOCALPORT:
+        if value:
+            new[option] = f"LOCALPORT {value}"
+        return new or None
+    new.pop(DEVICE, None)
+    if isinstance(value, (str, bytes)) and value:
+        name = value.decode("latin-1") if isinstance(value, bytes) else value
+        if name.startswith("if!") or (not name.startswith(("host!", "ifhost!")) and _device(name)):
+            # Bound with SO_BINDTODEVICE, which works or not with the process's privileges
+            # and the kernel: not predicted. libcurl then binds no address or port.
+            new[DEVICE] = name
+        else:
+            new[option] = f"INTERFACE {name!r}"  # an address or a host name: bind()
+    return new or None
+
+
+def _device(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 class Wiring:
@@ -264,23 +306,7 @@ class Wiring:
 
     def user_bind(self, option: int, value: Any) -> None:
         """The handle set LOCALPORT or INTERFACE (already passed to libcurl as it is)."""
-        text = None
-        if option == pycurl.LOCALPORT:
-            if value:
-                text = f"LOCALPORT {value}"
-        elif isinstance(value, (str, bytes)):
-            name = value.decode("latin-1") if isinstance(value, bytes) else value
-            # An address ("127.0.0.1", "host!ADDR", "ifhost!IF!HOST") is bound with bind(),
-            # which a pair refuses. An interface name is bound with SO_BINDTODEVICE first,
-            # which succeeds or not with the process's privileges: not predicted here.
-            if name.startswith(("host!", "ifhost!")) or ip_literal(name.strip("[]")):
-                text = f"INTERFACE {name!r}"
-        binds = dict(self.binds or {})
-        if text is None:
-            binds.pop(option, None)
-        else:
-            binds[option] = text
-        self.binds = binds or None
+        self.binds = update_binds(self.binds, option, value)
 
     def pump(self) -> None:
         """Serve every ready fake connection now, in the calling thread (WebSocket calls)."""
@@ -394,6 +420,8 @@ class Wiring:
                         self.armed = True
                     elif loop.pump_own(self.channel):
                         self.armed = False
+                if kind == _HEADER_IN and self.follows:  # read while armed (TLS, HTTP/2)
+                    self._followed(data)
             elif kind in _AFTER_READ:
                 if self.follows and kind == _HEADER_IN:
                     self._followed(data)
@@ -418,8 +446,11 @@ class Wiring:
         name, colon, value = line.partition(b":")
         target = value.strip()
         if self.follows == 2 and colon and target and name.strip().lower() == b"location":
+            base = self.redirect or self.url
+            if base and "://" not in base:
+                base = "http://" + base  # libcurl's default scheme for a URL without one
             try:
-                url = urljoin(self.redirect or self.url, target.decode("latin-1"))
+                url = urljoin(base, target.decode("latin-1"))
             except ValueError:
                 return  # a Location libcurl cannot follow either (52, 3, ...)
             if "://" in url:

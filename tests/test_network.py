@@ -476,6 +476,39 @@ def test_a_redirect_is_resolved_against_the_url_libcurl_requested() -> None:
         ]
 
 
+@pytest.mark.parametrize("size", [100, 1_100_000])
+def test_a_redirect_read_over_http2_after_an_upload_is_noted(size: int) -> None:
+    # An HTTP/2 upload leaves the handle armed (a TLS record announced): the 302's lines
+    # arrive on the debug events that pump, and the Location is still read there.
+    with FakeNetwork() as net:
+        api, cdn = net.https("api.test", http2=True), net.http("cdn.test")
+        api.post("/r").respond(302, headers={"Location": "http://cdn.test/x"})
+        cdn.get("/x").respond(body="x")
+        with net.intercept():
+            c = pycurl.Curl()
+        r = transfer(
+            "https://api.test/r",
+            curl=c,
+            FOLLOWLOCATION=1,
+            POSTFIELDS="a" * size,
+            HTTP_VERSION=pycurl.CURL_HTTP_VERSION_2TLS,
+        )
+        c.close()
+        assert (r.code, r.body) == (0, b"x")
+        assert [conn.url for conn in net.connections] == ["https://api.test/r", "http://cdn.test/x"]
+
+
+def test_a_redirect_from_a_url_without_a_scheme_is_noted() -> None:
+    with FakeNetwork() as net:
+        net.http("api.test").get("/r").respond(302, headers={"Location": "//cdn.test/x"})
+        net.http("cdn.test").get("/x").respond(body="x")
+        with net.intercept():
+            c = pycurl.Curl()
+        assert transfer("api.test/r", curl=c, FOLLOWLOCATION=1).body == b"x"
+        c.close()
+        assert [conn.url for conn in net.connections] == ["api.test/r", "http://cdn.test/x"]
+
+
 def test_only_a_redirect_libcurl_read_and_follows_names_a_connection() -> None:
     with FakeNetwork() as net:
         api = net.http("api.test")

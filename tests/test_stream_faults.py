@@ -230,6 +230,20 @@ def test_no_continue_on_a_request_that_does_not_ask_is_reported(curlfault) -> No
         curlfault.check()
 
 
+def test_no_continue_on_an_http10_request_that_asks_is_not_reported(curlfault) -> None:
+    # h11 ignores Expect on HTTP/1.0; libcurl still waits for the 100 it asked for.
+    serve(curlfault, faults.no_continue(), method="POST")
+    r = transfer(
+        "http://api.test/",
+        POSTFIELDS=b"y" * 100,
+        HTTPHEADER=["Expect: 100-continue"],
+        HTTP_VERSION=pycurl.CURL_HTTP_VERSION_1_0,
+        EXPECT_100_TIMEOUT_MS=100,
+    )
+    assert (r.code, r.status) == (0, 200)
+    assert curlfault.problems == []
+
+
 @pytest.mark.parametrize("transport", ["socketpair", "tcp"])
 def test_early_413_during_upload(curlfault, transport) -> None:
     api = serve(curlfault, faults.early_response(), method="POST", status=413, transport=transport)

@@ -151,8 +151,8 @@ class Http1Server:
                 self._start(event)
                 if self._upload_fault_at_head():
                     return
-                if isinstance(self._upload, NoContinue) and not h.they_are_waiting_for_100_continue:
-                    self._no_continue_unused()
+                if isinstance(self._upload, NoContinue):
+                    self._check_no_continue()
                 if h.they_are_waiting_for_100_continue and not isinstance(self._upload, NoContinue):
                     cont = h11.InformationalResponse(
                         status_code=100, headers=[], reason=b"Continue"
@@ -319,18 +319,22 @@ class Http1Server:
                 found = f
         return found
 
-    def _no_continue_unused(self) -> None:
+    def _check_no_continue(self) -> None:
         """no_continue() answers a request that never asked for 100 Continue: say so, as
-        for a point fault whose point the response does not have."""
+        for a point fault whose point the response does not have. (The header, not h11's
+        view: h11 ignores it on an HTTP/1.0 request, where libcurl still waits.)"""
         request = self._request
         assert request is not None
+        expect = request.header("expect")
+        if expect is not None and expect.strip().lower() == "100-continue":
+            return
         self.conn.event("no_continue(): the request did not ask for 100 Continue")
         self.endpoint.network._record(
             UsageError(
                 f"no_continue() on {request.method} {request.target} to {self.endpoint.url} "
                 "had nothing to act on: the request had no 'Expect: 100-continue' (libcurl "
-                "sends it only for bodies over 1 MiB); upload more, or have the client set "
-                "HTTPHEADER=['Expect: 100-continue']"
+                "sends it only for bodies over 1 MiB or of unknown size); upload more, or have "
+                "the client set HTTPHEADER=['Expect: 100-continue']"
             )
         )
 
