@@ -81,9 +81,10 @@ _PREFIX = {
 # Options that make libcurl bind() the socket it is given, which a socketpair or a connected
 # TCP pair refuses (45): watched, so a fake connection can say why (see binds).
 BIND_OPTIONS = frozenset({pycurl.LOCALPORT, pycurl.INTERFACE})
-TRUST_OPTIONS = frozenset(
-    {pycurl.CAINFO, pycurl.CAPATH, pycurl.CAINFO_BLOB, pycurl.SSL_VERIFYPEER, pycurl.SSL_VERIFYHOST}
-)
+# Where the handle says its CA certificates are: once it names them, curlfault stops adding
+# its own. Turning verification on or off (SSL_VERIFYPEER / SSL_VERIFYHOST) does not name a
+# CA: tornado sets both to their defaults on every request, and must still trust the fakes.
+TRUST_OPTIONS = frozenset({pycurl.CAINFO, pycurl.CAPATH, pycurl.CAINFO_BLOB})
 
 
 # In Wiring.binds: the handle's INTERFACE names a network device, which libcurl binds with

@@ -1161,6 +1161,40 @@ def test_tornado_curl_async_http_client(curlfault) -> None:
     assert [r.method for r in api.requests] == ["GET", "POST", "POST"]
 
 
+def test_tornado_client_over_https_trusts_the_fakes(curlfault) -> None:
+    # tornado sets SSL_VERIFYPEER=1 and SSL_VERIFYHOST=2 on every request (validate_cert):
+    # verification stays on, against the session CA (before: 599, CURLcode 60, every time).
+    from tornado.curl_httpclient import CurlAsyncHTTPClient, CurlError
+    from tornado.ioloop import IOLoop
+
+    curlfault.https("secure.test").get("/").respond(200, body="ok")
+    bad = curlfault.https("bad.test")
+    bad.get("/").respond(200, body="never")
+    bad.connection_faults(faults.untrusted_ca())
+
+    async def main() -> tuple[int, bytes, str]:
+        client = CurlAsyncHTTPClient(force_instance=True)
+        try:
+            r = await client.fetch("https://secure.test/", request_timeout=10)
+            try:
+                await client.fetch("https://bad.test/", request_timeout=10)
+            except CurlError as exc:  # tornado raises 599 whatever raise_error says
+                refused = str(exc)
+            else:
+                refused = "accepted"
+            return r.code, r.body, refused
+        finally:
+            client.close()
+
+    loop = IOLoop(make_current=False)
+    try:
+        code, body, refused = loop.run_sync(main, timeout=30)
+    finally:
+        loop.close(all_fds=True)
+    assert (code, body) == (200, b"ok")
+    assert refused.startswith("HTTP 599: SSL certificate")  # verification is on
+
+
 def test_reset_from_handler_on_socketpair_is_reported_not_faked(curlfault) -> None:
     from curlfault import Response, UsageError
 

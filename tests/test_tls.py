@@ -408,15 +408,26 @@ def test_untrusted_ca_verifies_with_its_own_ca_pem_only(curlfault) -> None:
 
 def test_hostname_mismatch_passes_without_host_verification(curlfault) -> None:
     serve(curlfault).connection_faults(faults.hostname_mismatch(), faults.hostname_mismatch())
-    # A handle that sets SSL_VERIFYHOST configures its own trust: it names the CA too.
+    # SSL_VERIFYHOST=0 drops the name check only: the chain is verified against the CA
+    # curlfault supplies, or the one the handle names.
     ca = curlfault.ca.cert_pem.bytes()
     assert transfer(URL, CAINFO_BLOB=ca).code == 60
-    assert transfer(URL, CAINFO_BLOB=ca, SSL_VERIFYHOST=0).code == 0
+    assert transfer(URL, SSL_VERIFYHOST=0).code == 0
     # not verifying the peer still checks the name (docs/https.md)
     other = curlfault.https("other.test")
     other.get("/").respond(body="x")
     other.connection_faults(faults.hostname_mismatch())
     assert transfer("https://other.test/", SSL_VERIFYPEER=0).code == 60
+
+
+def test_verification_switched_on_explicitly_still_trusts_the_fakes(curlfault) -> None:
+    # tornado sets SSL_VERIFYPEER=1 and SSL_VERIFYHOST=2 (the defaults) on every request:
+    # that names no CA, so curlfault's stays (it was dropped, and every transfer got 60).
+    serve(curlfault)
+    assert transfer(URL, SSL_VERIFYPEER=1, SSL_VERIFYHOST=2).code == 0
+    # an untrusted chain is still refused: verification is on
+    curlfault.https("other.test").connection_faults(faults.untrusted_ca())
+    assert transfer("https://other.test/", SSL_VERIFYPEER=1).code == 60
 
 
 def test_alert_reaches_the_client_as_sent(curlfault) -> None:
