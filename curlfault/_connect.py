@@ -13,6 +13,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from . import _intercept
 from ._endpoints import _SELF_CONNECT, Connection, Endpoint
 from ._errors import UnexpectedConnection, UsageError
 from ._ledger import SocketRecord, pair_record
@@ -63,11 +64,19 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     if net.closed:
         conn.refused = True
         conn.event("refused: the network is closed")
-        net._record(
-            UnexpectedConnection(
-                f"a handle routed through a closed FakeNetwork connected (url {url or '?'})"
-            )
+        text = (
+            f"a handle routed through a FakeNetwork that has closed "
+            f"({net.label or 'unlabelled'}) connected (url {url or '?'}) and was refused "
+            "(CURLcode 7): a handle stays routed to the network it was made under or attached "
+            "to; make the handle where it is used, or attach() it to the network in use now"
         )
+        net._record(UnexpectedConnection(text))
+        # Nobody checks a closed network: tell the router in use now (the running test's
+        # network or --curlfault-leaks's tracker), which reports it in that test.
+        for _token, router in reversed(tuple(_intercept._stack)):
+            if router is not net and not router.closed:
+                router._stray_connection(text, wiring.site)
+                break
         return None
     if ep is None and not net.strict and ip != SINK_IP:
         conn.transport = "passthrough"

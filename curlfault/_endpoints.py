@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ._connection import Connection
 from ._errors import (
@@ -521,6 +522,7 @@ class HttpEndpoint(Endpoint):
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)
 _NOT_IN_HOST = re.compile(r"[/\s]")
 _NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%~"  # what quote() leaves as it is in a suggested path
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
 
 
@@ -533,6 +535,13 @@ def _check_path(path: object, star: bool = True) -> None:
         raise UsageError(
             f"path {path!r} has {bad.group()!r}, which no request target carries, so no "
             "request could match; percent-encode it (a space is %20)"
+        )
+    if not path.isascii():
+        # libcurl sends a URL's other characters percent-encoded (UTF-8): match that.
+        raise UsageError(
+            f"path {path!r} is not ASCII, and a request target always is, so no request "
+            f"could match; declare it percent-encoded, as clients send it: "
+            f"{quote(path, safe=_TARGET_SAFE)!r}"
         )
 
 

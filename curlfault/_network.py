@@ -28,6 +28,7 @@ from ._errors import (
     CurlFaultError,
     LeakError,
     ServerError,
+    UnexpectedConnection,
     UsageError,
 )
 from ._http import Request
@@ -335,6 +336,10 @@ class FakeNetwork:
         wiring = Wiring(self, site, self.trust)
         wiring.install(curl)
         return wiring
+
+    def _stray_connection(self, text: str, site: Site) -> None:
+        """A handle of another, closed network connected while this one intercepts."""
+        self._record(UnexpectedConnection(text))
 
     def _register(self, wiring: Wiring) -> None:
         wirings = self._wirings

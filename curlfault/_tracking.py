@@ -195,6 +195,10 @@ class Tracker:
             wiring.install(curl)
         return wiring
 
+    def _stray_connection(self, text: str, site: Site) -> None:
+        """A handle of a closed FakeNetwork connected while this tracker is in use."""
+        self._event(UNEXPECTED, text, site)
+
     # strict mode -----------------------------------------------------------------------
     def _pins(self) -> list[str]:
         """CONNECT_TO: every allowed name (and its addresses) to itself, the rest to the sink."""

@@ -474,6 +474,11 @@ def test_bad_host_and_port(curlfault) -> None:
         api.get("/a b")
     with pytest.raises(UsageError, match=r"has '\\x00'"):
         api.websocket("/ws\x00")
+    # libcurl sends a URL's other characters percent-encoded: say how to declare them
+    with pytest.raises(UsageError, match=r"not ASCII.*'/caf%C3%A9\?q=%C3%A9'"):
+        api.get("/café?q=é")
+    api.get("/caf%C3%A9").respond(body="é")
+    assert transfer("http://routes.test/caf%C3%A9").body == "é".encode()
     assert api.route("PURGE", "/cache?key=1").method == "PURGE"
     assert curlfault.http("[::1]", 8080).host == "::1"
     assert curlfault.http("Mixed_Case.Test").host == "mixed_case.test"

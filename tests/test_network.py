@@ -563,6 +563,33 @@ def test_a_tracked_handle_attached_again_after_reset_keeps_no_connection() -> No
         net.close()
 
 
+def test_a_handle_of_a_closed_network_is_reported_by_the_router_in_use() -> None:
+    # A handle made under an earlier network (an earlier test's) is refused once that
+    # network closed; nobody checks a closed network, so the one in use now reports it.
+    first = FakeNetwork(label="test_a")
+    first.http("api.test").get("/").respond(body="a")
+    with first.intercept():
+        c = pycurl.Curl()
+    assert transfer("http://api.test/", curl=c, FORBID_REUSE=1).body == b"a"
+    first.close()
+    second = FakeNetwork(label="test_b")
+    try:
+        second.http("api.test").get("/").respond(body="b")
+        with second.intercept():
+            assert transfer("http://api.test/", curl=c).code == pycurl.E_COULDNT_CONNECT
+        with pytest.raises(UnexpectedConnection, match=r"has closed \(test_a\) connected"):
+            second.check()
+        with Tracker(leaks=True) as tracker:
+            tracker.label = "test_c"
+            assert transfer("http://api.test/", curl=c).code == pycurl.E_COULDNT_CONNECT
+            (event,) = tracker.take_events("test_c")
+        assert "FakeNetwork that has closed (test_a)" in event.text
+        assert "attach() it to the network in use now" in event.text
+    finally:
+        c.close()
+        second.close()
+
+
 def test_attach_refuses_what_is_not_a_handle() -> None:
     with FakeNetwork() as net:
         for thing in (object(), pycurl.CurlMulti()):
@@ -681,7 +708,7 @@ def test_closed_network_refuses_and_reports() -> None:
     net.close()
     assert transfer("http://api.test/", curl=c).code == 7
     c.close()
-    with pytest.raises(UnexpectedConnection, match="closed FakeNetwork"):
+    with pytest.raises(UnexpectedConnection, match="FakeNetwork that has closed"):
         net.check()
     with pytest.raises(UsageError, match="closed"):
         net.http("more.test")

@@ -382,6 +382,41 @@ def test_a_fixture_that_fails_in_setup_gets_no_second_error(pytester: pytest.Pyt
     assert "GET /nothing-here to http://api.test matched no route" in note
 
 
+def test_a_handle_kept_from_an_earlier_test_is_reported_in_the_test_using_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # A module-level cache filled in one test: the handle stays routed to that test's
+    # network, which refuses it once closed. The test that uses it next is told why.
+    make_tests(
+        pytester,
+        """
+        H = []
+
+        @pytest.mark.curlfault(check=False)
+        def test_a(curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            H.append(pycurl.Curl())
+            assert get("http://api.test/", curl=H[0])[:2] == (0, 200)
+
+        def test_b(curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            assert get("http://api.test/", curl=H[0])[0] == 7
+
+        def test_zz_close():
+            H.pop().close()
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_b*",
+            "*UnexpectedConnection: a handle routed through a FakeNetwork that has closed "
+            "(test_inner.py::test_a) connected (url http://api.test/)*",
+        ]
+    )
+
+
 def test_already_failed_note_is_shown_in_the_terminal(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
