@@ -330,6 +330,41 @@ def test_leaked_descriptor_is_a_leak_error_at_teardown(pytester: pytest.Pytester
     result.stdout.no_fnmatch_line("*_pytest/*")
 
 
+def test_leaks_ok_marker_waives_the_fixtures_leak_check(pytester: pytest.Pytester) -> None:
+    # A handle kept on purpose (a module-level cache): the marker says so, with or without
+    # a scope (the network closes with the test, so the fixture cannot check later). The
+    # rest of the check still runs.
+    make_tests(
+        pytester,
+        """
+        KEEP = []
+
+        @pytest.mark.curlfault_leaks_ok(reason="module cache")
+        def test_kept(curlfault):
+            curlfault.http("api.test").get("/").respond(200, body="kept")
+            KEEP.append(pycurl.Curl())
+            assert get("http://api.test/", curl=KEEP[-1]) == (0, 200, b"kept")
+
+        @pytest.mark.curlfault_leaks_ok(scope="module")
+        def test_kept_scoped_and_unmatched(curlfault):
+            curlfault.http("api.test").get("/").respond(200, body="kept")
+            KEEP.append(pycurl.Curl())
+            assert get("http://api.test/", curl=KEEP[-1]) == (0, 200, b"kept")
+            assert get("http://api.test/nothing")[1] == 404
+
+        def test_zz_close():
+            while KEEP:
+                KEEP.pop().close()
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_kept_scoped_and_unmatched*", "*UnmatchedRequest*"]
+    )
+    result.stdout.no_fnmatch_line("*LeakError*")
+
+
 def test_already_failed_test_gets_no_second_error(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
