@@ -648,6 +648,45 @@ def test_leak_error_suggests_the_users_own_code_not_a_library_path(
     run(pytester, "--curlfault-leaks", "--strict-config").assert_outcomes(passed=2)
 
 
+def test_leak_error_suggests_the_caller_of_a_constructor(pytester: pytest.Pytester) -> None:
+    # The user's own client class makes its handle in __init__: a line naming __init__
+    # would exempt every client; the caching function that made this one is named instead.
+    pytester.makepyfile(
+        client="""
+        import pycurl
+
+        class Client:
+            def __init__(self):
+                self.curl = pycurl.Curl()
+
+        _CACHE = {}
+
+        def cached():
+            if "c" not in _CACHE:
+                _CACHE["c"] = Client()
+            return _CACHE["c"]
+
+        def drop():
+            _CACHE.pop("c").curl.close()
+        """
+    )
+    make_tests(
+        pytester,
+        """
+        import client
+
+        def test_cached(server):
+            assert get(server.url, curl=client.cached().curl) == (0, b"hello")
+
+        def test_zz_close():
+            client.drop()
+        """,
+    )
+    result = run(pytester, "--curlfault-leaks")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*or add the line 'session client.py::cached' to the *"])
+
+
 def test_parse_handle_scope() -> None:
     assert parse_handle_scope("session tests/conftest.py::client") == (
         "session",

@@ -34,6 +34,9 @@ class Advice:
     known: bool
 
 
+_CONSTRUCTORS = frozenset({"__init__", "__new__", "__post_init__"})
+
+
 def advice(item: pytest.Item, rec: SocketRecord, root: str, hide: tuple[str, ...]) -> Advice | None:
     """Where the handle of ``rec`` was made and for how long it was meant to live, if known."""
     site = rec.handle_site
@@ -55,9 +58,13 @@ def advice(item: pytest.Item, rec: SocketRecord, root: str, hide: tuple[str, ...
     # function would match every handle that library makes. With none of the user's frames
     # among those recorded, the library's file, as a glob that holds on any machine. The
     # scope is then a guess: the session, the longest.
-    for filename, function in frames:
-        if _is_own(filename, root):
-            return Advice("session", f"{relative(filename, root)}::{function}", False)
+    own = [(f, fn) for f, fn in frames if _is_own(f, root)]
+    # A constructor (a client class's __init__ that makes its handle) would match every
+    # instance; the code that made this one, when recorded, names the long-lived one.
+    named = [(f, fn) for f, fn in own if fn not in _CONSTRUCTORS] or own
+    if named:
+        filename, function = named[0]
+        return Advice("session", f"{relative(filename, root)}::{function}", False)
     filename, function = frames[0]
     parts = filename.replace(os.sep, "/").rsplit("/", 2)[-2:]
     return Advice("session", f"*/{'/'.join(parts)}::{function}", False)
