@@ -124,15 +124,19 @@ class SocketRecord:
         """One line; the handle's site relative to ``root`` when it is under it."""
         where = self.host or self.peer
         url = f" url={self.url}" if self.url else ""
-        site = str(self.handle_site)
-        prefix = root.rstrip(os.sep) + os.sep if root else None
-        if prefix and site.startswith(prefix):
-            site = site[len(prefix) :]
+        site = under_root(str(self.handle_site), root)
         return (
             f"#{self.seq} fd {self.fd} inode {self.inode} {self.kind} to {where} ({self.peer}){url}"
             f", opened in {self.opened_in or '?'}, handle "
             f"{getattr(self.handle_site, 'verb', 'made')} at {site}"
         )
+
+
+def under_root(path: str, root: str | None) -> str:
+    """``path`` relative to ``root`` when it lies under it (a report's file names)."""
+    if root and path.startswith(root.rstrip(os.sep) + os.sep):
+        return path[len(root.rstrip(os.sep)) + 1 :]
+    return path
 
 
 def pair_record(

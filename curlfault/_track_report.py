@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ._errors import UsageError
-from ._ledger import Site, SocketRecord
+from ._ledger import Site, SocketRecord, under_root
 
 __all__ = [
     "CALLBACK_ERROR",
@@ -186,15 +186,9 @@ def format_site(site: Site | str, root: str | None, hide: Iterable[str] = ()) ->
     if not frames:
         return "    ?"
     return "\n".join(
-        f"    {_relative(filename, root)}:{lineno} in {function}"
+        f"    {under_root(filename, root)}:{lineno} in {function}"
         for filename, lineno, function in frames
     )
-
-
-def _relative(path: str, root: str | None) -> str:
-    if root and path.startswith(root.rstrip(os.sep) + os.sep):
-        return path[len(root.rstrip(os.sep)) + 1 :]
-    return path
 
 
 def url_host(url: str) -> str:
