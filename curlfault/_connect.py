@@ -73,10 +73,9 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         net._record(UnexpectedConnection(text))
         # Nobody checks a closed network: tell the router in use now (the running test's
         # network or --curlfault-leaks's tracker), which reports it in that test.
-        for _token, router in reversed(tuple(_intercept._stack)):
-            if router is not net and not router.closed:
-                router._stray_connection(text, wiring.site)
-                break
+        router = _intercept.router_in_use(other_than=net)
+        if router is not None:
+            router._stray_connection(text, wiring.site)
         return None
     if ep is None and not net.strict and ip != SINK_IP:
         conn.transport = "passthrough"

@@ -38,6 +38,7 @@ __all__ = [
     "caller_site",
     "install",
     "real_curl",
+    "router_in_use",
     "set_wiring",
     "uninstall",
     "uninstall_network",
@@ -446,6 +447,14 @@ def uninstall(token: int) -> None:
     with _lock:
         _stack[:] = [(t, n) for t, n in _stack if t != token]
         _apply()
+
+
+def router_in_use(other_than: object = None) -> Router | None:
+    """The innermost installed router that is open (and not ``other_than``), if any."""
+    for _token, router in reversed(tuple(_stack)):  # one step: other threads edit it
+        if router is not other_than and not router.closed:
+            return router
+    return None
 
 
 def uninstall_network(network: Router) -> None:
