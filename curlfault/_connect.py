@@ -18,6 +18,7 @@ from ._endpoints import _SELF_CONNECT, Connection, Endpoint
 from ._errors import UnexpectedConnection, UsageError
 from ._ledger import SocketRecord, pair_record
 from ._listener import SYN_RETRIES
+from ._track_report import is_ip, is_localhost, url_host
 from ._transports import Channel, make_pair
 from ._wiring import DEVICE, PASSTHROUGH, SINK_IP, Wiring
 from .faults import (
@@ -84,8 +85,9 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
     if ep is None:
         conn.refused = True
         what, hint = _describe_url(url)
-        if ip == SINK_IP and not net.strict:
-            # Lax, but a fake host: its other ports never reach the real network.
+        if ip == SINK_IP and (not net.strict or _is_fake_host(net, url)):
+            # A fake host on another port: it never reaches the real network, so strict=False
+            # would not help (lax networks send a fake host's other ports to the sink too).
             conn.event("refused: a fake host, on a port no fake serves")
             net._record(
                 UnexpectedConnection(
@@ -261,6 +263,14 @@ def _unbindable(
             "leave the option unset in tests"
         )
     )
+
+
+def _is_fake_host(net: FakeNetwork, url: str) -> bool:
+    """Whether some endpoint of ``net`` serves the host of ``url`` (on any port)."""
+    host = url_host(url)
+    if not host or is_ip(host) or is_localhost(host):
+        return False  # a lax network lets these reach a real local server on another port
+    return net._serves_host(host)
 
 
 def _describe_url(url: str) -> tuple[str, str]:

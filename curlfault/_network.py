@@ -337,6 +337,10 @@ class FakeNetwork:
         wiring.install(curl)
         return wiring
 
+    def _serves_host(self, host: str) -> bool:
+        """Whether an endpoint serves ``host`` (as ``_host()`` spells it), on any port."""
+        return any(ep.host == host for ep in self.endpoints)
+
     def _stray_connection(self, text: str, site: Site) -> None:
         """A handle of another, closed network connected while this one intercepts."""
         self._record(UnexpectedConnection(text))
@@ -492,11 +496,21 @@ class FakeNetwork:
             return
         first = problems[0]
         if len(problems) > 1 or self.connections:
+            # The same problem again (a client retrying a refused host) is counted, not
+            # listed again: (class, text) -> how many times.
+            counts: dict[tuple[type, str], int] = {}
+            for p in problems:
+                key = (type(p), str(p))
+                counts[key] = counts.get(key, 0) + 1
+            distinct = list(counts.items())
             lines = [f"{first}"]
-            if len(problems) > 1:
-                lines.append(f"... and {len(problems) - 1} more problem(s):")
-                for i, p in enumerate(problems[1:], 2):
-                    lines.append(f"  {i}. {type(p).__name__}: {p}")
+            if distinct[0][1] > 1:
+                lines.append(f"(the same problem {distinct[0][1]} times)")
+            if len(distinct) > 1:
+                lines.append(f"... and {len(distinct) - 1} more problem(s):")
+                for i, ((kind, text), n) in enumerate(distinct[1:], 2):
+                    times = f" ({n} times)" if n > 1 else ""
+                    lines.append(f"  {i}. {kind.__name__}: {text}{times}")
             lines.append("connection trace:")
             lines.append(self.trace())
             combined = type(first)("\n".join(lines))

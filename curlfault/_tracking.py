@@ -246,6 +246,21 @@ class Tracker:
     def _refused(self, wiring: TrackWiring, ip: str, port: int) -> None:
         url = wiring.url
         host = url_host(url)
+        if ip == SINK_IP and host and self._served_in_use(host):
+            # A handle made before the network in use intercepted (a fixture of wider
+            # scope, import time, another thread): that network serves the host, so the
+            # allow-list advice would send a made-up name to the real resolver.
+            self._event(
+                UNEXPECTED,
+                f"pycurl connected to {host}:{port} (url {url}) with a handle that the "
+                "FakeNetwork in use did not route, though it serves that host: the handle "
+                "was made before the network intercepted (by a fixture of a wider scope, at "
+                "import time, or in another thread); the connection was refused (CURLcode "
+                "7). Make the handle inside the test, or route it with "
+                "curlfault.attach(handle)",
+                wiring.site,
+            )
+            return
         if ip == SINK_IP and host and (ip_literal(host) or host) in self.allow_hosts:
             # The URL's host is allowed, so this connection is for another one: a redirect's
             # target (a tracked handle does not see the Location) or the client's own
@@ -274,6 +289,11 @@ class Tracker:
             f"{fix} (ini: curlfault_allow_hosts)",
             wiring.site,
         )
+
+    def _served_in_use(self, host: str) -> bool:
+        """Whether the network intercepting above this tracker serves ``host``."""
+        serves = getattr(_intercept.router_in_use(other_than=self), "_serves_host", None)
+        return serves is not None and bool(serves(ip_literal(host) or host))
 
     # the ledger ------------------------------------------------------------------------
     def _record(self, fd: int, entry: _Entry) -> SocketRecord:

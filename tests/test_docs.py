@@ -12,6 +12,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import pycurl
 import pytest
 
 import curlfault
@@ -139,6 +140,18 @@ def test_faults_table_has_the_rows_of_curlfault_matrix() -> None:
 
 
 # the settings snippet --------------------------------------------------------------------
+
+
+def test_the_curlcode_names_pycurl_lacks_are_the_ones_the_table_says() -> None:
+    # docs/faults.md tells users which of the table's names pycurl has no E_ constant for.
+    from curlfault._matrix import _CURLCODE_NAMES
+
+    lacking = {c: n for c, n in _CURLCODE_NAMES.items() if getattr(pycurl, f"E_{n}", None) != c}
+    assert lacking == {8: "WEIRD_SERVER_REPLY", 92: "HTTP2_STREAM", 100: "TOO_LARGE"}
+    assert pycurl.E_FTP_WEIRD_SERVER_REPLY == 8
+    text = " ".join((DOCS / "faults.md").read_text(encoding="utf-8").split())
+    assert "pycurl 7.49 spells 8 `pycurl.E_FTP_WEIRD_SERVER_REPLY`" in text
+    assert "no constant for 92 (`HTTP2_STREAM`) or 100 (`TOO_LARGE`)" in text
 
 
 def test_the_settings_snippet_is_valid_configuration(pytester: pytest.Pytester) -> None:

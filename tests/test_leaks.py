@@ -889,8 +889,10 @@ def test_fixture_tests_are_checked_by_the_fixture_once(pytester: pytest.Pytester
         ]
     )
     # the fake's descriptor was never the tracker's: one report, from the fixture
-    assert properties(result, "test_fake_leaky") == []
-    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 1 problem(s) =*"])
+    ((name, text),) = properties(result, "test_fake_leaky")
+    assert name == "curlfault_fixture_check"
+    assert text.startswith("LeakError: descriptor never closed: #1 ")
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 2 problem(s) =*"])
 
 
 @pytest.mark.parametrize("tracked", [True, False], ids=["leaks", "untracked"])
@@ -961,6 +963,47 @@ def test_fixture_check_failure_does_not_point_at_the_plugin(
 
 
 # xdist, stopped runs, options -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["in-process", "xdist"])
+def test_the_summary_lists_what_the_curlfault_fixture_found(
+    pytester: pytest.Pytester, xdist: bool
+) -> None:
+    # Before: "no problems" under two tests that the fixture's own check had failed.
+    make_tests(
+        pytester,
+        """
+        def test_fixture_leak(curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            c = pycurl.Curl()
+            KEEP.append(c)
+            assert get("http://api.test/", curl=c) == (0, b"")
+
+        def test_fixture_refusal(curlfault):
+            assert get("http://nope.test/")[0] == pycurl.E_COULDNT_CONNECT
+
+        def test_failed_first(curlfault):
+            get("http://nope.test/")
+            assert False
+        """,
+    )
+    extra = ("-n", "2") if xdist else ()
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-W", "error", *extra, "--curlfault-leaks", timeout=120
+    )
+    result.assert_outcomes(passed=2, failed=1, errors=2)
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 3 problem(s) =*"])
+    text = result.stdout.str()
+    summary = text[text.index("curlfault (--curlfault-leaks): 3 problem(s)") :]
+    for line in (
+        "test_inner.py::test_fixture_leak\n  curlfault fixture: LeakError: descriptor never "
+        "closed: #1 ",
+        "test_inner.py::test_fixture_refusal\n  curlfault fixture: UnexpectedConnection: "
+        "pycurl connected to nope.test:80",
+        "test_inner.py::test_failed_first (test had already failed)\n  curlfault fixture: "
+        "UnexpectedConnection: pycurl connected to nope.test:80",
+    ):
+        assert line in summary
 
 
 def test_xdist_worker_reports_reach_the_controller(pytester: pytest.Pytester) -> None:

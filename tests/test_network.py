@@ -363,18 +363,28 @@ def test_a_followed_redirect_is_recorded_under_the_url_it_follows() -> None:
 
 
 @pytest.mark.parametrize(
-    ("location", "named", "hint"),
+    ("location", "named", "hint", "lax_helps"),
     [
         (
             "http://elsewhere.test/x",
             "elsewhere.test:80 (url http://elsewhere.test/x)",
             "'elsewhere.test'",
+            True,
         ),
-        # relative to the request's URL: the same host, on a port no fake serves
-        ("//api.test:8080/y", "api.test:8080 (url http://api.test:8080/y)", "'api.test', 8080"),
+        # relative to the request's URL: the same host, on a port no fake serves. A fake
+        # host never reaches the real network, so strict=False is no way out (it was
+        # suggested before).
+        (
+            "//api.test:8080/y",
+            "api.test:8080 (url http://api.test:8080/y)",
+            "'api.test', 8080",
+            False,
+        ),
     ],
 )
-def test_a_refused_redirect_names_where_it_was_sent(location: str, named: str, hint: str) -> None:
+def test_a_refused_redirect_names_where_it_was_sent(
+    location: str, named: str, hint: str, lax_helps: bool
+) -> None:
     # Before: the report named the first URL's host, and suggested faking api.test,
     # which was faked already.
     net = FakeNetwork()
@@ -391,6 +401,11 @@ def test_a_refused_redirect_names_where_it_was_sent(location: str, named: str, h
             net.check()
         assert f"pycurl connected to {named}" in str(info.value)
         assert f"net.http({hint})" in str(info.value)
+        first = str(info.value).split("\n")[0]
+        assert ("use strict=False" in first) is lax_helps
+        assert ("a fake host never reaches the real network, even with strict=False" in first) is (
+            not lax_helps
+        )
         assert [conn.url for conn in net.connections] == [
             "http://api.test/",
             named.split("(url ")[1].rstrip(")"),
@@ -1557,3 +1572,26 @@ def test_threads_mixing_protocols_and_handles_are_all_served_inline() -> None:
         assert wrong == []
         assert {fresh for _, fresh, _, _ in got} == {True, False}
         net.check()
+
+
+def test_a_problem_repeated_is_counted_not_listed_again() -> None:
+    # A client retrying a refused host: before, check() listed the same paragraph per try.
+    net = FakeNetwork()
+    try:
+        net.http("api.test").get("/").respond(200)
+        with net.intercept():
+            for _ in range(3):
+                assert transfer("http://down.test/").code == pycurl.E_COULDNT_CONNECT
+            assert transfer("http://api.test/nope").code == 0
+            assert transfer("http://other.test/").code == pycurl.E_COULDNT_CONNECT
+        with pytest.raises(UnexpectedConnection) as info:
+            net.check()
+        text = str(info.value)
+        assert text.count("pycurl connected to down.test:80") == 1
+        assert "\n(the same problem 3 times)\n" in text
+        assert "... and 2 more problem(s):\n" in text
+        assert "  2. UnmatchedRequest: GET /nope" in text
+        assert "  3. UnexpectedConnection: pycurl connected to other.test:80" in text
+        assert len(info.value.problems) == 5  # every one is still there for code to read
+    finally:
+        net.close()

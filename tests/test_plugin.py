@@ -452,6 +452,77 @@ def test_a_handle_kept_from_an_earlier_test_is_reported_in_the_test_using_it(
     )
 
 
+@pytest.mark.skipif(
+    pytest.version_tuple < (8, 4), reason="autouse is known per fixture from pytest 8.4 on"
+)
+def test_fixtures_listed_before_curlfault_make_routed_handles(pytester: pytest.Pytester) -> None:
+    # Before: pytest set `client` up first, its handle was pycurl's own, and api.test went
+    # to the system resolver (CURLcode 6) with nothing reported. Wider-scoped fixtures stay
+    # before the network: their handles outlive the test (attach() routes them).
+    make_tests(
+        pytester,
+        """
+        SEEN = []
+
+        @pytest.fixture(scope="module")
+        def shared():
+            c = pycurl.Curl()
+            yield c
+            c.close()
+
+        @pytest.fixture(autouse=True)
+        def wrapping():
+            # autouse fixtures stay outside the network: they usually wrap the whole test
+            SEEN.append(type(pycurl.Curl()))
+            yield
+            SEEN.append(type(pycurl.Curl()))
+
+        @pytest.fixture
+        def client():
+            c = pycurl.Curl()
+            yield c
+            c.close()
+
+        @pytest.fixture
+        def later(client, curlfault):
+            return client
+
+        def test_argument_order(client, shared, curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            assert get("http://api.test/", curl=client)[:2] == (0, 200)
+            assert SEEN == [ORIGINAL_CURL]
+            assert type(shared) is ORIGINAL_CURL
+            curlfault.attach(shared)
+            assert get("http://api.test/", curl=shared)[:2] == (0, 200)
+
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_through_another_fixture(n, later):
+            assert type(later) is not ORIGINAL_CURL
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3)
+    # and the autouse fixture's teardown ran after the network had closed
+    make_tests(
+        pytester,
+        """
+        SEEN = []
+
+        @pytest.fixture(autouse=True)
+        def wrapping():
+            yield
+            SEEN.append(pycurl.Curl is ORIGINAL_CURL)
+
+        def test_a(curlfault):
+            pass
+
+        def test_b():
+            assert SEEN == [True]
+        """,
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
 def test_already_failed_note_is_shown_in_the_terminal(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -604,15 +675,16 @@ def test_marker_precedence_follows_pytests_marker_order(pytester: pytest.Pyteste
         """
         pytestmark = pytest.mark.curlfault(strict=False, check=False)
 
-        @pytest.fixture
-        def late(request):
-            request.applymarker(pytest.mark.curlfault(strict=True, intercept=True, check=True))
-
         @pytest.mark.curlfault(trust=False, intercept=False)
         class TestOrder:
+            # autouse: set up before curlfault (an argument fixture is set up after it)
+            @pytest.fixture(autouse=True)
+            def late(self, request):
+                request.applymarker(pytest.mark.curlfault(strict=True, intercept=True, check=True))
+
             @pytest.mark.curlfault(check=True)
             @pytest.mark.curlfault(check=False)
-            def test_options(self, late, curlfault):
+            def test_options(self, curlfault):
                 assert curlfault.strict is True  # run time over the module
                 assert curlfault.trust is False  # the class
                 assert pycurl.Curl is not ORIGINAL_CURL  # run time over the class
@@ -719,13 +791,18 @@ def test_trace_all_adds_the_section_to_passing_tests(pytester: pytest.Pytester) 
     make_tests(pytester, TRACED)
     result = run(pytester, "--curlfault-trace=all", "-rA")
     result.assert_outcomes(passed=1, failed=1)
+    # once per test, on its call report (under the test's name in -rP's PASSES): a passed
+    # teardown adds none. Before, -rP showed a passing test's trace twice.
     trace = sections(result, "test_passes", "call")["curlfault connections (call)"]
     assert trace.startswith("#1 api.test via 127.77.0.1:80 [socketpair]")
     assert "request GET /ok" in trace
-    assert "curlfault connections (teardown)" in sections(result, "test_passes", "teardown")
+    assert sections(result, "test_passes", "teardown") == {}
+    assert "curlfault connections (call)" in sections(result, "test_fails", "call")
+    assert sections(result, "test_fails", "teardown") == {}
     result.stdout.fnmatch_lines(
         ["*PASSES*", "*_ test_passes _*", "*- curlfault connections (call) -*", "#1 api.test*"]
     )
+    assert result.stdout.str().count("#1 api.test via") == 2  # test_fails's, test_passes's
 
 
 def test_trace_ini_all(pytester: pytest.Pytester) -> None:

@@ -79,6 +79,71 @@ def test_refused_connection_fails_the_test_naming_host_and_url(pytester: pytest.
     )
 
 
+def test_a_handle_the_network_in_use_did_not_route_is_told_to_attach(
+    pytester: pytest.Pytester,
+) -> None:
+    # A module-scoped fixture's handle is made before the test's network intercepts. The
+    # report said "allow it with --curlfault-allow-hosts=api.test", which would send a
+    # made-up name to the resolver, although the test's network serves api.test.
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture(scope="module")
+        def client():
+            c = pycurl.Curl()
+            yield c
+            c.close()
+
+        def test_unrouted(client, curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            assert get("http://api.test/", curl=client)[0] == pycurl.E_COULDNT_CONNECT
+
+        def test_attached(client, curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            assert get("http://api.test/", curl=curlfault.attach(client)) == (0, b"")
+        """,
+    )
+    result = run(pytester, "--curlfault-strict")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ ERROR at teardown of test_unrouted _*",
+            "1. UnexpectedConnection: pycurl connected to api.test:80 (url http://api.test/) "
+            "with a handle that the FakeNetwork in use did not route, though it serves that "
+            "host: the handle was made before the network intercepted (by a fixture of a "
+            "wider scope, at import time, or in another thread); the connection was refused "
+            "(CURLcode 7). Make the handle inside the test, or route it with "
+            "curlfault.attach(handle)",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*--curlfault-allow-hosts=api.test*")
+
+
+def test_a_refusal_repeated_by_retries_is_listed_once_with_a_count(
+    pytester: pytest.Pytester,
+) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_retries():
+            for _ in range(3):
+                assert get("http://api.example.invalid/")[0] == pycurl.E_COULDNT_CONNECT
+        """,
+    )
+    result = run(pytester, "--curlfault-strict")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "curlfault: test_inner.py::test_retries: 3 connections refused by --curlfault-strict",
+            "1. UnexpectedConnection: pycurl connected to api.example.invalid:80 *(ini: "
+            "curlfault_allow_hosts) (3 times)",
+            "  the handle was made at:",
+        ]
+    )
+    assert result.stdout.str().count("1. UnexpectedConnection") == 1
+    result.stdout.no_fnmatch_line("2. *")
+
+
 def test_allow_hosts_option_lets_loopback_through(pytester: pytest.Pytester) -> None:
     make_tests(pytester, STRICT)
     result = run(pytester, "--curlfault-strict", "--curlfault-allow-hosts=localhost,127.0.0.1")

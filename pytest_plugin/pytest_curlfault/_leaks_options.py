@@ -14,6 +14,7 @@ from curlfault import UsageError
 from curlfault._tracking import parse_host
 
 __all__ = [
+    "FIXTURE_PROPERTY",
     "MARKER",
     "SCOPES",
     "addoption",
@@ -24,6 +25,9 @@ __all__ = [
 
 SCOPES = ("module", "session")
 MARKER = "curlfault_leaks_ok"
+# The user_properties name under which the curlfault fixture's failed check is noted: the
+# --curlfault-leaks/--curlfault-strict summary lists those problems too.
+FIXTURE_PROPERTY = "curlfault_fixture_check"
 
 
 def addoption(parser: pytest.Parser, group: pytest.OptionGroup) -> None:

@@ -28,7 +28,7 @@ from curlfault._tracking import (
 )
 
 from ._leaks_advice import Advice, advice, advice_text, relative
-from ._leaks_options import MARKER, waiver
+from ._leaks_options import FIXTURE_PROPERTY, MARKER, waiver
 
 __all__ = ["LeakPlugin"]
 
@@ -46,6 +46,7 @@ TITLE = {
     "curlfault_unexpected_connection": "UnexpectedConnection",
     "curlfault_close_error": "LeakError",
     "curlfault_internal_error": "CallbackError",
+    FIXTURE_PROPERTY: "curlfault fixture",
 }
 # pytest's and pluggy's own frames between a test function and the code that made a handle.
 HIDE = LIBRARY_FRAMES
@@ -303,8 +304,15 @@ class LeakPlugin:
         if other:
             parts.append(f"{other} other problem{'s' * (other != 1)}")
         lines = [f"curlfault: {item.nodeid}: {', '.join(parts)}"]
-        for i, (kind, text) in enumerate(findings, 1):
-            lines.append(f"{i}. {TITLE.get(kind, kind)}: {text}")
+        # The same finding again (a client retrying a refused host) is counted, not listed
+        # again.
+        counts: dict[tuple[str, str], int] = {}
+        for finding in findings:
+            counts[finding] = counts.get(finding, 0) + 1
+        for i, ((kind, text), n) in enumerate(counts.items(), 1):
+            first, newline, rest = text.partition("\n")
+            times = f" ({n} times)" if n > 1 else ""
+            lines.append(f"{i}. {TITLE.get(kind, kind)}: {first}{times}{newline}{rest}")
         if advice_key in item.stash:
             lines.append(advice_text(item.stash[advice_key]))
         elif leaks:

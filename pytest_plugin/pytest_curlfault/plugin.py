@@ -14,6 +14,7 @@ import pytest
 from curlfault import CurlFaultError, FakeNetwork, Loop, ServerError
 
 from . import _leaks
+from ._leaks_options import FIXTURE_PROPERTY
 from ._leaks_options import MARKER as LEAKS_OK
 
 __all__ = ["curlfault", "curlfault_ca", "curlfault_loop"]
@@ -22,7 +23,8 @@ _MARKER_KEYS = {"strict", "intercept", "trust", "check"}
 _TRACE_CHOICES = ("failed", "all", "none")
 network_key = pytest.StashKey[FakeNetwork]()
 call_failed_key = pytest.StashKey[bool]()
-teardown_note_key = pytest.StashKey[str]()
+teardown_note_key = pytest.StashKey[tuple[str, str]]()  # (error class, message)
+traced_key = pytest.StashKey[bool]()  # the call report has the trace
 # The run's settings, read once at configure time rather than for every test.
 strict_key = pytest.StashKey[bool]()
 trace_key = pytest.StashKey[str]()
@@ -93,6 +95,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             marker_options(item, True)  # a misused marker fails the run at collection
         if "curlfault" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.filterwarnings(POOLED_CLOSE_WARNING))
+            _set_up_first(item)
+
+
+def _set_up_first(item: pytest.Item) -> None:
+    """Set ``curlfault`` up before the test's other function-scoped fixtures.
+
+    pytest sets a test's fixtures up in the order of its closure: wider scopes first, then
+    autouse fixtures, then the test's arguments as written. A handle that an argument
+    fixture listed before ``curlfault`` made was not routed: a strict network did not refuse
+    it and its fake host name went to the system resolver. Wider scopes stay before it
+    (their handles outlive the test: ``attach()`` routes them), and so do autouse fixtures,
+    which usually wrap the whole test (a descriptor or thread count, a timer) and must see
+    the network open and close inside them. ``item.fixturenames`` is the list pytest walks;
+    scopes and autouse come from private attributes (``_fixtureinfo``, pytest 7.4 to 9, and
+    ``FixtureDef._autouse``, pytest 8.4 on): without them the order is left as it is.
+    """
+    names: list[str] = item.fixturenames  # type: ignore[attr-defined]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+    if not isinstance(defs, dict):
+        return
+    for name in names:
+        if name == "curlfault":
+            return  # already before every function-scoped fixture it should precede
+        fixturedefs = defs.get(name)
+        if not fixturedefs or getattr(fixturedefs[-1], "scope", None) != "function":
+            continue
+        autouse = getattr(fixturedefs[-1], "_autouse", None)
+        if autouse is None:
+            return  # an older pytest: autouse fixtures cannot be told apart
+        if not autouse:
+            names.remove("curlfault")
+            names.insert(names.index(name), "curlfault")
+            return
 
 
 def marker_options(node: pytest.Item, default_strict: bool) -> dict[str, bool]:
@@ -239,7 +274,7 @@ def curlfault() -> Iterator[FakeNetwork]:
                 try:
                     net.check(leaks=leaks)
                 except CurlFaultError as exc:
-                    request.node.stash[teardown_note_key] = str(exc)
+                    request.node.stash[teardown_note_key] = (type(exc).__name__, str(exc))
             else:
                 __tracebackhide__ = True
                 net.check(leaks=leaks)
@@ -273,6 +308,10 @@ class _Reports:
         return _add_to_report(item, call, report, net)
 
 
+def _first_line(text: str) -> str:
+    return text.partition("\n")[0]
+
+
 def _reports_on(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin(_Reports.NAME):
         config.pluginmanager.register(_Reports(), _Reports.NAME)
@@ -295,14 +334,28 @@ def _add_to_report(
         stash[call_failed_key] = report.failed or call.excinfo is not None
         if trace == "all" or (trace == "failed" and report.failed):
             report.sections.append(("curlfault connections (call)", net.trace()))
+            stash[traced_key] = True
         return report
     note = stash.get(teardown_note_key, None)
     if note is not None:
-        report.sections.append(("curlfault problems at teardown (test had already failed)", note))
+        kind, text = note
+        report.sections.append(("curlfault problems at teardown (test had already failed)", text))
         del stash[teardown_note_key]
+        # for --curlfault-leaks's summary (on the xdist controller too), and junitxml
+        report.user_properties.append((FIXTURE_PROPERTY, f"{kind}: {_first_line(text)}"))
     # A failed check() already carries the trace in its message.
     own_failure = call.excinfo is not None and call.excinfo.errisinstance(CurlFaultError)
-    if not own_failure and (trace == "all" or (trace == "failed" and report.failed)):
+    if own_failure:
+        exc = call.excinfo.value  # type: ignore[union-attr]
+        report.user_properties.append(
+            (FIXTURE_PROPERTY, f"{type(exc).__name__}: {_first_line(str(exc))}")
+        )
+    # Once per phase that has something to show: -rP prints a passing test's call and
+    # teardown sections one after the other, so a passed teardown repeats no trace.
+    traced = stash.get(traced_key, False)
+    if traced:
+        del stash[traced_key]
+    if not own_failure and ((trace == "all" and not traced) or (trace != "none" and report.failed)):
         report.sections.append(("curlfault connections (teardown)", net.trace()))
     # Items live until the session ends: do not keep each test's network (its records,
     # request bodies) that long.
