@@ -289,6 +289,19 @@ def test_fault_codes(
     balanced(curlfault)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_bad_frame_then_a_bare_close_over_tls_is_55(curlfault: FakeNetwork, transport: str) -> None:
+    # As docs/http2.md says: bad_frame() sends close_notify before its FIN over TLS (16); a
+    # server that just drops the connection after the frame (no_close_notify) gives 55, as
+    # a real server measured the same way did.
+    api = endpoint(curlfault, "https", transport)
+    api.connection_faults(faults.no_close_notify())
+    api.get("/").respond(200, body=BODY, fault=faults.bad_frame())
+    assert get("https").code == pycurl.E_SEND_ERROR
+    assert frames(curlfault, "sent", "SETTINGS")
+    balanced(curlfault)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_rst_stream_after_bytes_delivers_exactly_those_bytes(
     curlfault: FakeNetwork, scheme: str
