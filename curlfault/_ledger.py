@@ -52,6 +52,7 @@ class Site:
             frames = self._frames = tuple(
                 (code.co_filename, _line_of(code, lasti), code.co_name)
                 for code, lasti in zip(raw[::2], raw[1::2], strict=True)
+                if code is not None  # past the outermost frame (see caller_site)
             )
             # _raw stays: a shared site's code objects must outlive its place in the cache.
         return frames

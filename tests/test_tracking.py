@@ -185,6 +185,33 @@ def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
     assert all(m == made[0] for m in made)  # the same stacks share their sites
 
 
+def test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one() -> None:
+    """The tracker's handles walk the stack without the cache (own_site): each gets a site
+    of its own, with the frames caller_site reads, also for a stack shorter than six."""
+    import threading
+
+    from curlfault._intercept import caller_site, own_site
+
+    def make() -> tuple[Any, Any]:
+        return own_site(skip=1), caller_site(skip=1)
+
+    def outer() -> tuple[Any, Any]:
+        return make()
+
+    (first, cached), (again, _) = [outer() for _ in range(2)]  # one stack, twice
+    assert first is not again
+    assert first.frames == cached.frames == again.frames
+    assert [f[2] for f in first.frames[:2]] == ["make", "outer"]
+    made: list[tuple[Any, Any]] = []
+    thread = threading.Thread(target=lambda: made.append(make()))
+    thread.start()
+    thread.join(10)
+    short, short_cached = made[0]
+    assert short.frames == short_cached.frames
+    assert 2 <= len(short.frames) < 6  # the thread's stack ends early: no None frames
+    assert [f[2] for f in short.frames[:2]] == ["make", "<lambda>"]
+
+
 @pytest.mark.parametrize("depth", [6, 50], ids=["usual depth", "deeper walk"])
 def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart(depth: int) -> None:
     """A site that ran out of frames is shared by the stacks that end there too, and not
