@@ -442,7 +442,13 @@ class Wiring:
         """A response header line libcurl read, on a handle that follows redirects."""
         if line[:5] == b"HTTP/":  # a status line: "HTTP/1.1 302 Found", "HTTP/2 301"
             parts = line.split(None, 2)
-            self.follows = 2 if len(parts) > 1 and parts[1][:1] == b"3" else 1
+            kind = parts[1][:1] if len(parts) > 1 else b""
+            self.follows = 2 if kind == b"3" else 1
+            if kind in (b"2", b"4", b"5"):
+                # The transfer's final response: the connections it opened are recorded
+                # already, and the handle's next transfer starts from its URL, even when a
+                # CurlMulti runs it again without a setopt(URL) or a perform() to say so.
+                self.redirect = None
             return
         name, colon, value = line.partition(b":")
         target = value.strip()

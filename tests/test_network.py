@@ -467,6 +467,36 @@ def test_a_redirect_is_noted_for_the_handle_that_read_it(recwarn: pytest.Warning
         ]
 
 
+def test_a_handle_a_curlmulti_runs_again_starts_from_its_url(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    # Removed and added again without setting its URL: the transfer starts from the URL,
+    # not from where the last one was redirected. Before, the connection was recorded (and
+    # under a strict network refused and reported) under the old redirect's target.
+    with FakeNetwork() as net:
+        api, cdn = net.http("api.test"), net.http("cdn.test")
+        api.get("/r").respond(302, headers={"Location": "http://cdn.test/x", "Connection": "close"})
+        cdn.get("/x").respond(body="x", headers={"Connection": "close"})
+        with net.intercept():
+            h = pycurl.Curl()
+        h.setopt(pycurl.WRITEFUNCTION, lambda data: None)
+        h.setopt(pycurl.TIMEOUT, 10)
+        h.setopt(pycurl.FOLLOWLOCATION, 1)
+        h.setopt(pycurl.URL, "http://api.test/r")
+        multi = pycurl.CurlMulti()
+        for _ in range(2):
+            multi.add_handle(h)
+            _drive(multi)
+            multi.remove_handle(h)
+        multi.close()
+        h.close()
+        assert [(c.host, c.url) for c in net.connections] == [
+            ("api.test", "http://api.test/r"),
+            ("cdn.test", "http://cdn.test/x"),
+        ] * 2
+        assert [r.path for r in api.requests + cdn.requests] == ["/r", "/r", "/x", "/x"]
+
+
 def test_a_redirect_is_resolved_against_the_url_libcurl_requested() -> None:
     # The client maps a public name onto the fake itself (CONNECT_TO): a relative Location
     # is relative to that name, as libcurl resolves it.
