@@ -26,6 +26,16 @@ __all__ = ["Handler", "HeadersLike", "Request", "Response", "Route"]
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 
+class _NoJson:
+    """The default of ``json=``: no JSON body (``None`` sends ``null``)."""
+
+    def __repr__(self) -> str:
+        return "NO_JSON"
+
+
+NO_JSON: Any = _NoJson()
+
+
 @dataclass(slots=True)  # a network keeps every request
 class Request:
     """A request as the fake received it."""
@@ -118,7 +128,7 @@ class Response:
         status: int = 200,
         *,
         body: bytes | str = b"",
-        json: Any = None,
+        json: Any = NO_JSON,
         headers: HeadersLike = None,
         fault: StreamFault | None = None,
         reason: str | None = None,
@@ -130,7 +140,7 @@ class Response:
                 f"status {status} is informational; curlfault sends 100 Continue itself"
             )
         hdrs = _headers(headers)
-        if json is not None:
+        if json is not NO_JSON:  # None is JSON too: null
             if body:
                 raise UsageError("give body= or json=, not both")
             body = _json.dumps(json).encode()
@@ -320,7 +330,7 @@ class Route:
         status: int = 200,
         *,
         body: bytes | str = b"",
-        json: Any = None,
+        json: Any = NO_JSON,
         headers: HeadersLike = None,
         fault: StreamFault | None = None,
         reason: str | None = None,

@@ -26,6 +26,21 @@ def test_get_json_and_request_record(curlfault) -> None:
     assert req.header("Host") == "api.test"
 
 
+def test_json_none_sends_null_and_no_json_sends_no_body(curlfault) -> None:
+    # Before, json=None was taken for "no JSON": a JSON null could not be sent.
+    api = curlfault.http("api.test")
+    api.get("/null").respond(200, json=None)
+    api.get("/empty").respond(200)
+    r = transfer("http://api.test/null")
+    assert (r.code, r.status, r.body) == (0, 200, b"null")
+    assert b"content-type: application/json" in r.headers.lower()
+    r = transfer("http://api.test/empty")
+    assert (r.code, r.status, r.body) == (0, 200, b"")
+    assert b"content-type" not in r.headers.lower()
+    with pytest.raises(UsageError, match="give body= or json=, not both"):
+        Response.make(200, body="x", json=None)
+
+
 @pytest.mark.parametrize("http2", [False, True])
 def test_request_headers_are_lowercased_and_trailers_not_kept(curlfault, http2) -> None:
     """What docs/api.md says of Request.headers: names lowercased, values as sent, in order;

@@ -985,17 +985,43 @@ def test_the_summary_lists_what_the_curlfault_fixture_found(
         def test_failed_first(curlfault):
             get("http://nope.test/")
             assert False
+
+        @pytest.fixture
+        def breaks():
+            yield
+            raise RuntimeError("another fixture's teardown")
+
+        def test_two_teardown_errors(curlfault, breaks):
+            # pytest raises both as a group: the fixture's finding is still listed
+            for _ in range(2):
+                assert get("http://twice.test/")[0] == pycurl.E_COULDNT_CONNECT
+
+        @pytest.fixture
+        def own_error():
+            from curlfault import UnexpectedConnection
+
+            yield
+            raise UnexpectedConnection("raised by a user's fixture, not the check")
+
+        def test_not_the_fixtures(curlfault, own_error):
+            pass
         """,
     )
     extra = ("-n", "2") if xdist else ()
     result = pytester.runpytest_subprocess(
         *QUIET, "-W", "error", *extra, "--curlfault-leaks", timeout=120
     )
-    result.assert_outcomes(passed=2, failed=1, errors=2)
-    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 3 problem(s) =*"])
+    result.assert_outcomes(passed=4, failed=1, errors=4)
+    result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 4 problem(s) =*"])
     text = result.stdout.str()
-    summary = text[text.index("curlfault (--curlfault-leaks): 3 problem(s)") :]
+    summary = text[text.index("curlfault (--curlfault-leaks): 4 problem(s)") :]
+    assert "UnexpectedConnection: raised by a user's fixture" in text  # the test's error
+    assert "raised by a user's fixture" not in summary
     for line in (
+        "test_inner.py::test_two_teardown_errors\n  curlfault fixture: UnexpectedConnection: "
+        "pycurl connected to twice.test:80 (url http://twice.test/), which no fake serves; "
+        "add `net.http('twice.test')`, or use strict=False (marker: curlfault(strict=False)) "
+        "to let it reach the real network (the same problem 2 times)\n",
         "test_inner.py::test_fixture_leak\n  curlfault fixture: LeakError: descriptor never "
         "closed: #1 ",
         "test_inner.py::test_fixture_refusal\n  curlfault fixture: UnexpectedConnection: "

@@ -142,6 +142,14 @@ def test_a_refusal_repeated_by_retries_is_listed_once_with_a_count(
     )
     assert result.stdout.str().count("1. UnexpectedConnection") == 1
     result.stdout.no_fnmatch_line("2. *")
+    # the run's summary lists it once too, with the count
+    result.stdout.fnmatch_lines(
+        [
+            "*= curlfault (--curlfault-strict): 1 problem(s) =*",
+            "test_inner.py::test_retries",
+            "  UnexpectedConnection: pycurl connected to api.example.invalid:80 *(3 times)",
+        ]
+    )
 
 
 def test_allow_hosts_option_lets_loopback_through(pytester: pytest.Pytester) -> None:

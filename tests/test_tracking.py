@@ -190,7 +190,11 @@ def test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one() -> None
     of its own, with the frames caller_site reads, also for a stack shorter than six."""
     import threading
 
+    from curlfault import _intercept
     from curlfault._intercept import caller_site, own_site
+
+    def _intercept_sites() -> dict[Any, Any]:
+        return _intercept._SITES
 
     def make() -> tuple[Any, Any]:
         return own_site(skip=1), caller_site(skip=1)
@@ -200,6 +204,23 @@ def test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one() -> None
 
     (first, cached), (again, _) = [outer() for _ in range(2)]  # one stack, twice
     assert first is not again
+    # and a tracked handle takes that path (TrackedCurl.__new__): its site is not cached
+    tracker = Tracker(leaks=True, label="own-site")
+    tracker.install()
+    try:
+        handle = pycurl.Curl()
+    finally:
+        tracker.uninstall()
+    try:
+        assert type(handle) is TrackedCurl
+        site = handle._cf_wiring.site
+        assert (
+            site.frames[0][2]
+            == "test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one"
+        )
+        assert all(site is not cached for cached in _intercept_sites().values())
+    finally:
+        handle.close()
     assert first.frames == cached.frames == again.frames
     assert [f[2] for f in first.frames[:2]] == ["make", "outer"]
     made: list[tuple[Any, Any]] = []

@@ -357,7 +357,13 @@ class LeakPlugin:
         if hasattr(self.config, "workerinput"):
             return
         tr = terminalreporter
-        counted = [f for f in self.found if f[0] != WAIVED]
+        # One entry per distinct problem of a test (a client retrying a refused host
+        # makes the same one again), with how many times it happened.
+        times: dict[tuple[str, str, str], int] = {}
+        for f in self.found:
+            if f[0] != WAIVED:
+                times[f] = times.get(f, 0) + 1
+        counted = list(times)
         waived = [f for f in self.found if f[0] == WAIVED]
         what = " and ".join(
             w
@@ -376,7 +382,10 @@ class LeakPlugin:
             first, _, rest = text.partition("\n")
             note = " (test had already failed)" if nodeid in self._failed else ""
             tr.write_line(f"{nodeid}{note}")
-            tr.write_line(f"  {TITLE.get(name, name)}: {first}")
+            again = (
+                f" ({times[(name, nodeid, text)]} times)" if times[(name, nodeid, text)] > 1 else ""
+            )
+            tr.write_line(f"  {TITLE.get(name, name)}: {first}{again}")
             made = [line for line in rest.splitlines() if line.startswith("    ")]
             if made:
                 tr.write_line(f"    handle made at {made[0].strip()}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from curlfault import CurlFaultError, FakeNetwork, Loop, ServerError
+from curlfault import CurlFaultError, FakeNetwork, Loop, ServerError, UsageError
 
 from . import _leaks
 from ._leaks_options import FIXTURE_PROPERTY
@@ -24,7 +24,9 @@ _TRACE_CHOICES = ("failed", "all", "none")
 network_key = pytest.StashKey[FakeNetwork]()
 call_failed_key = pytest.StashKey[bool]()
 teardown_note_key = pytest.StashKey[tuple[str, str]]()  # (error class, message)
-traced_key = pytest.StashKey[bool]()  # the call report has the trace
+traced_key = pytest.StashKey[int]()  # the call report has the trace: its connections
+# The fixture's failed check: (summary line, raised at teardown rather than noted).
+check_failed_key = pytest.StashKey[tuple[str, bool]]()
 # The run's settings, read once at configure time rather than for every test.
 strict_key = pytest.StashKey[bool]()
 trace_key = pytest.StashKey[str]()
@@ -121,10 +123,11 @@ def _set_up_first(item: pytest.Item) -> None:
         fixturedefs = defs.get(name)
         if not fixturedefs or getattr(fixturedefs[-1], "scope", None) != "function":
             continue
-        autouse = getattr(fixturedefs[-1], "_autouse", None)
-        if autouse is None:
+        flags = [getattr(fd, "_autouse", None) for fd in fixturedefs]
+        if None in flags:
             return  # an older pytest: autouse fixtures cannot be told apart
-        if not autouse:
+        # Overridden without autouse=True, an autouse fixture's name is still auto-used.
+        if not any(flags):
             names.remove("curlfault")
             names.insert(names.index(name), "curlfault")
             return
@@ -256,30 +259,64 @@ def curlfault() -> Iterator[FakeNetwork]:
         trust=opts["trust"],
     )
     net._stack_root = request.config.stash.get(root_key, None)  # leak stacks: rootdir-relative
-    request.node.stash[network_key] = net
+    node = request.node
+    node.stash[network_key] = net
     _reports_on(request.config)
+    marks_at_setup = len(node.own_markers)
     try:
         if opts["intercept"]:
             with net.intercept():
                 yield net
         else:
             yield net
+        late = [m for m in node.own_markers[marks_at_setup:] if m.name == "curlfault"]
         if opts["check"]:
             # @pytest.mark.curlfault_leaks_ok: a handle kept on purpose. The network closes
             # now, so no scope can be checked later: its open descriptors are left out.
-            leaks = request.node.get_closest_marker(LEAKS_OK) is None
-            if request.node.stash.get(call_failed_key, False):
-                # The test already failed: report what the network saw, but do not turn one
-                # failure into two.
+            leaks = node.get_closest_marker(LEAKS_OK) is None
+            if node.stash.get(call_failed_key, False) or late:
+                # The test already failed (or fails below): report what the network saw,
+                # but do not turn one failure into two.
                 try:
                     net.check(leaks=leaks)
                 except CurlFaultError as exc:
-                    request.node.stash[teardown_note_key] = (type(exc).__name__, str(exc))
+                    node.stash[teardown_note_key] = (type(exc).__name__, str(exc))
+                    node.stash[check_failed_key] = (_problem_line(exc), False)
             else:
                 __tracebackhide__ = True
-                net.check(leaks=leaks)
+                try:
+                    net.check(leaks=leaks)
+                except CurlFaultError as exc:
+                    node.stash[check_failed_key] = (_problem_line(exc), True)
+                    raise
+        if late:
+            raise UsageError(
+                f"@pytest.mark.curlfault{_marker_text(late[0])} was applied to "
+                f"{node.nodeid} after the curlfault fixture was set up (request.applymarker() "
+                "in a fixture set up after it, or in the test), so it changed nothing: apply "
+                "it in an autouse fixture, which is set up before curlfault, or mark the test"
+            )
     finally:
         net.close()
+
+
+def _marker_text(mark: Any) -> str:
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in mark.kwargs.items()) + ")"
+
+
+def _problem_line(exc: CurlFaultError) -> str:
+    """One line for the --curlfault-leaks/--curlfault-strict summary: the first problem of
+    a failed check(), how often it recurred, and how many others there were."""
+    problems = getattr(exc, "problems", None) or [exc]
+    first = problems[0]
+    kinds = {(type(p), str(p)) for p in problems}
+    same = sum(1 for p in problems if type(p) is type(first) and str(p) == str(first))
+    text = f"{type(first).__name__}: {_first_line(str(first))}"
+    if same > 1:
+        text += f" (the same problem {same} times)"
+    if len(kinds) > 1:
+        text += f" (and {len(kinds) - 1} more problem(s): see the test's report)"
+    return text
 
 
 def _ignore_pooled_close_warning() -> None:
@@ -334,28 +371,32 @@ def _add_to_report(
         stash[call_failed_key] = report.failed or call.excinfo is not None
         if trace == "all" or (trace == "failed" and report.failed):
             report.sections.append(("curlfault connections (call)", net.trace()))
-            stash[traced_key] = True
+            stash[traced_key] = len(net.connections)
         return report
     note = stash.get(teardown_note_key, None)
     if note is not None:
-        kind, text = note
-        report.sections.append(("curlfault problems at teardown (test had already failed)", text))
-        del stash[teardown_note_key]
-        # for --curlfault-leaks's summary (on the xdist controller too), and junitxml
-        report.user_properties.append((FIXTURE_PROPERTY, f"{kind}: {_first_line(text)}"))
-    # A failed check() already carries the trace in its message.
-    own_failure = call.excinfo is not None and call.excinfo.errisinstance(CurlFaultError)
-    if own_failure:
-        exc = call.excinfo.value  # type: ignore[union-attr]
-        report.user_properties.append(
-            (FIXTURE_PROPERTY, f"{type(exc).__name__}: {_first_line(str(exc))}")
+        report.sections.append(
+            ("curlfault problems at teardown (test had already failed)", note[1])
         )
-    # Once per phase that has something to show: -rP prints a passing test's call and
-    # teardown sections one after the other, so a passed teardown repeats no trace.
-    traced = stash.get(traced_key, False)
-    if traced:
+        del stash[teardown_note_key]
+    # The fixture's own failed check, as the fixture noted it (not guessed from the
+    # teardown's exception, which may be another fixture's or a group of several): for the
+    # --curlfault-leaks/--curlfault-strict summary (on the xdist controller too) and JUnit.
+    failed_check = stash.get(check_failed_key, None)
+    own_failure = False
+    if failed_check is not None:
+        del stash[check_failed_key]
+        line, own_failure = failed_check
+        report.user_properties.append((FIXTURE_PROPERTY, line))
+    # Once per phase that has something new: -rP prints a passing test's call and teardown
+    # sections one after the other. The teardown's is added when it failed, or when
+    # connections were made after the call (a fixture's teardown logging out). A failed
+    # check() already carries the trace in its message.
+    traced = stash.get(traced_key, None)
+    if traced is not None:
         del stash[traced_key]
-    if not own_failure and ((trace == "all" and not traced) or (trace != "none" and report.failed)):
+    grew = traced is None or len(net.connections) > traced
+    if not own_failure and ((trace == "all" and grew) or (trace != "none" and report.failed)):
         report.sections.append(("curlfault connections (teardown)", net.trace()))
     # Items live until the session ends: do not keep each test's network (its records,
     # request bodies) that long.
