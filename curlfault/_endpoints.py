@@ -120,6 +120,14 @@ class Endpoint:
         # needs no look-ahead at the step that will answer it (the keep-alive hot path).
         self._upload_faults_declared = False
 
+    def _check_open(self) -> None:
+        """Declarations on an endpoint of a closed network would never serve: say so."""
+        if self.network.closed:
+            raise UsageError(
+                f"{self!r} belongs to a FakeNetwork that is closed, so nothing declared on it "
+                "now would ever serve; make a new network and declare the endpoint there"
+            )
+
     def connection_faults(
         self, *faults: ConnectionFault | None, family: str | None = None
     ) -> Endpoint:
@@ -131,6 +139,7 @@ class Endpoint:
         libcurl's happy eyeballs meets them. Calling it again replaces that family's list.
         Returns the endpoint, to chain.
         """
+        self._check_open()
         if family is not None and family not in FAMILIES:
             raise UsageError(
                 f"family={family!r} is not known; use one of "
@@ -347,6 +356,7 @@ class HttpEndpoint(Endpoint):
 
     def route(self, method: str, path: str) -> Route:
         """The route for ``method`` (or ``"*"``) and ``path``; made on first use."""
+        self._check_open()
         if not isinstance(method, str) or not method:
             raise UsageError(f"method must be a non-empty str, got {method!r}")
         if method != "*" and not TOKEN.fullmatch(method):
@@ -387,6 +397,7 @@ class HttpEndpoint(Endpoint):
     def websocket(self, path: str) -> WebSocketRoute:
         """The WebSocket route at ``path`` (``ws://``, or ``wss://`` on ``net.https``);
         made on first use. Script it with ``send``, ``echo``, ``close``, ``fault``..."""
+        self._check_open()
         _check_path(path, star=False)
         for r in self.websockets:
             if r.path == path:

@@ -340,6 +340,7 @@ class Route:
         ``reason`` replaces the status line's standard phrase over HTTP/1.1 (``""`` sends
         none: ``HTTP/1.1 200 ``).
         """
+        self.endpoint._check_open()
         resp = Response.make(
             status, body=body, json=json, headers=headers, fault=fault, reason=reason
         )
@@ -349,6 +350,7 @@ class Route:
 
     def handle(self, func: Handler) -> Route:
         """Add a step answered by ``func(request)``, which returns a ``Response`` or a status."""
+        self.endpoint._check_open()
         if not callable(func):
             raise UsageError(f"handle() takes a callable, got {func!r}")
         self.steps.append(_Step(handler=func))

@@ -96,6 +96,7 @@ class WebSocketRoute:
     sessions: int = 0
 
     def _add(self, step: _Step) -> WebSocketRoute:
+        self.endpoint._check_open()
         last = self.steps[-1] if self.steps else None
         if last is not None and last.kind in ("echo", "handle") and last.count is None:
             raise UsageError(

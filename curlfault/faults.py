@@ -66,6 +66,12 @@ class Fault:
     # NotImplementedError rather than faking its CURLcode.
     modelled: ClassVar[bool] = True
 
+    def __add__(self, other: object) -> Compose:
+        # Only stream faults compose (StreamFault overrides this): a clear error for the rest.
+        if not isinstance(other, Fault):
+            return NotImplemented
+        raise UsageError(_no_compose(self, other))
+
     def __repr__(self) -> str:
         args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"{self.name}({args})"
@@ -80,10 +86,29 @@ class ConnectionFault(Fault):
 class StreamFault(Fault):
     """A fault applied to the bytes of one response. ``a + b`` composes two of them."""
 
-    def __add__(self, other: StreamFault) -> Compose:
+    def __add__(self, other: object) -> Compose:
         if not isinstance(other, StreamFault):
+            if isinstance(other, Fault):
+                raise UsageError(_no_compose(self, other))
             return NotImplemented
         return Compose(faults=(self, other))
+
+
+def _no_compose(a: Fault, b: Fault) -> str:
+    """Why ``a + b`` is refused: one of them is not a stream fault."""
+    odd = a if not isinstance(a, StreamFault) else b
+    if isinstance(odd, ConnectionFault):
+        what = (
+            "a connection fault, which decides what happens to one whole connection: give "
+            "connection faults to endpoint.connection_faults(...) (the n-th fault for the "
+            "n-th connection)"
+        )
+    else:
+        what = "not a stream fault: give it where its docs say (a WebSocket route's fault())"
+    return (
+        f"{a!r} + {b!r}: only stream faults compose with +, and {odd!r} is {what}; give "
+        "stream faults to respond(..., fault=...)"
+    )
 
 
 @dataclass(frozen=True, repr=False)
@@ -101,7 +126,9 @@ class Refuse(ConnectionFault):
 def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{what} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
+    if value != value:
+        raise UsageError(f"{what} must be a number of seconds, got {value!r} (not a number)")
+    if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     if value == float("inf"):
         raise UsageError(

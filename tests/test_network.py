@@ -1625,3 +1625,25 @@ def test_a_problem_repeated_is_counted_not_listed_again() -> None:
         assert len(info.value.problems) == 5  # every one is still there for code to read
     finally:
         net.close()
+
+
+def test_declarations_on_an_endpoint_of_a_closed_network_are_refused() -> None:
+    # Before, routes, steps and faults added after close() were accepted and never served.
+    net = FakeNetwork()
+    api = net.http("api.test")
+    route = api.get("/x")
+    ws = api.websocket("/ws")
+    net.close()
+    for declare in (
+        lambda: api.get("/"),
+        lambda: api.route("*", "/"),
+        lambda: route.respond(200),
+        lambda: route.handle(lambda request: 200),
+        lambda: api.connection_faults(None),
+        lambda: api.websocket("/other"),
+        lambda: ws.echo(),
+    ):
+        with pytest.raises(UsageError, match="belongs to a FakeNetwork that is closed"):
+            declare()
+    assert route.steps == []
+    assert ws.steps == []

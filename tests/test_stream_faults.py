@@ -289,6 +289,15 @@ def test_early_413_during_upload(curlfault, transport) -> None:
         (lambda: faults.drip(10) + faults.slicer(5), "one pacing fault"),
         (lambda: faults.Compose(faults=()), "at least one stream fault"),
         (lambda: faults.latency(0.1) + faults.latency(0.2), "one latency"),
+        (lambda: faults.delay(float("nan")), r"number of seconds, got nan \(not a number\)"),
+        # a connection fault or a WebSocket fault in a sum: a bare TypeError before
+        (
+            lambda: faults.refuse() + faults.close(),
+            r"only stream faults compose.*refuse\(\) is a connection fault.*connection_faults",
+        ),
+        (lambda: faults.close() + faults.refuse(), r"refuse\(\) is a connection fault"),
+        (lambda: faults.ws_drop() + faults.close(), r"ws_drop\(reset=False\) is not a stream"),
+        (lambda: faults.close() + faults.ws_drop(), r"ws_drop\(reset=False\) is not a stream"),
     ],
 )
 def test_bad_fault_specs_fail_at_declaration(make, message) -> None:
