@@ -1647,3 +1647,16 @@ def test_declarations_on_an_endpoint_of_a_closed_network_are_refused() -> None:
             declare()
     assert route.steps == []
     assert ws.steps == []
+
+
+def test_check_after_close_still_raises_what_was_recorded() -> None:
+    from curlfault import UnmatchedRequest
+
+    net = FakeNetwork()
+    net.http("api.test").get("/").respond(200)
+    with net.intercept():
+        assert transfer("http://api.test/nope").status == 404
+    net.close()
+    with pytest.raises(UnmatchedRequest, match="GET /nope"):
+        net.check()
+    net.check()  # each problem is raised once
