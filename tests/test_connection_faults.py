@@ -319,6 +319,17 @@ def test_ipv6_fails_and_happy_eyeballs_falls_back_to_ipv4(
     assert len(curlfault.ledger.records) == (1 if isinstance(ipv6_fault, faults.Refuse) else 2)
 
 
+def test_a_tls_fault_on_ipv6_gets_no_ipv4_fallback(curlfault) -> None:
+    # As docs/faults.md says: happy eyeballs races connects; once IPv6's TCP connect has
+    # succeeded, a failed handshake on it is the transfer's result (35), with no IPv4 try.
+    api = curlfault.https("secure.test")
+    api.get("/").respond(200)
+    api.connection_faults(faults.handshake_reset(), family="ipv6")
+    assert transfer("https://secure.test/").code == pycurl.E_SSL_CONNECT_ERROR
+    assert [c.family for c in api.connections] == ["ipv6"]
+    assert transfer("https://secure.test/").code == 0  # the next connection is healthy
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_healthy_ipv6_wins_and_ipv4_faults_wait(curlfault, transport: str) -> None:
     api = _api(curlfault, transport)

@@ -375,3 +375,30 @@ def test_unmodelled_connection_fault_is_refused_at_declaration(curlfault) -> Non
     for f in unmodelled:
         with pytest.raises(NotImplementedError, match="not modelled yet"):
             api.connection_faults(f)
+
+
+@pytest.mark.parametrize("fault", [faults.close(), faults.reset()], ids=["close", "reset"])
+def test_a_cut_before_any_response_byte_on_a_reused_connection_is_retried(
+    curlfault, fault: faults.StreamFault
+) -> None:
+    # As docs/faults.md says: the CURLcode table is for a fresh connection. On a reused
+    # keep-alive connection libcurl takes a close before any response byte for a stale
+    # connection and sends the request again on a new one, a POST included: 0, and the
+    # fake records the POST twice (the bug a client that must not repeat a payment has).
+    api = curlfault.http("api.test", transport="tcp")
+    api.get("/warm").respond(200)
+    api.post("/pay").respond(200, fault=fault).respond(201)
+    c = pycurl.Curl()
+    try:
+        assert transfer("http://api.test/warm", curl=c).code == 0
+        r = transfer("http://api.test/pay", curl=c, POSTFIELDS="amount=10")
+        assert (r.code, r.status) == (0, 201)
+    finally:
+        c.close()
+    assert [q.body for q in api.post("/pay").requests] == [b"amount=10", b"amount=10"]
+    assert [q.connection_id for q in api.requests] == [1, 1, 2]
+    # on a fresh connection the same fault is the table's code, and nothing is repeated
+    api.post("/fresh").respond(200, fault=fault)
+    r = transfer("http://api.test/fresh", POSTFIELDS="amount=10")
+    assert r.code == (pycurl.E_GOT_NOTHING if fault == faults.close() else pycurl.E_RECV_ERROR)
+    assert len(api.post("/fresh").requests) == 1
