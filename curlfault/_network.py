@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
@@ -498,11 +498,7 @@ class FakeNetwork:
         if len(problems) > 1 or self.connections:
             # The same problem again (a client retrying a refused host) is counted, not
             # listed again: (class, text) -> how many times.
-            counts: dict[tuple[type, str], int] = {}
-            for p in problems:
-                key = (type(p), str(p))
-                counts[key] = counts.get(key, 0) + 1
-            distinct = list(counts.items())
+            distinct = list(Counter((type(p), str(p)) for p in problems).items())
             lines = [f"{first}"]
             if distinct[0][1] > 1:
                 lines.append(f"(the same problem {distinct[0][1]} times)")

@@ -11,6 +11,7 @@ summary lists them all.
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -306,10 +307,7 @@ class LeakPlugin:
         lines = [f"curlfault: {item.nodeid}: {', '.join(parts)}"]
         # The same finding again (a client retrying a refused host) is counted, not listed
         # again.
-        counts: dict[tuple[str, str], int] = {}
-        for finding in findings:
-            counts[finding] = counts.get(finding, 0) + 1
-        for i, ((kind, text), n) in enumerate(counts.items(), 1):
+        for i, ((kind, text), n) in enumerate(Counter(findings).items(), 1):
             first, newline, rest = text.partition("\n")
             times = f" ({n} times)" if n > 1 else ""
             lines.append(f"{i}. {TITLE.get(kind, kind)}: {first}{times}{newline}{rest}")
@@ -359,10 +357,7 @@ class LeakPlugin:
         tr = terminalreporter
         # One entry per distinct problem of a test (a client retrying a refused host
         # makes the same one again), with how many times it happened.
-        times: dict[tuple[str, str, str], int] = {}
-        for f in self.found:
-            if f[0] != WAIVED:
-                times[f] = times.get(f, 0) + 1
+        times = Counter(f for f in self.found if f[0] != WAIVED)
         counted = list(times)
         waived = [f for f in self.found if f[0] == WAIVED]
         what = " and ".join(
