@@ -55,6 +55,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """Inner runs print 80 columns wide, whatever terminal the outer run has: some tests
+    compare with a documented report. (pytest's ``CI`` variable, which makes the short test
+    summary show whole messages, is left as it is: the suite must pass with it and without.)"""
+    monkeypatch.setenv("COLUMNS", "80")
+    return pytester
+
+
+@pytest.fixture
 def fetch() -> Callable[..., Result]:
     """``fetch(url, **pycurl_options) -> Result`` on a fresh pycurl handle."""
     return transfer

@@ -47,3 +47,19 @@ def report(result: pytest.RunResult, nodeid_part: str, when: str) -> Any:
     ]
     assert len(reports) == 1, reports
     return reports[0]
+
+
+def section(result: pytest.RunResult, title: str) -> str:
+    """The inner run's ``=== title ===`` section, up to the next such header line.
+
+    Assertions about one section must not read the next: how much of each error the short
+    test summary shows depends on the terminal's width and on whether pytest thinks it runs
+    on CI (the ``CI`` variable: then it shows each message whole).
+    """
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("=") and title in line)
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith("==")),
+        len(lines),
+    )
+    return "\n".join(lines[start:end]) + "\n"

@@ -19,7 +19,7 @@ import pytest
 # imported twice in one process, and pytester drops what an inner run imported).
 import trustme  # noqa: F401
 from pytest_curlfault._leaks import parse_handle_scope
-from pytester_support import QUIET, report, write_inner
+from pytester_support import QUIET, report, section, write_inner
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = (Path(__file__).with_name("loopback_server.py")).read_text(encoding="utf-8")
@@ -1014,7 +1014,7 @@ def test_the_summary_lists_what_the_curlfault_fixture_found(
     result.assert_outcomes(passed=4, failed=1, errors=4)
     result.stdout.fnmatch_lines(["*= curlfault (--curlfault-leaks): 4 problem(s) =*"])
     text = result.stdout.str()
-    summary = text[text.index("curlfault (--curlfault-leaks): 4 problem(s)") :]
+    summary = section(result, "curlfault (--curlfault-leaks): 4 problem(s)")
     assert "UnexpectedConnection: raised by a user's fixture" in text  # the test's error
     assert "raised by a user's fixture" not in summary
     for line in (

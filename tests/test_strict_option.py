@@ -7,7 +7,7 @@ import pytest
 # Imported once, outside every inner run (see test_plugin.py).
 import trustme  # noqa: F401
 from pytest_curlfault._leaks import parse_allow_hosts
-from pytester_support import QUIET
+from pytester_support import QUIET, section
 from test_leaks import make_tests, properties
 
 STRICT = """
@@ -140,7 +140,7 @@ def test_a_refusal_repeated_by_retries_is_listed_once_with_a_count(
             "  the handle was made at:",
         ]
     )
-    assert result.stdout.str().count("1. UnexpectedConnection") == 1
+    assert section(result, "ERRORS").count("1. UnexpectedConnection") == 1
     result.stdout.no_fnmatch_line("2. *")
     # the run's summary lists it once too, with the count
     result.stdout.fnmatch_lines(
