@@ -290,7 +290,8 @@ def _describe_url(url: str) -> tuple[str, str]:
     port = port or default
     kind = "https" if scheme == "https" else "http"
     extra = "" if port in (None, default) else f", {port}"
-    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({host!r}{extra})`"
+    name = host.rstrip(".") or host  # "api.test." is "api.test": either spelling serves both
+    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({name!r}{extra})`"
 
 
 def _inode(sock: _socket.socket) -> int:

@@ -35,7 +35,7 @@ from ._http import Request
 from ._ledger import KEPT_FOREVER, AttachSite, Ledger, LedgerReport, Site, SocketRecord
 from ._listener import ConnectPoint
 from ._loop import Loop
-from ._track_report import LIBRARY_FRAMES, format_site, is_ip, is_localhost
+from ._track_report import LIBRARY_FRAMES, format_site, is_ip, is_localhost, other_spelling
 from ._wiring import SINK_IP, Wiring
 
 if TYPE_CHECKING:
@@ -251,21 +251,32 @@ class FakeNetwork:
             resolve: list[str] = []
             connect_to: list[str] = []
             # Exact ports before wildcard ports, in declaration order.
+            declared = {ep.host for ep in self.endpoints}
+            spelled: list[tuple[list[str], list[str]]] = []  # the other spelling's entries
             for ep in sorted(self.endpoints, key=lambda e: e.port is None):
                 r, c = ep.pin_entries()
                 resolve += r
                 connect_to.append(c)
+                other = None if is_localhost(ep.host.rstrip(".")) else other_spelling(ep.host)
+                if other is not None and other not in declared:
+                    n = len(ep.host)
+                    spelled.append(([], [other + c[n:]]))
+            # "api.test." is the DNS name "api.test": a URL may spell a host either way,
+            # and libcurl matches its pins as spelled. Both reach the endpoint, and neither
+            # is ever sent to the resolver. After every declared spelling's own entries.
+            for more_resolve, more_connect_to in spelled:
+                resolve += more_resolve
+                connect_to += more_connect_to
             if not self.strict:
                 # A fake name's other ports go to the sink too (refused and reported), never
                 # to the resolver and the real network: the strict sink entry would cover
                 # them, and a lax network has none. After every host's own entries. Not IP
                 # literals and localhost: no resolver is asked for them, and a lax network
                 # lets a test reach a real local server on another port.
-                connect_to += [
-                    f"{h}::{SINK_IP}:9"
-                    for h in dict.fromkeys(ep.host for ep in self.endpoints)
-                    if not (is_ip(h) or is_localhost(h))
-                ]
+                hosts = dict.fromkeys(ep.host for ep in self.endpoints)  # declaration order
+                names = [h for h in hosts if not (is_ip(h) or is_localhost(h.rstrip(".")))]
+                names += [o for h in names if (o := other_spelling(h)) and o not in declared]
+                connect_to += [f"{h}::{SINK_IP}:9" for h in names]
             self._pins = (resolve, connect_to)
         return self._pins
 
@@ -339,7 +350,8 @@ class FakeNetwork:
 
     def _serves_host(self, host: str) -> bool:
         """Whether an endpoint serves ``host`` (as ``_host()`` spells it), on any port."""
-        return any(ep.host == host for ep in self.endpoints)
+        other = other_spelling(host)
+        return any(ep.host == host or ep.host == other for ep in self.endpoints)
 
     def _stray_connection(self, text: str, site: Site) -> None:
         """A handle of another, closed network connected while this one intercepts."""

@@ -29,6 +29,7 @@ __all__ = [
     "ip_literal",
     "is_ip",
     "is_localhost",
+    "other_spelling",
     "parse_host",
     "url_host",
 ]
@@ -125,6 +126,15 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def other_spelling(host: str) -> str | None:
+    """The same DNS name with its trailing dot dropped, or with one added ("api.test." is
+    "api.test"); None for an IP literal. libcurl matches RESOLVE and CONNECT_TO entries as
+    the URL spells the name, so a pin must carry both spellings."""
+    if is_ip(host):
+        return None
+    return host[:-1] if host.endswith(".") else host + "."
 
 
 def describe_record(rec: SocketRecord, root: str | None = None, hide: Iterable[str] = ()) -> str:

@@ -51,6 +51,7 @@ from ._track_report import (
     ip_literal,
     is_ip,
     is_localhost,
+    other_spelling,
     parse_host,
     url_host,
 )
@@ -208,6 +209,10 @@ class Tracker:
             for name in self._names:
                 hosts.extend(self._resolve(name))
             self._allowed_ips.update(h for h in hosts if is_ip(h))
+            # A name's other spelling ("api.example.com." is "api.example.com" to DNS) is
+            # allowed too: a URL may use either, and libcurl matches its pins as spelled.
+            names = set(self._names)
+            hosts += [o for n in self._names if (o := other_spelling(n)) and o not in names]
             entries = []
             for host in dict.fromkeys(hosts):
                 h = f"[{host}]" if ":" in host else host
@@ -225,6 +230,11 @@ class Tracker:
             return []  # libcurl will fail to resolve it too (CURLcode 6)
         found = (ip_literal(str(info[4][0]).split("%")[0]) for info in infos)
         return [ip for ip in found if ip is not None]
+
+    def _is_allowed_name(self, host: str) -> bool:
+        """Whether the URL host ``host`` is on the allow-list, in either spelling."""
+        allowed = self.allow_hosts
+        return (ip_literal(host) or host) in allowed or other_spelling(host) in allowed
 
     def _allowed(self, wiring: TrackWiring, address: Any) -> bool:
         family, _socktype, _protocol, addr = address
@@ -261,7 +271,7 @@ class Tracker:
                 wiring.site,
             )
             return
-        if ip == SINK_IP and host and (ip_literal(host) or host) in self.allow_hosts:
+        if ip == SINK_IP and host and self._is_allowed_name(host):
             # The URL's host is allowed, so this connection is for another one: a redirect's
             # target (a tracked handle does not see the Location) or the client's own
             # CONNECT_TO. Its name is not known here; libcurl's error text has it.

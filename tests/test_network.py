@@ -286,6 +286,45 @@ def test_non_strict_never_resolves_a_fake_host_on_another_port() -> None:
         net.close()
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
+def test_a_host_spelled_with_its_trailing_dot_is_the_same_host(strict: bool) -> None:
+    """ "api.test." is the DNS name "api.test": served by its endpoint, never resolved.
+
+    libcurl matches pins as the URL spells the name: before, a lax network sent the dotted
+    spelling of a fake host to the system resolver (a DNS query for it left the process),
+    and a strict one refused it with advice to declare it a second time."""
+    from curlfault import UnexpectedConnection
+
+    net = FakeNetwork(strict=strict)
+    try:
+        with net.intercept():
+            api = net.http("api.test")
+            api.get("/").respond(body="fake")
+            net.http("dotted.test.").get("/").respond(body="dotted")
+            net.http("both.test").get("/").respond(body="plain")
+            net.http("both.test.").get("/").respond(body="with dot")  # its own endpoint
+            assert transfer("http://api.test./").body == b"fake"
+            assert transfer("http://API.Test./").body == b"fake"
+            assert transfer("http://dotted.test/").body == b"dotted"
+            assert transfer("http://both.test/").body == b"plain"
+            assert transfer("http://both.test./").body == b"with dot"
+            assert [r.header("host") for r in api.requests] == ["api.test.", "API.Test."]
+            # its other ports: refused and reported, not resolved (6)
+            assert transfer("http://api.test.:8080/").code == pycurl.E_COULDNT_CONNECT
+        with pytest.raises(
+            UnexpectedConnection, match=r"api\.test\.:8080.*`net\.http\('api\.test', 8080\)`"
+        ):
+            net.check()
+    finally:
+        net.close()
+
+
+def test_a_tls_host_spelled_with_its_trailing_dot_is_verified(curlfault) -> None:
+    curlfault.https("secure.test").get("/").respond(body="tls")
+    r = transfer("https://secure.test./", CAINFO_BLOB=curlfault.ca.cert_pem.bytes())
+    assert (r.code, r.body) == (0, b"tls")
+
+
 def test_a_handle_moves_to_a_new_network_once_the_old_one_closed() -> None:
     """A module-level handle attached test after test: the old network's kept connection
     is closed by the new network's callback, and counted by the ledger that opened it."""

@@ -889,6 +889,19 @@ def test_strict_allowed_name_reaches_every_address_libcurl_resolves(server: Loop
         assert t.take_events() == []
 
 
+def test_strict_allows_an_allowed_name_spelled_with_its_trailing_dot(
+    server: LoopbackServer,
+) -> None:
+    # libcurl matches CONNECT_TO entries as the URL spells the name: before, "localhost."
+    # went to the sink and was refused, with advice to allow "localhost." as well.
+    with Tracker(strict=True, allow_hosts=["localhost"]) as t:
+        assert transfer(f"http://localhost.:{server.port}/").code == 0
+        assert t.take_events() == []
+    with Tracker(strict=True, allow_hosts=["localhost."]) as t:
+        assert transfer(f"http://localhost:{server.port}/").code == 0
+        assert t.take_events() == []
+
+
 def test_strict_allows_an_ipv4_mapped_address_as_libcurl_spells_it() -> None:
     # An IPv6 socket bound to the mapped address listens on 127.0.0.1 (loopback only).
     with LoopbackServer(host="::ffff:127.0.0.1") as srv:
