@@ -232,9 +232,13 @@ class Tracker:
         return [ip for ip in found if ip is not None]
 
     def _is_allowed_name(self, host: str) -> bool:
-        """Whether the URL host ``host`` is on the allow-list, in either spelling."""
+        """Whether the URL host ``host`` is allowed: on the list in either spelling, or an
+        address an allowed name resolves to (``localhost`` allows ``127.0.0.1``)."""
         allowed = self.allow_hosts
-        return (ip_literal(host) or host) in allowed or other_spelling(host) in allowed
+        ip = ip_literal(host)
+        if ip is not None:
+            return ip in allowed or ip in self._allowed_ips
+        return host in allowed or other_spelling(host) in allowed
 
     def _allowed(self, wiring: TrackWiring, address: Any) -> bool:
         family, _socktype, _protocol, addr = address
@@ -264,10 +268,12 @@ class Tracker:
                 UNEXPECTED,
                 f"pycurl connected to {host}:{port} (url {url}) with a handle that the "
                 "FakeNetwork in use did not route, though it serves that host: the handle "
-                "was made before the network intercepted (by a fixture of a wider scope, at "
-                "import time, or in another thread); the connection was refused (CURLcode "
-                "7). Make the handle inside the test, or route it with "
-                "curlfault.attach(handle)",
+                "was made before the network intercepted (by an autouse fixture, a fixture "
+                "of a wider scope, at import time, or in another thread); the connection was "
+                "refused (CURLcode 7). Make the handle inside the test (or in a "
+                "function-scoped fixture that is not autouse), or route it with "
+                "curlfault.attach(handle), which a reset() of a plain pycurl handle undoes "
+                "(tornado's client resets its handles after every request)",
                 wiring.site,
             )
             return

@@ -110,10 +110,12 @@ def test_a_handle_the_network_in_use_did_not_route_is_told_to_attach(
             "*_ ERROR at teardown of test_unrouted _*",
             "1. UnexpectedConnection: pycurl connected to api.test:80 (url http://api.test/) "
             "with a handle that the FakeNetwork in use did not route, though it serves that "
-            "host: the handle was made before the network intercepted (by a fixture of a "
-            "wider scope, at import time, or in another thread); the connection was refused "
-            "(CURLcode 7). Make the handle inside the test, or route it with "
-            "curlfault.attach(handle)",
+            "host: the handle was made before the network intercepted (by an autouse "
+            "fixture, a fixture of a wider scope, at import time, or in another thread); the "
+            "connection was refused (CURLcode 7). Make the handle inside the test (or in a "
+            "function-scoped fixture that is not autouse), or route it with "
+            "curlfault.attach(handle), which a reset() of a plain pycurl handle undoes "
+            "(tornado's client resets its handles after every request)",
         ]
     )
     result.stdout.no_fnmatch_line("*--curlfault-allow-hosts=api.test*")
@@ -128,10 +130,20 @@ def test_a_refusal_repeated_by_retries_is_listed_once_with_a_count(
         def test_retries():
             for _ in range(3):
                 assert get("http://api.example.invalid/")[0] == pycurl.E_COULDNT_CONNECT
+
+        def test_retries_then_fails():
+            for _ in range(3):
+                get("http://retry.example.invalid/")
+            assert False
         """,
     )
     result = run(pytester, "--curlfault-strict")
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    # the failed test's report says why its connections failed: each refusal once, counted
+    failed = section(result, "FAILURES")
+    assert failed.count("pycurl connected to retry.example.invalid") == 1
+    assert "(url http://retry.example.invalid/)" in failed
+    assert "(ini: curlfault_allow_hosts) (3 times)" in failed
     result.stdout.fnmatch_lines(
         [
             "curlfault: test_inner.py::test_retries: 3 connections refused by --curlfault-strict",
@@ -145,7 +157,7 @@ def test_a_refusal_repeated_by_retries_is_listed_once_with_a_count(
     # the run's summary lists it once too, with the count
     result.stdout.fnmatch_lines(
         [
-            "*= curlfault (--curlfault-strict): 1 problem(s) =*",
+            "*= curlfault (--curlfault-strict): 2 problem(s) =*",
             "test_inner.py::test_retries",
             "  UnexpectedConnection: pycurl connected to api.example.invalid:80 *(3 times)",
         ]

@@ -932,18 +932,23 @@ def test_strict_refusal_after_a_redirect_does_not_blame_the_allowed_host() -> No
                 b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
 
-    server = threading.Thread(target=redirect_once)
-    server.start()
+    # Allowed by address, and by a name that resolves to it (a report said "127.0.0.1 ...
+    # is not an allowed host" when "localhost" was the allowed entry).
     try:
-        with Tracker(strict=True, allow_hosts=["127.0.0.1"]) as t:
-            r = transfer(f"http://127.0.0.1:{port}/start", FOLLOWLOCATION=1)
-            assert r.code == pycurl.E_COULDNT_CONNECT
-            (event,) = t.take_events()
-        assert "port 8080 of a host that is not allowed" in event.text
-        assert "not the URL's host 127.0.0.1, which is allowed" in event.text
-        assert "--curlfault-allow-hosts=127.0.0.1" not in event.text
+        for allowed in ("127.0.0.1", "localhost"):
+            server = threading.Thread(target=redirect_once)
+            server.start()
+            try:
+                with Tracker(strict=True, allow_hosts=[allowed]) as t:
+                    r = transfer(f"http://127.0.0.1:{port}/start", FOLLOWLOCATION=1)
+                    assert r.code == pycurl.E_COULDNT_CONNECT
+                    (event,) = t.take_events()
+                assert "port 8080 of a host that is not allowed" in event.text
+                assert "not the URL's host 127.0.0.1, which is allowed" in event.text
+                assert "--curlfault-allow-hosts=127.0.0.1" not in event.text
+            finally:
+                server.join(10)
     finally:
-        server.join(10)
         listener.close()
 
 

@@ -172,7 +172,10 @@ class LeakPlugin:
         events = self.tracker.take_events(nodeid, kinds=[UNEXPECTED])
         if events:
             texts = [e.describe(self.root, HIDE) for e in events]
-            self._sections[(nodeid, when)] = "\n".join(texts)
+            # A client that retried: each refusal once, with its count (as in the summary).
+            self._sections[(nodeid, when)] = "\n".join(
+                _counted(text, n) for text, n in Counter(texts).items()
+            )
             self._shown.setdefault(nodeid, []).extend((PROPERTY[UNEXPECTED], t) for t in texts)
 
     def _teardown_report(self, report: pytest.TestReport) -> None:
@@ -308,9 +311,7 @@ class LeakPlugin:
         # The same finding again (a client retrying a refused host) is counted, not listed
         # again.
         for i, ((kind, text), n) in enumerate(Counter(findings).items(), 1):
-            first, newline, rest = text.partition("\n")
-            times = f" ({n} times)" if n > 1 else ""
-            lines.append(f"{i}. {TITLE.get(kind, kind)}: {first}{times}{newline}{rest}")
+            lines.append(f"{i}. {TITLE.get(kind, kind)}: {_counted(text, n)}")
         if advice_key in item.stash:
             lines.append(advice_text(item.stash[advice_key]))
         elif leaks:
@@ -406,3 +407,11 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException] | None
 
 def _module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
+
+
+def _counted(text: str, n: int) -> str:
+    """``text`` with "(N times)" at the end of its first line when it was seen N > 1 times."""
+    if n == 1:
+        return text
+    first, newline, rest = text.partition("\n")
+    return f"{first} ({n} times){newline}{rest}"
