@@ -96,6 +96,7 @@ class RstStream(H2Fault):
 
     curlcode: ClassVar[int] = 92
     name: ClassVar[str] = "rst_stream"
+    ends_h2_stream: ClassVar[bool] = True
     error_code: int = 2
     after_bytes: int | None = None
 
@@ -118,6 +119,7 @@ class RefusedStream(H2Fault):
 
     curlcode: ClassVar[int] = 56
     name: ClassVar[str] = "refused_stream"
+    ends_h2_stream: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, repr=False)
@@ -132,6 +134,7 @@ class GoAway(H2Fault):
 
     curlcode: ClassVar[int] = 56
     name: ClassVar[str] = "goaway"
+    ends_h2_stream: ClassVar[bool] = True
     last_stream_id: int = 0
     error_code: int = 0
 
@@ -152,6 +155,7 @@ class BadFrame(H2Fault):
 
     curlcode: ClassVar[int] = 16
     name: ClassVar[str] = "bad_frame"
+    ends_h2_stream: ClassVar[bool] = True
     frame: bytes = DEFAULT_BAD_FRAME
 
     def __post_init__(self) -> None:
@@ -174,6 +178,7 @@ class FlowStall(H2Fault):
 
     curlcode: ClassVar[int] = 28
     name: ClassVar[str] = "flow_stall"
+    ends_h2_stream: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, repr=False)

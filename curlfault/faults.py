@@ -86,6 +86,10 @@ class ConnectionFault(Fault):
 class StreamFault(Fault):
     """A fault applied to the bytes of one response. ``a + b`` composes two of them."""
 
+    # An HTTP/2 fault that ends or holds the stream's answer (rst_stream, refused_stream,
+    # goaway, bad_frame, flow_stall): a response can have one, since it would hide another.
+    ends_h2_stream: ClassVar[bool] = False
+
     def __add__(self, other: object) -> Compose:
         if not isinstance(other, StreamFault):
             if isinstance(other, Fault):
@@ -413,6 +417,13 @@ class Compose(StreamFault):
             raise UsageError("compose at most one pacing fault (drip or slicer) per response")
         if sum(isinstance(f, Latency) for f in flat) > 1:
             raise UsageError("compose at most one latency(...) per response")
+        ending = [f for f in flat if f.ends_h2_stream]
+        if len(ending) > 1:
+            raise UsageError(
+                f"{' + '.join(map(repr, ending))}: compose at most one of rst_stream, "
+                "refused_stream, goaway, bad_frame and flow_stall per response (the first "
+                "to act would hide the others); settings() composes with any of them"
+            )
         object.__setattr__(self, "faults", tuple(flat))
 
     def __repr__(self) -> str:

@@ -298,6 +298,13 @@ def test_early_413_during_upload(curlfault, transport) -> None:
         (lambda: faults.close() + faults.refuse(), r"refuse\(\) is a connection fault"),
         (lambda: faults.ws_drop() + faults.close(), r"ws_drop\(reset=False\) is not a stream"),
         (lambda: faults.close() + faults.ws_drop(), r"ws_drop\(reset=False\) is not a stream"),
+        # two HTTP/2 faults that each end the answer: only the first acted, silently
+        (
+            lambda: faults.goaway(last_stream_id=1) + faults.rst_stream(),
+            r"goaway\(.*\) \+ rst_stream\(.*\): compose at most one of rst_stream",
+        ),
+        (lambda: faults.bad_frame() + faults.flow_stall(), "at most one of rst_stream"),
+        (lambda: faults.refused_stream() + faults.goaway(), "at most one of rst_stream"),
     ],
 )
 def test_bad_fault_specs_fail_at_declaration(make, message) -> None:

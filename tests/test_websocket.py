@@ -214,6 +214,24 @@ def test_handler_that_raises_closes_1011_and_fails_check() -> None:
         net.close()
 
 
+def test_handler_that_returns_a_bad_value_closes_1011_and_fails_check() -> None:
+    # Before: nothing was sent, and the client waited until its own deadline.
+    net = FakeNetwork()
+    try:
+        with net.intercept():
+            endpoint(net).websocket("/chat").handle(lambda m: 42)
+            c = connect()
+            try:
+                c.ws_send("x")
+                assert recv(c) == (b"\x03\xf3handler returned a bad value", pycurl.WS_CLOSE)
+            finally:
+                c.close()
+        with pytest.raises(ServerError, match="a WebSocket handler returned 42"):
+            net.check()
+    finally:
+        net.close()
+
+
 def test_server_ping_is_answered_by_libcurl_on_the_next_send(curlfault) -> None:
     """CONNECT_ONLY=2: libcurl queues its automatic pong until the client's next ws_send."""
     chat = endpoint(curlfault).websocket("/chat").ping(b"beat").receive()
@@ -471,6 +489,23 @@ def test_plain_get_to_a_websocket_path_gets_426_and_fails_check() -> None:
             net.check()
     finally:
         net.close()
+
+
+def test_a_path_with_an_http_route_and_a_websocket_route_serves_both(curlfault) -> None:
+    # A page and its socket on one path, as real servers do. Before, the GET route could
+    # never answer: every plain GET got the WebSocket route's 426.
+    api = endpoint(curlfault)
+    page = api.get("/chat").respond(200, body="the chat page")
+    chat = api.websocket("/chat").echo()
+    r = transfer("http://api.test/chat")
+    assert (r.code, r.status, r.body) == (0, 200, b"the chat page")
+    c = connect()
+    try:
+        c.ws_send("hi")
+        assert recv(c) == (b"hi", pycurl.WS_TEXT)
+    finally:
+        c.close()
+    assert (page.calls, chat.sessions, chat.received) == (1, 1, ["hi"])
 
 
 def test_a_repeated_plain_get_to_a_websocket_path_gets_426_again() -> None:

@@ -283,6 +283,12 @@ class Http1Server:
         request.body = b"".join(self._body)
         self._body = ()
         ws_route = self.endpoint.websocket_route(request)
+        if (
+            ws_route is not None
+            and "websocket" not in (request.header("Upgrade") or "").lower()
+            and self.endpoint.match(request) is not None
+        ):
+            ws_route = None  # no upgrade asked, and an HTTP route serves the path: that one
         if ws_route is not None:  # the handshake: wsproto serves the connection from now on
             from .websocket import upgrade
 

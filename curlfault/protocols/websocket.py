@@ -251,6 +251,7 @@ class WebSocketSession:
         self.conn.server_failed(
             TypeError(f"a WebSocket handler returned {result!r}; return str, bytes, a list or None")
         )
+        self._close(1011, "handler returned a bad value")  # as for a handler that raised
         return []
 
     def _run(self) -> None:
