@@ -134,7 +134,12 @@ class SocketRecord:
 
 
 def under_root(path: str, root: str | None) -> str:
-    """``path`` relative to ``root`` when it lies under it (a report's file names)."""
+    """``path`` relative to ``root`` when it lies under it (a report's file names).
+
+    A path with ``..`` in it (a module imported through ``sys.path`` entry such as
+    ``tests/../lib``) is normalised first, so it reads, and matches, as the file's path."""
+    if ".." in path:
+        path = os.path.normpath(path)
     if root and path.startswith(root.rstrip(os.sep) + os.sep):
         return path[len(root.rstrip(os.sep)) + 1 :]
     return path

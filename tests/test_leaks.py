@@ -1188,3 +1188,20 @@ def test_example_suite_produces_the_documented_report(pytester: pytest.Pytester)
         conftest.write("\nimport client\n\n\n" + fixture_fix)
     result = pytester.runpytest_subprocess("--curlfault-leaks", "--strict-config", timeout=120)
     result.assert_outcomes(passed=2)
+
+
+def test_a_path_through_dotdot_reads_and_matches_as_the_files_path() -> None:
+    # A module imported through a sys.path entry such as "realtests/../tests": the suggested
+    # scope pattern said "realtests/../tests/apiclient.py", which the rootdir-relative
+    # pattern the docs describe did not match.
+    import os
+
+    from pytest_curlfault._leaks_advice import relative
+
+    from curlfault._ledger import under_root
+
+    root = os.sep + os.path.join("r", "proj")
+    path = os.path.join(root, "realtests", "..", "tests", "apiclient.py")
+    assert relative(path, root) == "tests/apiclient.py"
+    assert under_root(path, root) == os.path.join("tests", "apiclient.py")
+    assert relative(os.path.join(os.sep, "elsewhere", "x.py"), root) == "/elsewhere/x.py"

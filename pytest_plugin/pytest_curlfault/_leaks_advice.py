@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from curlfault import SocketRecord
+from curlfault._ledger import under_root
 
 from ._leaks_options import MARKER
 
@@ -116,6 +117,4 @@ def _is_own(path: str, root: str) -> bool:
 
 def relative(path: str, root: str) -> str:
     """``path`` relative to ``root`` with ``/`` separators when under it, else unchanged."""
-    prefix = root.rstrip(os.sep) + os.sep
-    rel = path[len(prefix) :] if path.startswith(prefix) else path
-    return rel.replace(os.sep, "/")
+    return under_root(path, root).replace(os.sep, "/")
