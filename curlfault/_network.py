@@ -252,21 +252,18 @@ class FakeNetwork:
             connect_to: list[str] = []
             # Exact ports before wildcard ports, in declaration order.
             declared = {ep.host for ep in self.endpoints}
-            spelled: list[tuple[list[str], list[str]]] = []  # the other spelling's entries
+            # "api.test." is the DNS name "api.test": a URL may spell a host either way, and
+            # libcurl matches its pins as spelled. The other spelling gets a CONNECT_TO entry
+            # (its target needs no RESOLVE entry of its own), after every declared spelling's.
+            spelled: list[str] = []
             for ep in sorted(self.endpoints, key=lambda e: e.port is None):
                 r, c = ep.pin_entries()
                 resolve += r
                 connect_to.append(c)
                 other = None if is_localhost(ep.host.rstrip(".")) else other_spelling(ep.host)
                 if other is not None and other not in declared:
-                    n = len(ep.host)
-                    spelled.append(([], [other + c[n:]]))
-            # "api.test." is the DNS name "api.test": a URL may spell a host either way,
-            # and libcurl matches its pins as spelled. Both reach the endpoint, and neither
-            # is ever sent to the resolver. After every declared spelling's own entries.
-            for more_resolve, more_connect_to in spelled:
-                resolve += more_resolve
-                connect_to += more_connect_to
+                    spelled.append(other + c[len(ep.host) :])
+            connect_to += spelled
             if not self.strict:
                 # A fake name's other ports go to the sink too (refused and reported), never
                 # to the resolver and the real network: the strict sink entry would cover
