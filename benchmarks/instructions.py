@@ -26,13 +26,15 @@ from _common import callgrind_instructions, run_case  # noqa: E402
 
 def _cases() -> dict[str, Any]:
     from _cases import CfFresh, CfKeepAlive
-    from _floors import FloorFresh, FloorKeepAlive
+    from _floors import FloorFresh, FloorFreshReading, FloorKeepAlive, FloorKeepAliveReading
 
     return {
         "cf.get.fresh": CfFresh,
         "cf.get.keepalive": CfKeepAlive,
         "floor.get.fresh": FloorFresh,
         "floor.get.keepalive": FloorKeepAlive,
+        "floor.get.fresh.reading": FloorFreshReading,
+        "floor.get.keepalive.reading": FloorKeepAliveReading,
     }
 
 
