@@ -128,6 +128,11 @@ def caller_site(skip: int = 2, depth: int = 6) -> Site:
         if frame is None:
             return _site_of(())
         code = frame.f_code
+    library = _LIBRARY_FILES.get(code.co_filename)
+    if library is None:
+        library = _is_library_file(code.co_filename)
+    if library:
+        depth += _library_frames(frame)
     if depth != 6:
         return _walked_site(frame, depth)
     # A stack that ends first (a thread's) goes on with _END, whose code is None.
@@ -171,6 +176,11 @@ def own_site(skip: int = 2) -> Site:
         if frame is None:
             return _site_of(())
         code = frame.f_code
+    library = _LIBRARY_FILES.get(code.co_filename)
+    if library is None:
+        library = _is_library_file(code.co_filename)
+    if library:
+        return _walked_site(frame, 6 + _library_frames(frame))
     f1 = frame.f_back or _END
     f2 = f1.f_back or _END
     f3 = f2.f_back or _END
@@ -202,6 +212,64 @@ class _END:
 
 
 _END.f_back = _END
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    """Where installed packages and the standard library live on this machine."""
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        paths.update(site.getsitepackages())
+        paths.add(site.getusersitepackages())
+    except AttributeError:  # pragma: no cover - an embedded interpreter's stripped site module
+        pass
+    return tuple(sorted(os.path.join(os.path.abspath(p), "") for p in paths if p))
+
+
+_LIBRARY_PREFIXES = _library_prefixes()
+_LIBRARY_PARTS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+# co_filename -> whether it is a library's (see caller_site): one lookup per handle made.
+_LIBRARY_FILES: dict[str, bool] = {}
+_LIBRARY_FILES_MAX = 4096
+# How many library frames caller_site walks past at most, looking for the code that called
+# the library: a deeper stack keeps this many library frames and the next six.
+LIBRARY_FRAMES_MAX = 24
+
+
+def _is_library_file(filename: str) -> bool:
+    """Whether ``filename`` is an installed package's or the standard library's (cached)."""
+    library = (
+        filename.startswith(_LIBRARY_PREFIXES)
+        or any(part in filename for part in _LIBRARY_PARTS)
+        or filename.startswith("<frozen ")
+    )
+    if len(_LIBRARY_FILES) >= _LIBRARY_FILES_MAX:
+        _LIBRARY_FILES.clear()  # bounded, like the site cache
+    _LIBRARY_FILES[filename] = library
+    return library
+
+
+def _library_frames(frame: Any) -> int:
+    """How many frames from ``frame`` outward are a library's (at most LIBRARY_FRAMES_MAX).
+
+    A handle made inside a library (tornado's client makes its handles five frames deep)
+    would otherwise be recorded with the library's frames only, and a leak report would not
+    name the test code that made the client. The library's frames stay in the site: a scope
+    pattern such as ``*/tornado/curl_httpclient.py::_curl_create`` still matches.
+    """
+    n = 0
+    while frame is not None and n < LIBRARY_FRAMES_MAX:
+        filename = frame.f_code.co_filename
+        library = _LIBRARY_FILES.get(filename)
+        if library is None:
+            library = _is_library_file(filename)
+        if not library:
+            break
+        n += 1
+        frame = frame.f_back
+    return n
 
 
 def _walked_site(frame: Any, depth: int) -> Site:

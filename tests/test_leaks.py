@@ -586,7 +586,9 @@ def client(server):
             "    conftest.py:* in __init__",
             "    conftest.py:* in client",
             "Close each handle (curl.close()) by the end of the test's teardown: in the test, "
-            "or in the teardown of the function-scoped fixture that made it. This handle was "
+            "or in the teardown of the function-scoped fixture that made it. A CurlMulti or "
+            "CurlShare that the handle was added to keeps its connections open after "
+            "curl.close(): close it too (multi.close(), share.close()). This handle was "
             "made in the function-scoped fixture conftest.py::client: pytest holds a fixture's "
             "value until the test's teardown is over, so close the handle in that fixture, "
             "after a yield.",
@@ -808,6 +810,34 @@ def test_tracking_adds_no_pooled_close_warning(
     result.stdout.fnmatch_lines(["*RuntimeWarning: something else*"])
 
 
+def test_a_multi_that_keeps_a_closed_handles_connection_is_named_in_the_advice(
+    pytester: pytest.Pytester,
+) -> None:
+    # The handle was removed and closed; the multi's connection cache still holds its
+    # connection. Advice that only says "close each handle" sent the user looking for a
+    # handle they had closed.
+    make_tests(
+        pytester,
+        MULTI
+        + """
+def test_multi_kept(server):
+    KEEP.append(run_multi(server.url, n=1))
+
+def test_zz_close():
+    close_kept()
+""",
+    )
+    result = run(pytester, "--curlfault-leaks", "-k", "multi_kept or zz_close")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_multi_kept*",
+            "*A CurlMulti or CurlShare that the handle was added to keeps its connections open "
+            "after curl.close(): close it too (multi.close(), share.close()).*",
+        ]
+    )
+
+
 def test_tornado_client_under_filterwarnings_error(pytester: pytest.Pytester) -> None:
     pytest.importorskip("tornado")
     make_tests(
@@ -848,6 +878,68 @@ def test_tornado_client_under_filterwarnings_error(pytester: pytest.Pytester) ->
     # the suggested ini line names the test's own code, not this machine's tornado
     result.stdout.fnmatch_lines(["*add the line 'session test_inner.py::*' to the *"])
     result.stdout.no_fnmatch_line("*add the line '*site-packages*")
+
+
+def test_a_tornado_client_made_deep_in_a_fixture_is_reported_with_that_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    # tornado makes its handles five frames deep; the user's wrapper and helper add two
+    # more: the six frames past tornado's own name the module fixture, so the error says
+    # which fixture holds the client and suggests its scope, and the suggested line works.
+    pytest.importorskip("tornado")
+    make_tests(
+        pytester,
+        """
+        import asyncio
+        import warnings
+        import pytest
+        from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+        class Api:
+            def __init__(self):
+                self.client = CurlAsyncHTTPClient(force_instance=True)
+
+        def connect():
+            return Api()
+
+        @pytest.fixture(scope="module")
+        def loop():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            yield loop
+            asyncio.set_event_loop(None)
+            loop.close()
+
+        @pytest.fixture(scope="module")
+        def api(loop):
+            return connect()  # closed by the last test, not by this fixture
+
+        def test_uses_api(api, loop, server):
+            assert loop.run_until_complete(api.client.fetch(server.url)).body == b"hello"
+
+        def test_zz_close(api):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                api.client.close()
+        """,
+    )
+    # In child processes: tornado's and asyncio's process-wide state (the loop it binds a
+    # client to) does not carry over from one run to the next, nor into this process.
+    args = (*QUIET, "-W", "error", "--curlfault-leaks")
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_uses_api*",
+            "*curl_httpclient.py:* in _curl_create",
+            "*test_inner.py:* in __init__",
+            "*test_inner.py:* in connect",
+            "*test_inner.py:* in api",
+            "*or add the line 'module test_inner.py::api' to the curlfault_handle_scopes*",
+        ]
+    )
+    pytester.makeini("[pytest]\ncurlfault_handle_scopes = module test_inner.py::api\n")
+    pytester.runpytest_subprocess(*args, "--strict-config").assert_outcomes(passed=2)
 
 
 # the curlfault fixture in a tracked run -----------------------------------------------------

@@ -264,6 +264,58 @@ def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart(depth: int)
     assert deeper.frames[:2] == short.frames[:2]
 
 
+@pytest.mark.parametrize("walk", ["caller_site", "own_site"])
+def test_a_handle_made_inside_a_library_keeps_the_code_that_called_the_library(
+    monkeypatch: pytest.MonkeyPatch, walk: str
+) -> None:
+    """Frames of an installed package (or the standard library) do not count toward the six:
+    the site keeps them and six frames past them, so a leak names the user's fixture, not
+    only the library's innards; a walk that finds no end keeps at most LIBRARY_FRAMES_MAX."""
+    from curlfault import _intercept
+
+    walker = getattr(_intercept, walk)
+    library: list[Any] = []
+    for i in range(8):  # a library 8 frames deep, each level in a file of its own
+        scope: dict[str, Any] = {"inner": library[-1] if library else None, "walker": walker}
+        src = (
+            "def level():\n    return inner() if inner else walker(skip=1)\n"
+            if i
+            else "def level():\n    return walker(skip=1)\n"
+        )
+        filename = f"/opt/lib/site-packages/fakelib/level{i}.py"
+        exec(compile(src, filename, "exec"), scope)
+        library.append(scope["level"])
+    outermost = library[-1]
+
+    def fixture_code() -> Any:
+        return outermost()
+
+    def made_by_a_fixture() -> Any:
+        return fixture_code()
+
+    site = made_by_a_fixture()
+    functions = [f[2] for f in site.frames]
+    assert functions[:8] == ["level"] * 8
+    assert functions[8:10] == ["fixture_code", "made_by_a_fixture"]
+    assert len(site.frames) == 8 + 6
+    assert not _intercept._is_library_file(__file__)
+    assert _intercept._is_library_file(pytest.__file__)  # an installed package
+    assert _intercept._is_library_file(os.__file__)  # the standard library
+
+    # a library that calls itself past the bound: the walk stops there, then takes six more
+    monkeypatch.setattr(_intercept, "LIBRARY_FRAMES_MAX", 5)
+    deep = made_by_a_fixture()
+    assert [f[2] for f in deep.frames[:9]] == ["level"] * 8 + ["fixture_code"]
+    assert len(deep.frames) == 5 + 6
+    # a frame of the user's own code innermost: six frames, library frames among them or not
+    monkeypatch.setattr(_intercept, "LIBRARY_FRAMES_MAX", 24)
+
+    def own() -> Any:
+        return walker(skip=1)
+
+    assert len(own().frames) == 6
+
+
 def test_the_site_cache_is_bounded_and_each_site_names_its_own_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

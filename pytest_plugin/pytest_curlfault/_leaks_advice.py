@@ -1,7 +1,8 @@
 """What a ``--curlfault-leaks`` error tells the user to do about a leaked handle.
 
 Worked out only when a test is failed for a leak, from the frames recorded where the handle
-was made (the innermost six outside curlfault, see ``curlfault._intercept.caller_site``).
+was made (the innermost six outside curlfault and past a library's own, see
+``curlfault._intercept.caller_site``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def advice_text(found: Advice | None) -> str:
     its handle, or to say that it is meant to live longer."""
     close = (
         "Close each handle (curl.close()) by the end of the test's teardown: in the test, or "
-        "in the teardown of the function-scoped fixture that made it."
+        "in the teardown of the function-scoped fixture that made it. A CurlMulti or CurlShare "
+        "that the handle was added to keeps its connections open after curl.close(): close "
+        "it too (multi.close(), share.close())."
     )
     if found is None:
         return close

@@ -69,8 +69,8 @@ def addoption(parser: pytest.Parser, group: pytest.OptionGroup) -> None:
         default=[],
         help="lines 'SCOPE PATTERN' (SCOPE: module or session): under --curlfault-leaks, "
         "descriptors of handles made where PATTERN ('path::function', glob) matches one "
-        "of the six innermost frames of their stack are checked at the end of SCOPE "
-        "instead of the test.",
+        "of the six innermost frames of their stack (past an installed library's own) are "
+        "checked at the end of SCOPE instead of the test.",
     )
 
 
