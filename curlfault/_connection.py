@@ -53,6 +53,7 @@ class Connection:
         "endpoint",
         "family",
         "fault",
+        "fault_on",
         "host",
         "id",
         "network",
@@ -75,6 +76,9 @@ class Connection:
         self.transport = ""
         self.family = ""  # "ipv4" or "ipv6": the family of the address libcurl asked for
         self.fault: Fault | None = None
+        # The request a stream fault acted on ("GET /b", "GET /b (stream 3)"): a connection
+        # that served several requests shows which one in its trace header.
+        self.fault_on = ""
         self.refused = False
         self.opened_at = time.monotonic()
         # When the fake's end was connected: at once for a pair, when the listener
@@ -126,8 +130,9 @@ class Connection:
         start = self.opened_at
         lines = [
             f"#{self.id} {self.host or '?'} via {self.peer} [{self.transport or 'none'}]"
-            + (f" fault={self.fault!r}" if self.fault is not None else "")
             + (f" url={self.url}" if self.url else "")
+            + (f" fault={self.fault!r}" if self.fault is not None else "")
+            + (f" on {self.fault_on}" if self.fault is not None and self.fault_on else "")
         ]
         for t, text in self.events:
             lines.append(f"    +{(t - start) * 1000:8.3f} ms  {text}")

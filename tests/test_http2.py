@@ -4,6 +4,7 @@ connection, and every HTTP/2 fault's CURLcode, frames and ledger, over both pair
 from __future__ import annotations
 
 import io
+import re
 import time
 from typing import Any
 
@@ -256,6 +257,11 @@ def test_rst_stream_fails_one_stream_and_spares_the_others(
     assert rst.error_code == 2
     assert rst.stream_id == next(r.stream_id for r in api.requests if r.path == "/bad")
     assert curlfault.ledger.audit().ok
+    # the trace header names the stream the fault acted on, not only the connection's URL
+    conn = api.connections[0]
+    assert conn.fault_on == f"GET /bad (stream {rst.stream_id})"
+    header = conn.describe().splitlines()[0]
+    assert header.endswith(f"fault={conn.fault!r} on GET /bad (stream {rst.stream_id})")
 
 
 # faults -----------------------------------------------------------------------------------
@@ -542,3 +548,28 @@ def test_handler_can_return_an_http2_fault(curlfault: FakeNetwork) -> None:
     r = get("https")
     assert r.code == 0
     assert len(api.connections) == 2
+
+
+def test_a_stream_the_client_resets_is_traced_with_the_error_codes_name(
+    curlfault: FakeNetwork,
+) -> None:
+    # A write callback that aborts: libcurl resets the stream (libcurl 8.23 sends nghttp2's
+    # own failure code, -902 as a 32-bit number, which no RFC names) and sends GOAWAY
+    # (NO_ERROR) when the handle closes. Events name the codes, not h2's enum repr.
+    api = endpoint(curlfault, "https")
+    api.get("/big").respond(200, body=b"x" * 200_000)
+    c = pycurl.Curl()
+    c.setopt(pycurl.URL, "https://api.test/big")
+    c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+    c.setopt(pycurl.WRITEFUNCTION, lambda chunk: 0)
+    with pytest.raises(pycurl.error) as info:
+        c.perform()
+    c.close()
+    assert info.value.args[0] == pycurl.E_WRITE_ERROR
+    texts = [t for _, t in api.connections[0].events]
+    (reset,) = [t for t in texts if t.startswith("client reset stream 1 ")]
+    assert re.fullmatch(
+        r"client reset stream 1 \((CANCEL|0x[0-9a-f]+, not an HTTP/2 error code)\)", reset
+    )
+    assert "client sent GOAWAY (NO_ERROR)" in texts
+    assert not any("ErrorCodes" in t for t in texts)

@@ -409,3 +409,32 @@ def test_a_cut_before_any_response_byte_on_a_reused_connection_is_retried(
     r = transfer("http://api.test/fresh", POSTFIELDS="amount=10")
     assert r.code == (pycurl.E_GOT_NOTHING if fault == faults.close() else pycurl.E_RECV_ERROR)
     assert len(api.post("/fresh").requests) == 1
+
+
+def test_a_fault_on_a_kept_alive_connection_names_its_request_in_the_trace(curlfault) -> None:
+    # Two requests on one connection, the second one cut in its body (past the headers, or
+    # libcurl retries on a new connection): the trace header says which request.
+    api = curlfault.http("api.test")
+    api.get("/a").respond(200, body=b"fine")
+    api.get("/b").respond(200, body=b"x" * 100, fault=faults.close(after_bytes=60))
+    c = pycurl.Curl()
+    try:
+        assert transfer("http://api.test/a", curl=c).code == 0
+        assert transfer("http://api.test/b", curl=c).code == 18
+    finally:
+        c.close()
+    (conn,) = api.connections
+    assert conn.url == "http://api.test/a"
+    assert conn.fault_on == "GET /b"
+    assert " url=http://api.test/a fault=close(" in conn.describe().splitlines()[0]
+    assert conn.describe().splitlines()[0].endswith(" on GET /b")
+
+
+def test_a_composed_fault_is_named_whole_in_the_trace(curlfault) -> None:
+    api = curlfault.http("api.test")
+    fault = faults.delay(0.01) + faults.close(after_bytes=60)
+    api.get("/").respond(200, body=b"x" * 100, fault=fault)
+    assert transfer("http://api.test/").code == 18
+    (conn,) = api.connections
+    assert conn.fault == fault  # was None: the header named no fault at all
+    assert conn.describe().splitlines()[0].endswith(f" fault={fault!r} on GET /")

@@ -18,6 +18,7 @@ from .._errors import CurlFaultError, MalformedRequest, UsageError
 from .._http import Request, Response, reason_phrase
 from .._plan import Plan, build_ops, flatten, rewrite
 from ..faults import (
+    Compose,
     EarlyResponse,
     NoContinue,
     Reset,
@@ -401,7 +402,9 @@ class Http1Server:
         self._play(data, response.body, faults, close)
 
     def _play(self, data: bytes, body: bytes, faults: list[StreamFault], close: bool) -> None:
-        self.conn.fault = faults[0] if len(faults) == 1 else None
+        self.conn.fault = faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
+        request = self._request
+        self.conn.fault_on = f"{request.method} {request.target}" if request is not None else ""
         for f in faults:
             if isinstance(f, Reset) and self.conn.transport not in ("tcp", "listener"):
                 # Only TCP has RST. An endpoint that declares reset() up front serves over

@@ -54,6 +54,15 @@ FRAME_TYPES = {
     9: "CONTINUATION",
 }
 _ERROR_NAMES = {v: k for k, v in ERROR_CODES.items()}
+
+
+def _error_name(code: int | None) -> str:
+    """An HTTP/2 error code as the RFC names it (``CANCEL``), or in hex if it has no name."""
+    if code is None:
+        return "no error code"
+    return _ERROR_NAMES.get(int(code)) or f"0x{int(code):x}, not an HTTP/2 error code"
+
+
 # Connection-specific headers that HTTP/2 forbids (RFC 9113 section 8.2.2).
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
@@ -229,9 +238,11 @@ class Http2Server:
         elif isinstance(event, h2.events.StreamReset):
             self._out.pop(event.stream_id, None)
             self._uploading.discard(event.stream_id)
-            self.conn.event(f"client reset stream {event.stream_id} ({event.error_code!r})")
+            self.conn.event(
+                f"client reset stream {event.stream_id} ({_error_name(event.error_code)})"
+            )
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.conn.event(f"client sent GOAWAY ({event.error_code!r})")
+            self.conn.event(f"client sent GOAWAY ({_error_name(event.error_code)})")
             self._dead = True
             self._flush()
             self.transport.finish()
@@ -301,6 +312,7 @@ class Http2Server:
         h2_faults = [f for f in faults if isinstance(f, H2Fault)]
         if h2_faults:
             self.conn.fault = h2_faults[0] if len(h2_faults) == 1 else response.fault
+            self.conn.fault_on = f"{request.method} {request.target} (stream {sid})"
             self.conn.event(f"fault {' + '.join(map(repr, h2_faults))} on stream {sid}")
         for f in h2_faults:
             if isinstance(f, Settings):
