@@ -15,7 +15,9 @@ sits in front too, noting each socket made: libcurl closes one that sockopt neve
 FTP active-mode listener), which is then known as libcurl's, not a stranger's.
 
 With ``strict=True`` the handle also gets OPENSOCKETFUNCTION (refuse, or make the socket
-libcurl would have made) and a CONNECT_TO list.
+libcurl would have made) and a CONNECT_TO list, unless it is made while the tracker is
+``relaxed`` (a test marked ``curlfault(strict=False)``): its ``owned`` options then leave
+CONNECT_TO out, which is what "strict" means for one handle.
 """
 
 from __future__ import annotations
@@ -72,11 +74,17 @@ class TrackWiring:
         self.owned = tracker._owned
 
     # what InterceptedCurl asks of its wiring -------------------------------------------
+    @property
+    def strict(self) -> bool:
+        """Whether this handle's connections are refused unless allowed: the tracker's
+        strict mode, unless the handle was made while the tracker was ``relaxed``."""
+        return _CONNECT_TO in self.owned
+
     def install(self, curl: Any) -> None:
         tracker = self.tracker
         if tracker.leaks:
             _SETOPT(curl, _SOCKOPT, self._sockopt)
-        if tracker.strict:
+        if _CONNECT_TO in self.owned:  # strict
             _SETOPT(curl, _OPEN, self._opensocket)
             set_list(curl, _CONNECT_TO, [*self.user_connect_to, *tracker._pins()])
         if self.closing is not None:
@@ -101,7 +109,7 @@ class TrackWiring:
                 self._close_through_us(curl)
         elif option == _OPEN:
             self.user_open = value
-            if not self.tracker.strict and self.closing is None:
+            if _CONNECT_TO not in self.owned and self.closing is None:  # not strict
                 _SETOPT(curl, _OPEN, value)  # nothing of curlfault's in front of it yet
         elif option == _CONNECT_TO:
             # The user's entries first: the sink entry matches every host.
@@ -129,6 +137,7 @@ class TrackWiring:
 
     def duplicate(self, dup: Any, site: Site) -> TrackWiring:
         new = TrackWiring(self.tracker, site)
+        new.owned = self.owned  # a copy of a relaxed handle is relaxed too
         new.url, new.user_open, new.user_close = self.url, self.user_open, self.user_close
         new.follows, new.binds = self.follows, self.binds
         new.user_sockopt, new.user_connect_to = self.user_sockopt, self.user_connect_to
@@ -164,7 +173,7 @@ class TrackWiring:
 
     def _opensocket(self, purpose: int, address: Any) -> int:
         tracker = self.tracker
-        if tracker.strict:
+        if _CONNECT_TO in self.owned:  # strict
             try:
                 allowed = tracker._allowed(self, address)
             except Exception as exc:

@@ -208,6 +208,71 @@ def test_fakes_are_served_and_strict_false_fixtures_pass_through(pytester: pytes
     run(pytester, "--curlfault-strict").assert_outcomes(passed=2)
 
 
+RELAXED = """
+@pytest.fixture
+def client():
+    c = pycurl.Curl()  # made for the marked test: relaxed too
+    yield c
+    c.close()
+
+@pytest.fixture(scope="module")
+def shared():
+    c = pycurl.Curl()  # outlives the marked test that sets it up: strict all the same
+    yield c
+    c.close()
+
+@pytest.mark.curlfault(strict=False)
+def test_marked(server, client, shared):
+    assert get(server.url) == (0, b"hello")
+    assert get(server.url, curl=client) == (0, b"hello")
+    dup = client.duphandle()  # a copy of a relaxed handle is relaxed
+    try:
+        assert get(server.url, curl=dup) == (0, b"hello")
+    finally:
+        dup.close()
+
+@pytest.mark.curlfault(strict=False)
+class TestMarkedClass:
+    def test_in_class(self, server):
+        assert get(server.url) == (0, b"hello")
+
+    @pytest.mark.curlfault(strict=True)
+    def test_closer_marker_wins(self, server):
+        assert get(server.url)[0] == pycurl.E_COULDNT_CONNECT
+
+@pytest.mark.curlfault(strict=False)
+def test_marked_and_leaky(server):
+    kept(server.url)
+
+def test_unmarked(server, shared):
+    assert get(server.url)[0] == pycurl.E_COULDNT_CONNECT
+    assert get(server.url, curl=shared)[0] == pycurl.E_COULDNT_CONNECT
+
+def test_zz_close():
+    close_kept()
+"""
+
+
+@pytest.mark.parametrize("dist", [False, True], ids=["in-process", "xdist"])
+def test_a_test_marked_strict_false_may_reach_the_network_without_the_fixture(
+    pytester: pytest.Pytester, dist: bool
+) -> None:
+    # The marker that lets a curlfault fixture's handles reach the network does the same
+    # for a test without the fixture under --curlfault-strict: the handles made while it
+    # runs are not refused (a function fixture's too; a module fixture's stays strict, or
+    # the tests after would depend on which test made it). Leak tracking goes on for them.
+    make_tests(pytester, RELAXED)
+    args = ("-p", "xdist", "-n", "2") if dist else ()
+    result = run(pytester, "--curlfault-strict", *args)
+    result.assert_outcomes(passed=6, errors=2)  # the unmarked tests are refused, once each
+    result.stdout.fnmatch_lines(["*ERROR at teardown of*test_closer_marker_wins*"])
+    result.stdout.fnmatch_lines(["*ERROR at teardown of*test_unmarked*"])
+    result = run(pytester, "--curlfault-strict", "--curlfault-leaks", *args)
+    result.assert_outcomes(passed=6, errors=3)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of*test_marked_and_leaky*"])
+    result.stdout.fnmatch_lines(["*LeakError: descriptor never closed*test_marked_and_leaky*"])
+
+
 def test_strict_alone_does_not_report_leaks(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,

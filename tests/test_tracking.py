@@ -933,6 +933,39 @@ def test_strict_refuses_unlisted_hosts_without_a_resolver_query(server: Loopback
         assert t.audit().ok
 
 
+@pytest.mark.parametrize("leaks", [True, False], ids=["leaks", "strict-only"])
+def test_a_handle_made_while_relaxed_is_not_strict_for_its_life(
+    server: LoopbackServer, leaks: bool
+) -> None:
+    with Tracker(strict=True, leaks=leaks, label="r") as t:
+        t.relaxed = True
+        free = pycurl.Curl()
+        t.relaxed = False
+        strict = pycurl.Curl()
+        try:
+            assert not free._cf_wiring.strict
+            assert strict._cf_wiring.strict
+            assert transfer(server.url, curl=free).code == 0  # after relaxed ended, too
+            assert transfer(server.url, curl=strict).code == pycurl.E_COULDNT_CONNECT
+            free.reset()  # wired again as it was made: still free
+            assert transfer(server.url, curl=free).code == 0
+            dup = free.duphandle()
+            try:
+                assert transfer(server.url, curl=dup).code == 0
+            finally:
+                dup.close()
+            # its own CONNECT_TO goes to libcurl as is (no sink entry in front of it)
+            free.setopt(pycurl.CONNECT_TO, [f"elsewhere.test:80:127.0.0.1:{server.port}"])
+            assert transfer("http://elsewhere.test/", curl=free).code == 0
+        finally:
+            free.close()
+            strict.close()
+        (refused,) = t.take_events("r")
+        assert refused.kind == UNEXPECTED
+        assert server.accepted == 3  # reset() kept the first connection for reuse
+        assert t.audit().ok
+
+
 def test_strict_allowed_name_reaches_every_address_libcurl_resolves(server: LoopbackServer) -> None:
     with Tracker(strict=True, allow_hosts=["localhost"]) as t:
         # libcurl tries ::1 first (nothing listens there), then 127.0.0.1

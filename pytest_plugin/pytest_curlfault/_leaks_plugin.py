@@ -92,6 +92,9 @@ class LeakPlugin:
         self._findings: dict[str, list[tuple[str, str]]] = {}
         self._shown: dict[str, list[tuple[str, str]]] = {}
         self._sections: dict[tuple[str, str], str] = {}  # (node id, phase): refusals to show
+        # Under --curlfault-strict: node ids marked @pytest.mark.curlfault(strict=False),
+        # whose own handles reach the network (see pytest_collection_modifyitems).
+        self._relaxed: frozenset[str] = frozenset()
 
     # attribution -----------------------------------------------------------------------
     # A suite-wide run pays for every hook implementation on every test (pluggy's dispatch
@@ -99,10 +102,32 @@ class LeakPlugin:
     # are edited in pytest_runtest_logreport (tryfirst: before the terminal, junitxml and
     # xdist read them). Nothing here relies on a phase's report being logged before the next
     # phase runs: pytest-rerunfailures logs all three after the teardown.
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Under --curlfault-strict, note the tests marked ``curlfault(strict=False)``: the
+        handles each makes (in its fixtures too) may reach the network, as the marker says
+        for a test with the ``curlfault`` fixture. A misused marker stops the run here."""
+        if not self.strict or self.tracker is None:
+            return
+        from .plugin import marker_options
+
+        self._relaxed = frozenset(
+            item.nodeid
+            for item in items
+            if item.get_closest_marker("curlfault") is not None
+            and not marker_options(item, True)["strict"]
+        )
+        if self._relaxed and not self.config.pluginmanager.has_plugin(_LONGER_FIXTURES):
+            self.config.pluginmanager.register(
+                _StrictLongerFixtures(self.tracker), _LONGER_FIXTURES
+            )
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
-        if self.tracker is not None:
-            self.tracker.label = nodeid  # back to "" at the end of the test's teardown
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.label = nodeid  # back to "" at the end of the test's teardown
+            if self._relaxed:
+                tracker.relaxed = nodeid in self._relaxed
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
@@ -124,6 +149,8 @@ class LeakPlugin:
             return (yield)
         nodeid = item.nodeid
         tracker.label = nodeid  # in case a setup hook that runs before ours raised
+        if self._relaxed:
+            tracker.relaxed = nodeid in self._relaxed
         try:
             try:
                 result = yield
@@ -139,6 +166,7 @@ class LeakPlugin:
             return result
         finally:
             tracker.label = ""
+            tracker.relaxed = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -415,3 +443,29 @@ def _counted(text: str, n: int) -> str:
         return text
     first, newline, rest = text.partition("\n")
     return f"{first} ({n} times){newline}{rest}"
+
+
+_LONGER_FIXTURES = "curlfault-strict-longer-fixtures"
+
+
+class _StrictLongerFixtures:
+    """Registered only when some test is marked ``curlfault(strict=False)``: a fixture that
+    outlives the test (module, class, package, session) makes strict handles even when a
+    marked test sets it up, so whether a later test may reach the network never depends on
+    which test happened to make the shared handle first."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        tracker = self.tracker
+        if not tracker.relaxed or fixturedef.scope == "function":
+            return (yield)
+        tracker.relaxed = False
+        try:
+            return (yield)
+        finally:
+            tracker.relaxed = True
