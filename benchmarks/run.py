@@ -54,6 +54,7 @@ from _floors import (  # noqa: E402
     FloorTls12Thread,
     FloorTlsInline,
     FloorTlsThread,
+    FloorTlsThreadVerbose,
 )
 from _peers import PeerCase  # noqa: E402
 from _report import (  # noqa: E402
@@ -143,6 +144,7 @@ def request_cases(loop: Any, ca: Any) -> list[Case]:
         FloorBigInline(),
         FloorTlsThread(ca),
         FloorTlsInline(ca),
+        FloorTlsThreadVerbose(ca),
         FloorTls12Thread(ca),
         CfFresh(loop, ca),
         CfKeepAlive(loop, ca),
@@ -246,6 +248,7 @@ def build(
     # HTTPS
     line("floor.https.thread")
     line("floor.https.inline", "floor.https.thread", group="floor")
+    read_https = line("floor.https.thread.verbose", "floor.https.thread", group="floor")
     cf_https = line("cf.https", "floor.https.thread", T_HTTPS, "curlfault")
     cf_h2 = line("cf.https.h2", "floor.https.thread", group="curlfault")
     line("httpserver.https", "floor.https.thread", group="peer")
@@ -272,11 +275,17 @@ def build(
     fixture_us = median(fixture) / 1000
 
     C = rep.checks
-    for ln, what, reading in (
-        (cf_fresh, "GET, fresh handle", read_fresh),
-        (cf_keep, "GET, reused handle (keep-alive)", read_keep),
-        (cf_big, "1 MiB body, fresh handle", None),
-        (cf_https, "HTTPS GET, fresh handle, full handshake", None),
+    after_request = "answering after the request alone"
+    for ln, what, reading, alone in (
+        (cf_fresh, "GET, fresh handle", read_fresh, after_request),
+        (cf_keep, "GET, reused handle (keep-alive)", read_keep, after_request),
+        (cf_big, "1 MiB body, fresh handle", None, ""),
+        (
+            cf_https,
+            "HTTPS GET, fresh handle, full handshake",
+            read_https,
+            "the debug callback alone (VERBOSE, a no-op DEBUGFUNCTION on the thread floor)",
+        ),
     ):
         assert ln.target is not None
         measured = f"{fmt_x(ln.ratio)} ({fmt_us(ln.median_us)}; {ln.interval_text()})"
@@ -285,7 +294,7 @@ def build(
             # target leaves for everything curlfault does on top of that.
             room = ln.target.limit * (ln.median_us / ln.ratio) - reading.median_us
             measured += (
-                f"; answering after the request alone: {fmt_x(reading.ratio)}, which leaves "
+                f"; {alone}: {fmt_x(reading.ratio)}, which leaves "
                 f"{fmt_us(room)} per request for curlfault's own work; it uses "
                 f"{fmt_us(ln.median_us - reading.median_us)}"
             )
@@ -422,6 +431,7 @@ def build(
         "httpserver.big": "1 MiB: pytest-httpserver",
         "stdlib.big": "1 MiB: ThreadingHTTPServer",
         "floor.https.inline": "HTTPS: threadless TLS floor",
+        "floor.https.thread.verbose": "HTTPS: thread floor with a no-op debug callback",
         "cf.https": "HTTPS: curlfault",
         "cf.https.h2": "HTTP/2 over TLS: curlfault",
         "cf.https12": "HTTPS, TLS 1.2: curlfault",
