@@ -43,6 +43,11 @@ DEADLINE = 120.0  # seconds for one pass of the multi loop
 SCALE_TIMEOUT = 60  # TIMEOUT on every handle here (a thousand transfers share the CPU)
 
 
+def _close_fd(fd: int) -> int:
+    os.close(fd)
+    return 0
+
+
 class _Floor:
     """Pre-written socketpairs; the server ends are held until ``close()``."""
 
@@ -64,7 +69,7 @@ class _Floor:
         c.setopt(pycurl.TIMEOUT, SCALE_TIMEOUT)
         c.setopt(pycurl.OPENSOCKETFUNCTION, self._open)
         c.setopt(pycurl.SOCKOPTFUNCTION, lambda fd, purpose: pycurl.SOCKOPT_ALREADY_CONNECTED)
-        c.setopt(pycurl.CLOSESOCKETFUNCTION, lambda fd: os.close(fd) or 0)
+        c.setopt(pycurl.CLOSESOCKETFUNCTION, _close_fd)
         return c, buf
 
     def close(self) -> None:

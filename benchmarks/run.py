@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -117,7 +118,6 @@ def machine() -> dict[str, str]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = "?"
-    import h11
 
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -126,7 +126,7 @@ def machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
         "pycurl": pycurl.version,
-        "h11": h11.__version__,
+        "h11": importlib.metadata.version("h11"),
         "curlfault": f"{curlfault.__version__} ({commit or '?'})",
     }
 
