@@ -49,7 +49,11 @@ if TYPE_CHECKING:
     from ._network import FakeNetwork
     from ._tls import TlsServerConfig
 
-__all__ = ["Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
+__all__ = ["SYNTHETIC_SUFFIX", "Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
+
+# The domain of the names a dual-stack fake's CONNECT_TO entry names and its RESOLVE entry
+# maps to two addresses (``.invalid`` never resolves, should a name ever reach a resolver).
+SYNTHETIC_SUFFIX = ".curlfault.invalid"
 
 _ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
 _ALIAS6_BASE = int(ipaddress.IPv6Address("fdcf::"))  # unique local: never routed anywhere
@@ -280,7 +284,7 @@ class Endpoint:
         target = next(iter(self._points.values())).port if self._points else self.port
         if not self.dual_stack:
             return resolve, f"{host}:{self.port}:{self.alias}:{target}"
-        name = f"cf-{self.alias6.rsplit(':', 1)[1]}.curlfault.invalid"
+        name = f"cf-{self.alias6.rsplit(':', 1)[1]}{SYNTHETIC_SUFFIX}"
         v6 = "::1" if "ipv6" in self._points else self.alias6
         resolve.append(f"{name}:{target}:[{v6}],{self.alias}")
         return resolve, f"{host}:{self.port}:{name}:{target}"

@@ -321,6 +321,7 @@ class FakeNetwork:
         if previous is not None:  # options libcurl keeps that the last wiring saw set
             wiring.url, wiring.follows = previous.url, 1 if previous.follows else 0
             wiring.binds = None if previous.binds is None else dict(previous.binds)
+        wiring.plain = not isinstance(curl, _intercept.InterceptedCurl)
         wiring.install(curl)
         # Made outside every network, and attached since: its reset() must keep this too.
         wiring.outsider = own is None or own.outsider
@@ -544,6 +545,14 @@ class FakeNetwork:
                     "(curl.close()), or drop every reference to it, before the check (a pytest "
                     "fixture's value is referenced until the test's teardown is over: close "
                     "it after the fixture's yield)"
+                    + (
+                        "; the handle was in a CurlMulti or CurlShare when it made this "
+                        "connection, and their connection cache keeps it open after "
+                        "curl.close(): close the multi or share too (multi.close(), "
+                        "share.close())"
+                        if rec.keepalive is not None
+                        else ""
+                    )
                     + (f"\nthe handle was {verb} at:\n{stack}" if stack else "")
                 )
             )

@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 
 import pycurl
 
+from ._endpoints import SYNTHETIC_SUFFIX
 from ._errors import CallbackError
 from ._ledger import Site, SocketRecord
 
@@ -140,6 +141,7 @@ class Wiring:
         "network",
         "outsider",
         "pending",
+        "plain",
         "previous",
         "read_since_refill",
         "redirect",
@@ -198,6 +200,9 @@ class Wiring:
         # attach() set FORBID_REUSE on the handle (made outside every network): a reset()
         # clears it in C, and after_reset() sets it again.
         self.outsider = False
+        # The handle is a plain pycurl.Curl (attach()): no reset() override re-pins it. See
+        # refresh() for what that changes.
+        self.plain = False
         # The URL libcurl follows in this transfer: the last redirect's Location as libcurl
         # read it (debug callback), resolved against the URL before it. A connection made
         # for it is recorded under it. Cleared when a transfer starts or the URL is set.
@@ -267,6 +272,14 @@ class Wiring:
         if net.strict:
             connect_to = [*connect_to, _SINK_ENTRY]
         set_list(curl, pycurl.CONNECT_TO, connect_to)
+        if self.plain:
+            # libcurl keeps a RESOLVE list pending until the next transfer starts, and a
+            # reset() in C does not clear it while pycurl 7.49 frees the list: a plain
+            # handle reset before its next perform() crashes (use-after-free). Only a
+            # dual-stack fake's synthetic name needs RESOLVE (CONNECT_TO names the
+            # single-stack aliases by address), so a plain handle gets those entries alone,
+            # and none (the option unset, clearing any pending list) without such a fake.
+            resolve = [e for e in resolve if e.split(":", 1)[0].endswith(SYNTHETIC_SUFFIX)]
         set_list(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
         if self.trust and not self.user_trust and net.has_tls:
             _SETOPT(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())

@@ -166,6 +166,45 @@ def test_attached_plain_handle_survives_reset() -> None:
     assert out.split() == ["3", "[1,", "1,", "1]", "True"]
 
 
+def test_attached_plain_handle_reset_before_its_next_transfer_does_not_segfault() -> None:
+    # libcurl keeps a RESOLVE list pending until a transfer starts, and reset() in C does
+    # not clear it while pycurl 7.49 frees the list: a plain handle given RESOLVE by
+    # attach() (or by a re-pin when an endpoint is added) and reset before its next
+    # perform() read freed memory (a segfault in perform). Plain handles get no RESOLVE
+    # entries for single-stack fakes; a dual-stack fake still gets its synthetic name's.
+    out = run_child(
+        """
+        c = net.attach(pycurl.Curl())
+        c.reset()                      # before any transfer: the list was pending
+        c.setopt(pycurl.CONNECTTIMEOUT, 5)
+        try:
+            get(c, "http://127.0.0.1:9/")  # routing gone with the reset: nothing listens
+        except pycurl.error as e:
+            print(e.args[0])
+        net.attach(c)
+        assert get(c, "http://api.test/") == 200
+        net.http("late.test").get("/").respond(200, body="late")  # re-pins the handle
+        c.reset()
+        c.setopt(pycurl.CONNECTTIMEOUT, 5)
+        try:
+            get(c, "http://127.0.0.1:9/")
+        except pycurl.error as e:
+            print(e.args[0])
+        net.attach(c)
+        assert get(c, "http://late.test/") == 200
+        both = net.http("both.test")
+        both.get("/").respond(200, body="both")
+        both.connection_faults(None, family="ipv6")  # dual-stack: IPv6 first, healthy
+        assert get(c, "http://both.test/") == 200  # its synthetic name is still pinned
+        assert both.connections[-1].family == "ipv6"
+        c.close()
+        net.check(); net.close()
+        print("ok")
+        """
+    )
+    assert out.split() == ["7", "7", "ok"]
+
+
 def test_reset_then_empty_pin_lists_do_not_segfault() -> None:
     # pycurl 7.49 ignores setopt(RESOLVE, []) (and CONNECT_TO), and reset() frees its copy
     # of the list that libcurl still points at: setting an empty list after reset() made
