@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import MalformedRequest, UsageError
 from ._faults_tls import (
@@ -432,9 +433,14 @@ class TlsLayer:
             return
         host = f"[{ep.host}]" if ":" in ep.host else ep.host
         url = f"https://{host}" + ("" if ep.port == 443 else f":{ep.port}")
-        scheme, sep, rest = self.conn.url.partition("://")
-        if sep and scheme in ("http", "ws"):
-            use = f"{scheme}s://{rest} (not {self.conn.url})"
+        parts = urlsplit(self.conn.url)
+        if parts.scheme in ("http", "ws"):
+            netloc = parts.netloc
+            if parts.port is None and ep.port not in (None, 443):
+                # the URL relied on port 80, which the secure scheme does not default to
+                netloc = f"{netloc}:{ep.port}"
+            secure = urlunsplit((parts.scheme + "s", netloc, *parts[2:]))
+            use = f"{secure} (not {self.conn.url})"
         else:
             use = f"{url}/..."
         ep.network._record(

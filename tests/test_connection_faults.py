@@ -181,6 +181,37 @@ def test_syn_schedule_starts_at_one_second() -> None:
 
 
 # the listener transport --------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["refuse late", "connection_refused late", "up front"])
+def test_a_kept_alive_connection_and_a_connect_fault_declared_later(curlfault, how) -> None:
+    # As faults.md says: refuse() changes no pins, so the idle connection is reused and the
+    # fault waits for a new one; connection_refused() declared later re-pins the handle,
+    # libcurl does not reuse a connection whose CONNECT_TO target changed, and the next
+    # request meets the fault; declared up front after a healthy first connection, the
+    # kept connection is reused and the next new one is refused.
+    api = _api(curlfault)
+    if how == "up front":
+        api.connection_faults(None, faults.connection_refused())
+    c = pycurl.Curl()
+    try:
+        assert transfer(URL, curl=c).code == 0
+        if how == "refuse late":
+            api.connection_faults(faults.refuse())
+        elif how == "connection_refused late":
+            api.connection_faults(faults.connection_refused())
+        second = transfer(URL, curl=c).code
+        fresh = transfer(URL, curl=c, FRESH_CONNECT=1).code
+    finally:
+        c.close()
+    expected = {
+        "refuse late": (0, 7),
+        "connection_refused late": (7, 0),
+        "up front": (0, 7),
+    }[how]
+    assert (second, fresh) == expected
+    opened = len(api.connections)
+    assert opened == (2 if how != "connection_refused late" else 3)
+
+
 def test_listener_serves_keep_alive_connections(curlfault) -> None:
     api = _api(curlfault, "listener")
     c = pycurl.Curl()

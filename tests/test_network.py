@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import threading
+import warnings
 
 import pycurl
 import pytest
@@ -370,6 +371,40 @@ def test_a_leak_of_an_attached_handle_names_where_it_was_attached() -> None:
     finally:
         c.close()
         second.close()
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["multi kept", "handle kept"])
+def test_a_leak_held_by_a_multi_says_to_close_the_multi(pooled: bool) -> None:
+    # The handle was removed and closed, the multi kept its connection: advice that only
+    # said to close the handle pointed at an object already closed.
+    net = FakeNetwork()
+    net.http("api.test").get("/").respond(body="x")
+    multi = pycurl.CurlMulti()
+    with net.intercept():
+        c = pycurl.Curl()
+    c.setopt(pycurl.URL, "http://api.test/")
+    c.setopt(pycurl.WRITEFUNCTION, lambda chunk: None)
+    try:
+        if pooled:
+            multi.add_handle(c)
+            deadline = 100
+            while multi.perform()[1] and deadline:
+                multi.select(0.1)
+                deadline -= 1
+            multi.remove_handle(c)
+            c.close()
+        else:
+            c.perform()
+        with pytest.raises(LeakError) as info:
+            net.check()
+        said = "close the multi or share too (multi.close(), share.close())" in str(info.value)
+        assert said is pooled
+    finally:
+        c.close()
+        with warnings.catch_warnings():  # pycurl's pooled-close warning (PYCURL_NOTES.md)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            multi.close()
+        net.close()
 
 
 def test_a_plain_handle_attached_keeps_no_connection() -> None:

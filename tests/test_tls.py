@@ -593,6 +593,18 @@ def test_plain_http_to_an_https_endpoint_is_a_malformed_request(transport, metho
     )
 
 
+def test_plain_http_on_port_80_to_an_https_endpoint_suggests_a_url_that_keeps_the_port() -> None:
+    # https://api.test/ would go to port 443, which nothing serves: the suggestion keeps :80.
+    from curlfault import MalformedRequest
+
+    with FakeNetwork() as net, net.intercept():
+        net.https("api.test", 80).get("/x").respond(200, body=BODY)
+        assert transfer("http://api.test/x?q=1").code == 52
+        with pytest.raises(MalformedRequest) as info:
+            net.check()
+    assert "use https://api.test:80/x?q=1 (not http://api.test/x?q=1)" in str(info.value)
+
+
 def test_plain_http_with_a_request_line_longer_than_one_read_is_named() -> None:
     # The first read holds only the start of the request line: the method and the
     # target's first bytes are enough to tell it from a TLS record.
