@@ -85,6 +85,8 @@ _stack: list[tuple[int, Router]] = []
 _next_token = 0
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SETOPT = _REAL_CURL.setopt
+_UNSETOPT = _REAL_CURL.unsetopt
+_RESOLVE = pycurl.RESOLVE
 _getframe = sys._getframe
 _NEW = _REAL_CURL.__new__
 _PERFORM = _REAL_CURL.perform
@@ -377,6 +379,11 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.user_bind(option, None)
 
     def reset(self) -> None:
+        # libcurl keeps a RESOLVE list pending until the next transfer starts, and its reset
+        # leaves that pointer while pycurl 7.49's reset() frees the list: the next perform()
+        # would read freed memory (a segfault, with or without curlfault). Unset first, and
+        # libcurl forgets it. (A plain handle's reset() runs in C: see attach().)
+        _UNSETOPT(self, _RESOLVE)
         super().reset()
         w = self._cf()
         if w is not None:

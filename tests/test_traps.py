@@ -205,6 +205,32 @@ def test_attached_plain_handle_reset_before_its_next_transfer_does_not_segfault(
     assert out.split() == ["7", "7", "ok"]
 
 
+@pytest.mark.parametrize("router", ["tracker", "network"])
+def test_a_handles_own_resolve_list_pending_at_reset_does_not_segfault(router: str) -> None:
+    # The same pycurl trap with the handle's own RESOLVE list (it crashes without curlfault
+    # too): a tracked handle's wiring sets no RESOLVE of its own to replace the pending
+    # pointer, so InterceptedCurl.reset() unsets the option before pycurl frees the list.
+    out = run_child(
+        f"""
+        from curlfault import Tracker
+        net.close()
+        router = Tracker(leaks=True) if {router!r} == "tracker" else FakeNetwork(strict=False)
+        with router if {router!r} == "tracker" else router.intercept():
+            c = pycurl.Curl()
+            c.setopt(pycurl.RESOLVE, ["own.test:80:127.0.0.1"])
+            c.reset()
+            c.setopt(pycurl.CONNECTTIMEOUT, 5)
+            try:
+                get(c, "http://127.0.0.1:9/")
+            except pycurl.error as e:
+                print(e.args[0])
+            c.close()
+        router.close()
+        """
+    )
+    assert out.split() == ["7"]
+
+
 def test_reset_then_empty_pin_lists_do_not_segfault() -> None:
     # pycurl 7.49 ignores setopt(RESOLVE, []) (and CONNECT_TO), and reset() frees its copy
     # of the list that libcurl still points at: setting an empty list after reset() made
