@@ -84,7 +84,7 @@ class TrackWiring:
         tracker = self.tracker
         if tracker.leaks:
             _SETOPT(curl, _SOCKOPT, self._sockopt)
-        if _CONNECT_TO in self.owned:  # strict
+        if self.strict:
             _SETOPT(curl, _OPEN, self._opensocket)
             set_list(curl, _CONNECT_TO, [*self.user_connect_to, *tracker._pins()])
         if self.closing is not None:
@@ -109,7 +109,7 @@ class TrackWiring:
                 self._close_through_us(curl)
         elif option == _OPEN:
             self.user_open = value
-            if _CONNECT_TO not in self.owned and self.closing is None:  # not strict
+            if not self.strict and self.closing is None:
                 _SETOPT(curl, _OPEN, value)  # nothing of curlfault's in front of it yet
         elif option == _CONNECT_TO:
             # The user's entries first: the sink entry matches every host.
@@ -173,7 +173,7 @@ class TrackWiring:
 
     def _opensocket(self, purpose: int, address: Any) -> int:
         tracker = self.tracker
-        if _CONNECT_TO in self.owned:  # strict
+        if self.strict:
             try:
                 allowed = tracker._allowed(self, address)
             except Exception as exc:

@@ -122,16 +122,13 @@ class Tracker:
         self.label = label
         self.closed = False  # read for every handle made: a plain attribute
         self._token: int | None = None
-        self._owned = frozenset(
-            # OPEN too with leaks: a handle with its own close callback gets curlfault's
-            # opensocket in front of its own (see TrackWiring._close_through_us).
-            ({_SOCKOPT, _CLOSE, _OPEN} if self.leaks else set())
-            | ({_OPEN, _CONNECT_TO} if self.strict else set())
-        )
+        # OPEN too with leaks: a handle with its own close callback gets curlfault's
+        # opensocket in front of its own (see TrackWiring._close_through_us). What a handle
+        # made while ``relaxed`` owns: leak tracking alone (or nothing).
+        self._relaxed_owned = frozenset({_SOCKOPT, _CLOSE, _OPEN} if self.leaks else ())
+        self._owned = self._relaxed_owned | ({_OPEN, _CONNECT_TO} if self.strict else set())
         assert self._owned <= _intercept.WATCHED_OPTIONS
         self._leaks_only = self._owned if self.leaks and not self.strict else None
-        # What a handle made while ``relaxed`` owns: leak tracking alone (or nothing).
-        self._relaxed_owned = frozenset({_SOCKOPT, _CLOSE, _OPEN} if self.leaks else ())
         # While True, handles made are not refused (strict is off for their whole life) but
         # are still tracked for leaks: the pytest plugin sets it for the run of a test marked
         # @pytest.mark.curlfault(strict=False). Read for every handle made when strict.

@@ -30,6 +30,12 @@ def get(c, url):
     c.setopt(pycurl.URL, url); c.setopt(pycurl.WRITEFUNCTION, lambda b: None)
     c.setopt(pycurl.TIMEOUT, 10); c.perform()
     return c.getinfo(pycurl.RESPONSE_CODE)
+def code_after_reset(c, url):  # reset(), then the CURLcode of a GET (0 if it succeeds)
+    c.reset(); c.setopt(pycurl.CONNECTTIMEOUT, 5)
+    try:
+        get(c, url); return 0
+    except pycurl.error as e:
+        return e.args[0]
 net = FakeNetwork()
 api = net.http("api.test"); api.get("/").respond(200, body="ok")
 """
@@ -175,21 +181,12 @@ def test_attached_plain_handle_reset_before_its_next_transfer_does_not_segfault(
     out = run_child(
         """
         c = net.attach(pycurl.Curl())
-        c.reset()                      # before any transfer: the list was pending
-        c.setopt(pycurl.CONNECTTIMEOUT, 5)
-        try:
-            get(c, "http://127.0.0.1:9/")  # routing gone with the reset: nothing listens
-        except pycurl.error as e:
-            print(e.args[0])
+        # reset before any transfer (the list was pending); routing gone: nothing listens
+        print(code_after_reset(c, "http://127.0.0.1:9/"))
         net.attach(c)
         assert get(c, "http://api.test/") == 200
         net.http("late.test").get("/").respond(200, body="late")  # re-pins the handle
-        c.reset()
-        c.setopt(pycurl.CONNECTTIMEOUT, 5)
-        try:
-            get(c, "http://127.0.0.1:9/")
-        except pycurl.error as e:
-            print(e.args[0])
+        print(code_after_reset(c, "http://127.0.0.1:9/"))
         net.attach(c)
         assert get(c, "http://late.test/") == 200
         both = net.http("both.test")
@@ -218,12 +215,7 @@ def test_a_handles_own_resolve_list_pending_at_reset_does_not_segfault(router: s
         with router if {router!r} == "tracker" else router.intercept():
             c = pycurl.Curl()
             c.setopt(pycurl.RESOLVE, ["own.test:80:127.0.0.1"])
-            c.reset()
-            c.setopt(pycurl.CONNECTTIMEOUT, 5)
-            try:
-                get(c, "http://127.0.0.1:9/")
-            except pycurl.error as e:
-                print(e.args[0])
+            print(code_after_reset(c, "http://127.0.0.1:9/"))
             c.close()
         router.close()
         """
@@ -247,12 +239,7 @@ def test_reset_then_empty_pin_lists_do_not_segfault() -> None:
                 c = pycurl.Curl()
                 c.setopt(pycurl.RESOLVE, ["other.test:8080:127.0.0.2", "x.test:80:127.0.0.3"])
                 c.setopt(pycurl.CONNECT_TO, ["zzz.test:80:127.0.0.9:80"])
-                c.reset()
-                c.setopt(pycurl.CONNECTTIMEOUT, 5)
-                try:
-                    get(c, url)
-                except pycurl.error as e:
-                    print(e.args[0])
+                print(code_after_reset(c, url))
                 c.close()
             network.close()
         """
