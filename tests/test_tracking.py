@@ -124,7 +124,7 @@ def test_a_reused_descriptor_number_is_not_mistaken_for_the_closed_socket(
 
 
 def test_creation_site_line_numbers_match_the_frames() -> None:
-    from curlfault._intercept import caller_site
+    from curlfault._sites import caller_site
 
     def make() -> Any:
         return caller_site(skip=1), sys._getframe().f_lineno
@@ -138,7 +138,7 @@ def test_creation_site_line_numbers_match_the_frames() -> None:
 
 
 def test_one_site_per_stack_and_identical_code_in_two_files_keeps_its_own_file() -> None:
-    from curlfault._intercept import caller_site
+    from curlfault._sites import caller_site
 
     source = "def make(site):\n    return site(skip=1)\n"
     makers = []
@@ -157,7 +157,7 @@ def test_one_site_per_stack_and_identical_code_in_two_files_keeps_its_own_file()
 def test_one_place_reached_from_two_callers_keeps_two_stacks() -> None:
     """Sites are shared by stack, not by the innermost place: a helper that makes handles
     for two callers reports each caller, and a walk of another depth gets its own site."""
-    from curlfault._intercept import caller_site
+    from curlfault._sites import caller_site
 
     def helper(depth: int = 6) -> Any:
         return caller_site(skip=1, depth=depth)
@@ -190,11 +190,11 @@ def test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one() -> None
     of its own, with the frames caller_site reads, also for a stack shorter than six."""
     import threading
 
-    from curlfault import _intercept
-    from curlfault._intercept import caller_site, own_site
+    from curlfault import _sites
+    from curlfault._sites import caller_site, own_site
 
-    def _intercept_sites() -> dict[Any, Any]:
-        return _intercept._SITES
+    def cached_sites() -> dict[Any, Any]:
+        return _sites._SITES
 
     def make() -> tuple[Any, Any]:
         return own_site(skip=1), caller_site(skip=1)
@@ -218,7 +218,7 @@ def test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one() -> None
             site.frames[0][2]
             == "test_a_tracked_handles_site_is_its_own_and_reads_like_a_cached_one"
         )
-        assert all(site is not cached for cached in _intercept_sites().values())
+        assert all(site is not cached for cached in cached_sites().values())
     finally:
         handle.close()
     assert first.frames == cached.frames == again.frames
@@ -240,7 +240,7 @@ def test_a_stack_that_ends_before_the_depth_is_shared_and_kept_apart(depth: int)
     five frames: the usual walk of six runs past its end too.)"""
     import threading
 
-    from curlfault._intercept import caller_site
+    from curlfault._sites import caller_site
 
     def helper() -> Any:
         return caller_site(skip=1, depth=depth)
@@ -271,9 +271,9 @@ def test_a_handle_made_inside_a_library_keeps_the_code_that_called_the_library(
     """Frames of an installed package (or the standard library) do not count toward the six:
     the site keeps them and six frames past them, so a leak names the user's fixture, not
     only the library's innards; a walk that finds no end keeps at most LIBRARY_FRAMES_MAX."""
-    from curlfault import _intercept
+    from curlfault import _sites
 
-    walker = getattr(_intercept, walk)
+    walker = getattr(_sites, walk)
     library: list[Any] = []
     for i in range(8):  # a library 8 frames deep, each level in a file of its own
         scope: dict[str, Any] = {"inner": library[-1] if library else None, "walker": walker}
@@ -298,17 +298,17 @@ def test_a_handle_made_inside_a_library_keeps_the_code_that_called_the_library(
     assert functions[:8] == ["level"] * 8
     assert functions[8:10] == ["fixture_code", "made_by_a_fixture"]
     assert len(site.frames) == 8 + 6
-    assert not _intercept._is_library_file(__file__)
-    assert _intercept._is_library_file(pytest.__file__)  # an installed package
-    assert _intercept._is_library_file(os.__file__)  # the standard library
+    assert not _sites._is_library_file(__file__)
+    assert _sites._is_library_file(pytest.__file__)  # an installed package
+    assert _sites._is_library_file(os.__file__)  # the standard library
 
     # a library that calls itself past the bound: the walk stops there, then takes six more
-    monkeypatch.setattr(_intercept, "LIBRARY_FRAMES_MAX", 5)
+    monkeypatch.setattr(_sites, "LIBRARY_FRAMES_MAX", 5)
     deep = made_by_a_fixture()
     assert [f[2] for f in deep.frames[:9]] == ["level"] * 8 + ["fixture_code"]
     assert len(deep.frames) == 5 + 6
     # a frame of the user's own code innermost: six frames, library frames among them or not
-    monkeypatch.setattr(_intercept, "LIBRARY_FRAMES_MAX", 24)
+    monkeypatch.setattr(_sites, "LIBRARY_FRAMES_MAX", 24)
 
     def own() -> Any:
         return walker(skip=1)
@@ -322,11 +322,11 @@ def test_the_site_cache_is_bounded_and_each_site_names_its_own_stack(
     """A helper reached from ever new callers (test after test) gets a site per stack; the
     cache starts over when full (bounded memory), and a stack seen again after that gets
     a right site again."""
-    from curlfault import _intercept
-    from curlfault._intercept import caller_site
+    from curlfault import _sites
+    from curlfault._sites import caller_site
 
-    monkeypatch.setattr(_intercept, "_SITES_MAX", 8)
-    monkeypatch.setattr(_intercept, "_SITES", {})
+    monkeypatch.setattr(_sites, "_SITES_MAX", 8)
+    monkeypatch.setattr(_sites, "_SITES", {})
 
     def helper() -> Any:
         return caller_site(skip=1)
@@ -344,7 +344,7 @@ def test_the_site_cache_is_bounded_and_each_site_names_its_own_stack(
     assert made[1][0] is first[-1]  # still cached: the latest stacks are
     assert made[2][0] is not first[0]  # made anew after the cache started over
     assert made[2][0].frames == first[0].frames
-    assert len(_intercept._SITES) <= 8
+    assert len(_sites._SITES) <= 8
 
 
 def test_handle_dropped_without_close_is_closed_by_pycurl_dealloc(

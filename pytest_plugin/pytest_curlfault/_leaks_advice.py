@@ -2,7 +2,7 @@
 
 Worked out only when a test is failed for a leak, from the frames recorded where the handle
 was made (the innermost six outside curlfault and past a library's own, see
-``curlfault._intercept.caller_site``).
+``curlfault._sites.caller_site``).
 """
 
 from __future__ import annotations
