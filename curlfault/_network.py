@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable
 from contextlib import ContextDecorator
 from typing import TYPE_CHECKING, Any
@@ -26,16 +26,16 @@ from . import _connect, _intercept
 from ._errors import (
     CallbackError,
     CurlFaultError,
-    LeakError,
     ServerError,
     UnexpectedConnection,
     UsageError,
 )
 from ._http import Request
-from ._ledger import KEPT_FOREVER, AttachSite, Ledger, LedgerReport, Site, SocketRecord
+from ._ledger import KEPT_FOREVER, AttachSite, Ledger, Site, SocketRecord
 from ._listener import ConnectPoint
 from ._loop import Loop
-from ._track_report import LIBRARY_FRAMES, format_site, is_ip, is_localhost, other_spelling
+from ._problems import combined, ledger_problems
+from ._track_report import is_ip, is_localhost, other_spelling
 from ._wiring import SINK_IP, Wiring
 
 if TYPE_CHECKING:
@@ -486,7 +486,8 @@ class FakeNetwork:
             report.leaked = []
         problems: list[CurlFaultError] = []
         if not report.ok:
-            self._ledger_problems(report, problems)
+            problems += ledger_problems(report, self._stack_root)
+            self.ledger.forget_unknown_closes()
         loop = self._loop
         if loop is not None and loop.errors:
             # A shared loop serves one test at a time per process: its errors are ours.
@@ -504,70 +505,9 @@ class FakeNetwork:
         problems = taken + problems
         if not problems:
             return
-        first = problems[0]
-        if len(problems) > 1 or self.connections:
-            # The same problem again (a client retrying a refused host) is counted, not
-            # listed again: (class, text) -> how many times.
-            distinct = list(Counter((type(p), str(p)) for p in problems).items())
-            lines = [f"{first}"]
-            if distinct[0][1] > 1:
-                lines.append(f"(the same problem {distinct[0][1]} times)")
-            if len(distinct) > 1:
-                lines.append(f"... and {len(distinct) - 1} more problem(s):")
-                for i, ((kind, text), n) in enumerate(distinct[1:], 2):
-                    times = f" ({n} times)" if n > 1 else ""
-                    lines.append(f"  {i}. {kind.__name__}: {text}{times}")
-            lines.append("connection trace:")
-            lines.append(self.trace())
-            combined = type(first)("\n".join(lines))
-            combined.problems = problems
-            combined.__cause__ = first.__cause__
-            raise combined
-        raise first
+        raise combined(problems, self.trace, with_trace=bool(self.connections))
 
     # teardown --------------------------------------------------------------------------
-    def _ledger_problems(self, report: LedgerReport, problems: list[CurlFaultError]) -> None:
-        """Add what ``report`` found to ``problems``: each leak or double close once."""
-        for rec in report.leaked:
-            if rec.reported:
-                continue
-            site = rec.handle_site
-            stack = (
-                format_site(site, self._stack_root, LIBRARY_FRAMES)
-                if isinstance(site, Site)
-                else ""
-            )
-            verb = getattr(site, "verb", "made")
-            problems.append(
-                LeakError(
-                    f"descriptor never closed: {rec.describe(self._stack_root)}; close the "
-                    "pycurl handle "
-                    "(curl.close()), or drop every reference to it, before the check (a pytest "
-                    "fixture's value is referenced until the test's teardown is over: close "
-                    "it after the fixture's yield)"
-                    + (
-                        "; the handle was in a CurlMulti or CurlShare when it made this "
-                        "connection, and their connection cache keeps it open after "
-                        "curl.close(): close the multi or share too (multi.close(), "
-                        "share.close())"
-                        if rec.keepalive is not None
-                        else ""
-                    )
-                    + (f"\nthe handle was {verb} at:\n{stack}" if stack else "")
-                )
-            )
-        for rec in report.double_closed:
-            if rec.reported:
-                continue
-            problems.append(
-                LeakError(f"descriptor closed {rec.closes} times: {rec.describe(self._stack_root)}")
-            )
-        for text in report.unknown_closes:
-            problems.append(LeakError(text))
-        self.ledger.forget_unknown_closes()
-        for rec in report.leaked + report.double_closed:
-            rec.reported = True  # raise each problem once
-
     def __del__(self) -> None:
         # Like an unclosed file: its own loop thread and descriptors would stay for good.
         if not getattr(self, "closed", True):
