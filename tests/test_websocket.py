@@ -508,6 +508,29 @@ def test_a_path_with_an_http_route_and_a_websocket_route_serves_both(curlfault) 
     assert (page.calls, chat.sessions, chat.received) == (1, 1, ["hi"])
 
 
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_an_upgrade_to_a_path_with_only_an_http_route_is_answered_as_plain_http(
+    curlfault, scheme: str
+) -> None:
+    """A server without WebSocket support answers the upgrade as an ordinary request, and
+    libcurl refuses it (22): faithful, so check() passes, and the trace says which route
+    to declare."""
+    api = endpoint(curlfault, scheme)
+    page = api.get("/chat").respond(200, body="the chat page")
+    with pytest.raises(pycurl.error) as info:
+        connect(f"{scheme}://api.test/chat")
+    assert info.value.args[0] == pycurl.E_HTTP_RETURNED_ERROR
+    assert page.calls == 1
+    assert api.requests[0].header("Upgrade") == "websocket"
+    curlfault.check()
+    events = [text for _, text in curlfault.connections[0].events]
+    assert any(
+        text.startswith("WebSocket upgrade asked for /chat, which no websocket() route of ")
+        and ".websocket('/chat')" in text
+        for text in events
+    ), events
+
+
 def test_a_repeated_plain_get_to_a_websocket_path_gets_426_again() -> None:
     # libcurl sends byte-identical requests: the second must not be answered from the
     # request-parse cache as a plain HTTP request (404) instead of the WebSocket route.

@@ -296,6 +296,16 @@ class Http1Server:
             self._dead = True
             self._upgraded = upgrade(self, request, ws_route)
             return
+        if "websocket" in (request.header("Upgrade") or "").lower():
+            # Answered as a server without WebSocket support would (libcurl then refuses
+            # the upgrade: 22). Faithful, so not a problem for check(); the trace says why.
+            ep = self.endpoint
+            self.conn.event(
+                f"WebSocket upgrade asked for {request.path}, which no websocket() route of "
+                f"{ep.url} serves: answered as plain HTTP (libcurl refuses the upgrade, "
+                f"CURLcode 22); to accept it, declare .websocket({request.path!r}) on that "
+                "endpoint"
+            )
         response = self.endpoint.dispatch(request, self.conn)
         self._send(request, response, close=_is_preface(request))
 
