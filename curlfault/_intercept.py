@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pycurl
 
+from . import _share
 from ._errors import UsageError
 from ._ledger import Site
 from ._sites import caller_site, own_site
@@ -53,6 +54,7 @@ class HandleWiring(Protocol):
     redirect: str | None  # the URL a response's Location sent the transfer to
     follows: int  # FOLLOWLOCATION is on (non-zero)
     binds: dict[int, str] | None  # LOCALPORT / INTERFACE the handle set (update_binds)
+    share: Any  # the CurlShare the handle was given (SHARE), if any
 
     @property
     def owned(self) -> frozenset[int]:
@@ -91,9 +93,12 @@ _PERFORM_RB = _REAL_CURL.perform_rb
 _PERFORM_RS = _REAL_CURL.perform_rs
 # Every option some wiring owns or watches: any other option goes straight to pycurl without
 # looking at the handle's wiring. A router's ``owned`` options must all be in here.
-WATCHED_OPTIONS = OWNED_OPTIONS | TRUST_OPTIONS | BIND_OPTIONS | {pycurl.URL, pycurl.FOLLOWLOCATION}
+WATCHED_OPTIONS = (
+    OWNED_OPTIONS | TRUST_OPTIONS | BIND_OPTIONS | {pycurl.URL, pycurl.FOLLOWLOCATION, pycurl.SHARE}
+)
 _URL = pycurl.URL
 _FOLLOW = pycurl.FOLLOWLOCATION
+_SHARE = pycurl.SHARE
 # Wiring classes whose refresh() and raise_pending() do nothing (the tracker's): perform() on
 # their handles goes straight to pycurl.
 PASSIVE_WIRINGS: set[type] = set()
@@ -163,6 +168,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
                 w.redirect = None
             elif option in BIND_OPTIONS:
                 w.user_bind(option, value)  # a tracker's wiring keeps them for attach()
+            elif option == _SHARE:
+                w.share = value  # see _share: one thread at a time in a connection cache
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -176,8 +183,11 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.user_setopt(self, option, None)
             return
         super().unsetopt(option)
-        if w is not None and option in BIND_OPTIONS:
-            w.user_bind(option, None)
+        if w is not None:
+            if option in BIND_OPTIONS:
+                w.user_bind(option, None)
+            elif option == _SHARE:
+                w.share = None
 
     def reset(self) -> None:
         # libcurl keeps a RESOLVE list pending until the next transfer starts, and its reset
@@ -207,9 +217,16 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             return run(self)
         w.redirect = None  # a new transfer
         w.refresh(self)
+        share = w.share
+        if share is not None and not _share.shared_connections(share):
+            share = None
+        if share is not None:
+            _share.enter(share, w.url)
         try:
             return run(self)
         finally:
+            if share is not None:
+                _share.leave(share)
             w.raise_pending()
 
     def perform(self) -> None:
@@ -229,9 +246,18 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.redirect = None  # a new transfer (only a following handle ever has one)
         if w.generation != w.network.generation:
             w.refresh(self)
+        share = w.share
+        if share is not None:
+            # A handle in a CurlShare: two threads must not use one connection cache at once.
+            if not _share.shared_connections(share):
+                share = None
+            else:
+                _share.enter(share, w.url)
         try:
             _PERFORM(self)
         finally:
+            if share is not None:
+                _share.leave(share)
             if w.pending or w.interrupt is not None:
                 w.raise_pending()
 
@@ -404,6 +430,9 @@ def _apply() -> None:
         InterceptedCurl._cf_network = top
         passive = type(top) in PASSIVE_ROUTERS
         pycurl.Curl = TrackedCurl if passive else InterceptedCurl  # type: ignore[misc]
+        # A network's shares know whether they hold connections (see _share).
+        pycurl.CurlShare = _share.REAL_SHARE if passive else _share.InterceptedShare  # type: ignore[misc]
     else:
         InterceptedCurl._cf_network = None
         pycurl.Curl = _REAL_CURL  # type: ignore[misc]
+        pycurl.CurlShare = _share.REAL_SHARE  # type: ignore[misc]

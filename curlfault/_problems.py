@@ -8,6 +8,7 @@ user reads is in one place.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,6 +22,13 @@ __all__ = ["combined", "ledger_problems"]
 def ledger_problems(report: LedgerReport, stack_root: str | None) -> list[CurlFaultError]:
     """What ``report`` found, as errors: each leak or double close once (then marked)."""
     problems: list[CurlFaultError] = []
+    # Said only where pytest runs (a unittest user has no fixtures); looked up, not imported.
+    fixture_advice = (
+        " (a pytest fixture's value is referenced until the test's teardown is over: close "
+        "it after the fixture's yield)"
+        if "_pytest" in sys.modules
+        else ""
+    )
     for rec in report.leaked:
         if rec.reported:
             continue
@@ -30,9 +38,8 @@ def ledger_problems(report: LedgerReport, stack_root: str | None) -> list[CurlFa
         problems.append(
             LeakError(
                 f"descriptor never closed: {rec.describe(stack_root)}; close the pycurl handle "
-                "(curl.close()), or drop every reference to it, before the check (a pytest "
-                "fixture's value is referenced until the test's teardown is over: close "
-                "it after the fixture's yield)"
+                "(curl.close()), or drop every reference to it, before the check"
+                + fixture_advice
                 + (
                     "; the handle was in a CurlMulti or CurlShare when it made this "
                     "connection, and their connection cache keeps it open after "

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import tempfile
+import textwrap
 import threading
 import warnings
 
@@ -1734,3 +1737,40 @@ def test_check_after_close_still_raises_what_was_recorded() -> None:
     with pytest.raises(UnmatchedRequest, match="GET /nope"):
         net.check()
     net.check()  # each problem is raised once
+
+
+def test_a_leak_found_without_pytest_gives_no_fixture_advice() -> None:
+    """Outside pytest (unittest, a script) the LeakError says to close the handle and does
+    not talk about fixtures; under pytest it explains a fixture's lifetime too."""
+    code = textwrap.dedent(
+        """
+        import sys, pycurl
+        from curlfault import FakeNetwork, LeakError
+        net = FakeNetwork(label="InventoryTest.test_items")
+        net.http("api.test").get("/").respond(200)
+        with net.intercept():
+            c = pycurl.Curl()
+            c.setopt(pycurl.URL, "http://api.test/"); c.setopt(pycurl.WRITEFUNCTION, len)
+            c.perform()
+        try:
+            net.check()
+        except LeakError as e:
+            print(str(e).splitlines()[0])
+        c.close(); net.close()
+        print("_pytest" in sys.modules)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tempfile.gettempdir(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, pytest_loaded = proc.stdout.splitlines()
+    assert pytest_loaded == "False"
+    assert "opened in InventoryTest.test_items" in first, first
+    assert first.endswith(
+        "close the pycurl handle (curl.close()), or drop every reference to it, before the check"
+    ), first

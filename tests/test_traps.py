@@ -840,3 +840,138 @@ def test_bind_options_follow_a_handle_into_attach() -> None:
     finally:
         c.close()
         net.close()
+
+
+def _share(*kinds: int) -> pycurl.CurlShare:
+    share = pycurl.CurlShare()
+    for kind in kinds:
+        share.setopt(pycurl.SH_SHARE, kind)
+    return share
+
+
+def test_a_connection_cache_shared_by_threads_at_once_raises_instead_of_crashing() -> None:
+    """libcurl does not support one connection cache (CurlShare, LOCK_DATA_CONNECT) used by
+    concurrent threads; with the network's callbacks it crashed within a few transfers
+    (exit -11 in this test before the guard). Now a transfer that would overlap another
+    thread's raises ClientError before libcurl runs, and nothing crashes."""
+    out = run_child(
+        """
+        import threading
+        from curlfault import ClientError
+        done, refused, other = [], [], []
+        with net.intercept():
+            share = pycurl.CurlShare()
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_DNS)
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            handles = []
+            def worker():
+                c = pycurl.Curl(); handles.append(c)
+                c.setopt(pycurl.SHARE, share)
+                for _ in range(20):
+                    try:
+                        done.append(get(c, "http://api.test/"))
+                    except ClientError as e:
+                        refused.append(str(e))
+                    except Exception as e:
+                        other.append(repr(e))
+            threads = [threading.Thread(target=worker) for _ in range(8)]
+            [t.start() for t in threads]; [t.join() for t in threads]
+            for c in handles:
+                c.close()
+            share.close()
+        print(len(done), set(done), len(refused), other)
+        print(refused[0] if refused else "")
+        net.close()
+        """
+    )
+    counts, message = out.splitlines()[:2]
+    n_done, codes, n_refused, other = counts.split(" ", 3)
+    assert other == "[]", out
+    assert int(n_done) + int(n_refused) == 160, out
+    assert int(n_done) > 0, out
+    assert codes == "{200}", out
+    if int(n_refused):
+        assert "LOCK_DATA_CONNECT" in message, out
+        assert "own CurlShare" in message, out
+
+
+def test_a_second_thread_in_a_busy_connection_cache_is_refused_and_other_shares_are_not(
+    curlfault,
+) -> None:
+    """Deterministic: thread A's transfer waits in its route handler; meanwhile thread B's
+    transfer through the same connection cache raises ClientError, while a share of DNS
+    only (which libcurl supports across threads) lets it through. After A is done, B may
+    use the cache from its own thread."""
+    import threading
+
+    from curlfault import ClientError
+
+    api = curlfault.http("api.test")
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow(request: object) -> int:
+        entered.set()
+        release.wait(10)
+        return 200
+
+    api.get("/slow").handle(slow)
+    api.get("/fast").respond(200)
+    conn_share = _share(pycurl.LOCK_DATA_DNS, pycurl.LOCK_DATA_CONNECT)
+    dns_share = _share(pycurl.LOCK_DATA_DNS)
+    results: dict[str, object] = {}
+
+    def run(name: str, share: pycurl.CurlShare, path: str) -> None:
+        c = pycurl.Curl()
+        try:
+            c.setopt(pycurl.SHARE, share)
+            results[name] = transfer(f"http://api.test{path}", curl=c).status
+        except Exception as exc:
+            results[name] = exc
+        finally:
+            c.close()
+
+    a = threading.Thread(target=run, args=("a", conn_share, "/slow"))
+    a.start()
+    try:
+        assert entered.wait(10)
+        for name, share in (("b", conn_share), ("dns", dns_share)):
+            t = threading.Thread(target=run, args=(name, share, "/fast"))
+            t.start()
+            t.join(10)
+    finally:
+        release.set()
+        a.join(10)
+    b = threading.Thread(target=run, args=("b again", conn_share, "/fast"))
+    b.start()
+    b.join(10)
+    conn_share.close()
+    dns_share.close()
+    assert isinstance(results["b"], ClientError), results
+    assert "LOCK_DATA_CONNECT" in str(results["b"])
+    assert "http://api.test/fast" in str(results["b"])
+    assert (results["a"], results["dns"], results["b again"]) == (200, 200, 200), results
+    assert api.get("/fast").calls == 2  # B's refused transfer never reached the fake
+
+
+def test_pycurl_curlshare_is_swapped_while_a_network_intercepts_and_restored_after() -> None:
+    from curlfault._share import REAL_SHARE, InterceptedShare
+
+    before = REAL_SHARE()  # made before the network intercepted
+    try:
+        with FakeNetwork() as net, net.intercept():
+            assert pycurl.CurlShare is InterceptedShare
+            share = pycurl.CurlShare()
+            share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+            assert type(share) is InterceptedShare
+            assert share._cf_connections is True
+            share.setopt(pycurl.SH_UNSHARE, pycurl.LOCK_DATA_CONNECT)
+            assert share._cf_connections is False
+            assert isinstance(share, pycurl.CurlShare)
+            assert isinstance(before, pycurl.CurlShare)
+            share.close()
+        with Tracker():
+            assert pycurl.CurlShare is REAL_SHARE  # the tracker adds no callbacks to guard
+        assert pycurl.CurlShare is REAL_SHARE
+    finally:
+        before.close()

@@ -123,7 +123,8 @@ class InventoryClientTest(unittest.TestCase):
     def setUp(self):
         stack = contextlib.ExitStack()
         self.addCleanup(stack.close)  # runs net.check(), then closes the network
-        self.net = stack.enter_context(FakeNetwork())
+        # The label names this test in leak reports ("opened in ...").
+        self.net = stack.enter_context(FakeNetwork(label=self.id()))
         stack.enter_context(self.net.intercept())
         self.api = self.net.http("inventory.test")
 
