@@ -15,14 +15,17 @@ Traps this module exists for (pycurl 7.49, see PYCURL_NOTES.md):
 
 from __future__ import annotations
 
+import sys
 import threading
+import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import pycurl
 
 from . import _share
-from ._errors import UsageError
+from ._errors import CurlFaultWarning, UsageError
 from ._ledger import Site
 from ._sites import caller_site, own_site
 from ._wiring import BIND_OPTIONS, OWNED_OPTIONS, TRUST_OPTIONS
@@ -84,6 +87,7 @@ _REAL_CURL: type[pycurl.Curl] = pycurl.Curl
 _lock = threading.Lock()
 _stack: list[tuple[int, Router]] = []
 _next_token = 0
+_warned: weakref.WeakSet[type] = weakref.WeakSet()  # classes unrouted_classes() named
 _SETOPT = _REAL_CURL.setopt
 _UNSETOPT = _REAL_CURL.unsetopt
 _RESOLVE = pycurl.RESOLVE
@@ -388,12 +392,50 @@ def install(network: Router) -> int:
     global _next_token
     if network.closed:
         raise UsageError("cannot intercept with a closed FakeNetwork")
+    if type(network) not in PASSIVE_ROUTERS:
+        _warn_unrouted_classes()
     with _lock:
         _next_token += 1
         token = _next_token
         _stack.append((token, network))
         _apply()
     return token
+
+
+def unrouted_classes() -> list[type]:
+    """Module-level subclasses of pycurl's own ``Curl`` that were defined while nothing
+    intercepted: ``pycurl.Curl()`` is swapped, but a class statement took the real class
+    as its base, so handles made from them are never routed."""
+    found: list[type] = []
+    todo = list(_REAL_CURL.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if issubclass(cls, InterceptedCurl):
+            continue
+        todo += cls.__subclasses__()
+        # Only a class its module still names: one made inside a function (a test's own)
+        # may be gone already, kept only by a reference cycle until the next collection.
+        module = sys.modules.get(cls.__module__)
+        if module is not None and getattr(module, cls.__qualname__, None) is cls:
+            found.append(cls)
+    return found
+
+
+def _warn_unrouted_classes() -> None:
+    for cls in unrouted_classes():
+        if cls in _warned:
+            continue
+        _warned.add(cls)
+        warnings.warn(
+            f"{cls.__module__}.{cls.__qualname__} subclasses pycurl.Curl and was defined "
+            "before curlfault intercepted, so its handles are not routed: they reach the "
+            "real network (a fake host's name goes to the system resolver, CURLcode 6) and "
+            "no check sees them. Route each handle with attach() once it is made; under "
+            "pytest, --curlfault-strict or --curlfault-leaks swap pycurl.Curl before test "
+            "modules are imported, and a class defined then is routed",
+            CurlFaultWarning,
+            stacklevel=4,  # the code that entered intercept()
+        )
 
 
 def uninstall(token: int) -> None:

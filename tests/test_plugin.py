@@ -1290,3 +1290,45 @@ def test_networks_are_not_kept_after_their_test(pytester: pytest.Pytester) -> No
         """,
     )
     run(pytester).assert_outcomes(passed=2)
+
+
+def test_a_curl_subclass_defined_at_import_is_named_once_and_routed_under_strict(
+    pytester: pytest.Pytester,
+) -> None:
+    """A module-level ``class X(pycurl.Curl)`` takes the real class as its base before the
+    fixture intercepts, so its handles would bypass the fake network silently: the fixture
+    warns once per class. Under --curlfault-strict the swap happens before test modules are
+    imported, the class derives from curlfault's, and its handles are routed (no warning)."""
+    make_tests(
+        pytester,
+        """
+        class DLHandle(pycurl.Curl):
+            pass
+
+        def test_first(curlfault):
+            # An IP literal on a port bound but not listening: an unrouted handle gets a
+            # real refusal (7) from loopback, and no name ever reaches a resolver.
+            closed = socket.socket()
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+            curlfault.http("127.0.0.1", port).get("/").respond(200, body="ok")
+            c = DLHandle()
+            try:
+                code, status, body = get(f"http://127.0.0.1:{port}/", c)
+            finally:
+                c.close()
+                closed.close()
+            assert (code, status, body) == (0, 200, b"ok"), f"not routed: CURLcode {code}"
+
+        def test_second(curlfault):
+            pass
+        """,
+    )
+    plain = run(pytester, "-W", "always::curlfault.CurlFaultWarning")
+    plain.assert_outcomes(passed=1, failed=1, warnings=1)
+    plain.stdout.fnmatch_lines(
+        ["*CurlFaultWarning: test_inner.DLHandle subclasses pycurl.Curl and was defined before*"]
+    )
+    strict = run(pytester, "--curlfault-strict")
+    strict.assert_outcomes(passed=2)
+    assert "CurlFaultWarning" not in strict.stdout.str()
