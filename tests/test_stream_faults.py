@@ -9,7 +9,7 @@ import pycurl
 import pytest
 from cfhelpers import transfer
 
-from curlfault import Response, UsageError, faults
+from curlfault import FakeNetwork, Response, UsageError, faults
 from curlfault._plan import Layout
 
 BODY = bytes(range(256)) * 20  # 5120 bytes
@@ -438,3 +438,28 @@ def test_a_composed_fault_is_named_whole_in_the_trace(curlfault) -> None:
     (conn,) = api.connections
     assert conn.fault == fault  # was None: the header named no fault at all
     assert conn.describe().splitlines()[0].endswith(f" fault={fault!r} on GET /")
+
+
+def test_a_body_fault_taken_by_a_head_request_is_reported_not_lost() -> None:
+    """A client that asks HEAD before GET takes the GET route's first step with the HEAD;
+    a byte point past the end of that headers-only response was meant for a body, so the
+    fault is not played and check() names the HEAD and the fix. With head() declared, the
+    GET gets its fault (18) and nothing is reported."""
+    big = b"x" * 5000
+    for declare_head in (False, True):
+        with FakeNetwork() as net:
+            api = net.http("api.test")
+            if declare_head:
+                api.head("/f").respond(200, headers={"Content-Length": "5000"})
+            api.get("/f").respond(200, body=big, fault=faults.close(after_bytes=3000))
+            api.get("/f").respond(200, body=big)
+            with net.intercept():
+                head = transfer("http://api.test/f", NOBODY=1)
+                get = transfer("http://api.test/f")
+            if declare_head:
+                assert (head.code, get.code) == (0, pycurl.E_PARTIAL_FILE)
+                continue
+            assert (head.code, head.status) == (0, 200)
+            assert (get.code, get.body) == (0, big)  # the second step: healthy
+            with pytest.raises(UsageError, match=r"close\(after_bytes=3000\) fell to HEAD /f"):
+                net.check()

@@ -834,3 +834,29 @@ def test_a_waiting_writer_is_pumped_once_most_of_its_last_fill_is_read() -> None
     loop.followers = {7}  # an HTTP/2 server waiting on flow control: every read pumps
     loop.fills = {}
     assert len(reads(1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("port", "url", "use"),
+    [
+        (80, "https://api.test:80/x?q=1", "http://api.test:80/x?q=1"),
+        (8080, "https://api.test:8080/x?q=1", "http://api.test:8080/x?q=1"),
+        (443, "https://api.test/x?q=1", "http://api.test:443/x?q=1"),  # not port 80
+    ],
+)
+def test_https_to_a_plain_http_endpoint_names_the_tls_handshake(
+    port: int, url: str, use: str
+) -> None:
+    # The reverse mistake of the tests above: libcurl's ClientHello reaches h11, which
+    # cannot parse it (35 for the client); the report says what it was and what to use.
+    from curlfault import MalformedRequest
+
+    with FakeNetwork() as net, net.intercept():
+        net.http("api.test", port).get("/x").respond(200, body=BODY)
+        assert transfer(url).code == pycurl.E_SSL_CONNECT_ERROR
+        with pytest.raises(MalformedRequest) as info:
+            net.check()
+    first = str(info.value).splitlines()[0]
+    assert "it was a TLS handshake: the client used https:// for this plain-HTTP endpoint" in first
+    declared = "" if port == 443 else f", {port}"
+    assert f"use {use} (not {url}), or declare net.https('api.test'{declared})" in first

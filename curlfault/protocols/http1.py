@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import h11
 
@@ -21,6 +22,7 @@ from ..faults import (
     Compose,
     EarlyResponse,
     NoContinue,
+    PointFault,
     Reset,
     StopReading,
     StreamFault,
@@ -411,6 +413,22 @@ class Http1Server:
             return
         self._play(data, response.body, faults, close)
 
+    def _check_head(self, request: Request, data: bytes, faults: list[StreamFault]) -> None:
+        """A byte point past the end of a HEAD response: the fault was meant for a body.
+
+        A GET route answers HEAD too, and a client that asks HEAD before its GET (to learn
+        the size) takes the step the test meant for the GET, with its fault."""
+        for f in faults:
+            if isinstance(f, PointFault) and f.at is None and f.after_bytes > len(data):
+                path = request.path
+                raise UsageError(
+                    f"{f!r} fell to HEAD {request.target} to {self.endpoint.url}, whose "
+                    f"response ({len(data)} bytes) has no body to cut: a GET route answers "
+                    "HEAD too, and this HEAD took the step meant for a GET; declare "
+                    f".head({path!r}).respond(...) on the endpoint for the HEAD, or give "
+                    "the fault to a later step"
+                )
+
     def _play(self, data: bytes, body: bytes, faults: list[StreamFault], close: bool) -> None:
         self.conn.fault = faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
         request = self._request
@@ -429,6 +447,8 @@ class Http1Server:
                 )
         try:
             data, close_after = rewrite(data, body, faults)
+            if request is not None and request.method == "HEAD":
+                self._check_head(request, data, faults)
             ops = build_ops(data, faults, self.conn.event)
         except CurlFaultError as exc:
             self.endpoint.network._record(exc)
@@ -473,12 +493,19 @@ class Http1Server:
         req.connection_id = self.conn.id
         self.endpoint._requests.append(req)
         self.endpoint.network.requests.append(req)
-        self.endpoint.network._record(
-            MalformedRequest(
-                f"{self.endpoint.url} received a request it could not parse ({exc}); "
-                f"it answered {status}"
+        text = f"{self.endpoint.url} received a request it could not parse ({exc}); "
+        if self._request is None and self.parser.trailing_data[0][:2] == b"\x16\x03":
+            # A TLS record (handshake, TLS 1.x) where a request line should be: the client
+            # speaks https:// to a plain-HTTP endpoint (libcurl then fails with 35).
+            ep = self.endpoint
+            port = "" if ep.port in (None, 443) else f", {ep.port}"
+            use = _plain_url(self.conn.url, ep.port) or f"{ep.url}/..."
+            text += (
+                "it was a TLS handshake: the client used https:// for this plain-HTTP "
+                f"endpoint; use {use}, or declare net.https({ep.host!r}{port}) to serve "
+                "https:// there instead; "
             )
-        )
+        self.endpoint.network._record(MalformedRequest(text + f"it answered {status}"))
         self.conn.event(f"malformed request: {exc}; answering {status}")
         body = f"curlfault: malformed request: {exc}\n".encode()
         if self.parser.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -487,6 +514,22 @@ class Http1Server:
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()
+
+
+def _plain_url(url: str, port: int | None) -> str:
+    """``use http://... (not https://...)`` for an https:// ``url`` that reached a plain-HTTP
+    endpoint on ``port``, keeping the port the URL went to ("" for another URL)."""
+    if not url.startswith("https://"):
+        return ""
+    try:
+        parts = urlsplit(url)
+        given = parts.port
+    except ValueError:
+        return ""
+    netloc = parts.netloc
+    if given is None and port not in (None, 80):
+        netloc += f":{port}"  # http:// without a port would go to 80
+    return f"{urlunsplit(parts._replace(scheme='http', netloc=netloc))} (not {url})"
 
 
 def _is_preface(request: Request) -> bool:
