@@ -339,6 +339,12 @@ class TlsLayer:
         self.channel.start(self)
 
     # from the channel (ciphertext) -------------------------------------------------------
+    def client_closed(self) -> None:
+        """The client closed the connection: the protocol inside hears it too."""
+        closing = getattr(getattr(self, "protocol", None), "client_closed", None)
+        if closing is not None:
+            closing()
+
     def data_received(self, data: bytes) -> None:
         if self._hello is not None:
             hello = self._hello

@@ -346,6 +346,13 @@ class Channel:
             return
         if not self.closed:
             self.conn.event("client closed its end (closesocket)")
+            closing = getattr(self.protocol, "client_closed", None)
+            if closing is not None:
+                try:
+                    closing()  # a request cut short is recorded
+                except BaseException as exc:
+                    self.on_error(exc)
+                    return
             self.close()
 
     def on_error(self, exc: BaseException) -> None:

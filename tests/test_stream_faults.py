@@ -201,7 +201,41 @@ def test_stop_reading_blocks_a_large_upload(curlfault) -> None:
     assert r.code == 28
     (req,) = api.requests
     assert 1000 <= len(req.body) < 3_000_000
+    assert req.error == (
+        f"incomplete: the server stopped reading after {len(req.body)} body bytes of 3000000 "
+        "(stop_reading())"
+    )
     assert any("stopped reading" in t for _, t in api.connections[0].events)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_upload_the_client_aborts_is_recorded_as_incomplete(curlfault, scheme: str) -> None:
+    # READFUNCTION aborts after 500 of 3000 bytes (42): the request reached the fake, so it
+    # is in requests (no route answered it), its error says how far it got, and check()
+    # has nothing to report (a client may abort an upload).
+    api = (curlfault.https if scheme == "https" else curlfault.http)("api.test")
+    route = api.post("/u").respond(201)
+    sent = []
+
+    def read(size: int) -> bytes | int:
+        if len(sent) == 5:
+            return pycurl.READFUNC_ABORT
+        sent.append(100)
+        return b"a" * 100
+
+    r = transfer(
+        f"{scheme}://api.test/u",
+        UPLOAD=1,
+        CUSTOMREQUEST="POST",
+        INFILESIZE=3000,
+        READFUNCTION=read,
+    )
+    assert r.code == pycurl.E_ABORTED_BY_CALLBACK
+    (req,) = api.requests
+    assert (req.method, req.body, req.matched) == ("POST", b"a" * 500, False)
+    assert req.error == "incomplete: the client closed the connection after 500 body bytes of 3000"
+    assert route.calls == 0
+    curlfault.check()
 
 
 def test_no_continue_makes_libcurl_wait_then_send(curlfault) -> None:

@@ -19,8 +19,10 @@ from curlfault import (
     FakeNetwork,
     InterceptedCurl,
     Intercepting,
+    Response,
     Tracker,
     UsageError,
+    faults,
 )
 
 PRELUDE = """
@@ -898,22 +900,21 @@ def test_a_connection_cache_shared_by_threads_at_once_raises_instead_of_crashing
 def test_a_second_thread_in_a_busy_connection_cache_is_refused_and_other_shares_are_not(
     curlfault,
 ) -> None:
-    """Deterministic: thread A's transfer waits in its route handler; meanwhile thread B's
-    transfer through the same connection cache raises ClientError, while a share of DNS
-    only (which libcurl supports across threads) lets it through. After A is done, B may
-    use the cache from its own thread."""
+    """Thread A's transfer waits for a delayed response; meanwhile thread B's transfer
+    through the same connection cache raises ClientError, while a share of DNS only (which
+    libcurl supports across threads) lets a transfer through. After A is done, B may use
+    the cache from its own thread. (The delay runs on the loop's timer: a handler that
+    blocked would hold up every connection of the network, not only A's.)"""
     import threading
 
     from curlfault import ClientError
 
     api = curlfault.http("api.test")
-    release = threading.Event()
     entered = threading.Event()
 
-    def slow(request: object) -> int:
+    def slow(request: object) -> Response:
         entered.set()
-        release.wait(10)
-        return 200
+        return Response.make(200, body="slow", fault=faults.delay(3))
 
     api.get("/slow").handle(slow)
     api.get("/fast").respond(200)
@@ -939,8 +940,8 @@ def test_a_second_thread_in_a_busy_connection_cache_is_refused_and_other_shares_
             t = threading.Thread(target=run, args=(name, share, "/fast"))
             t.start()
             t.join(10)
+        assert a.is_alive(), "A's transfer ended before B and the DNS share tried"
     finally:
-        release.set()
         a.join(10)
     b = threading.Thread(target=run, args=("b again", conn_share, "/fast"))
     b.start()

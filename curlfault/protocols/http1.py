@@ -357,10 +357,32 @@ class Http1Server:
             )
         )
 
+    def client_closed(self) -> None:
+        """The client closed the connection: a request whose body had not all arrived (an
+        upload the client aborted) is recorded, with ``error`` saying so."""
+        request = self._request
+        h = self._h11
+        if self._dead or request is None or h is None or h.their_state is not h11.SEND_BODY:
+            return
+        self._dead = True
+        request.body = b"".join(self._body)
+        request.error = (
+            f"incomplete: the client closed the connection after {len(request.body)} body "
+            f"bytes{_of_length(request)}"
+        )
+        request.connection_id = self.conn.id
+        self.endpoint._requests.append(request)
+        self.endpoint.network.requests.append(request)
+        self.conn.event(f"request {request.method} {request.target} cut short by the client")
+
     def _stop_reading(self) -> None:
         request = self._request
         assert request is not None
         request.body = b"".join(self._body)
+        request.error = (
+            f"incomplete: the server stopped reading after {len(request.body)} body bytes"
+            f"{_of_length(request)} (stop_reading())"
+        )
         self.conn.event(f"stopped reading the request after {len(request.body)} body bytes")
         self._dead = True
         self.endpoint.dispatch(request, self.conn)  # recorded; never answered
@@ -514,6 +536,12 @@ class Http1Server:
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()
+
+
+def _of_length(request: Request) -> str:
+    """`` of N`` for a request that declared its body's length, else nothing."""
+    length = request.header("content-length")
+    return f" of {length}" if length is not None and length.isdigit() else ""
 
 
 def _plain_url(url: str, port: int | None) -> str:
