@@ -155,11 +155,12 @@ class Endpoint:
                     f"{f!r} is not modelled yet: curlfault cannot produce it faithfully"
                 )
             if f is not None and not isinstance(f, ConnectionFault):
-                hint = (
-                    " (a stream fault goes to respond(..., fault=...))"
-                    if isinstance(f, StreamFault)
-                    else _misuse_hint(f)
-                )
+                if isinstance(f, StreamFault):
+                    hint = " (a stream fault goes to respond(..., fault=...))"
+                elif isinstance(f, (list, tuple)):
+                    hint = "; pass the faults as separate arguments: connection_faults(*faults)"
+                else:
+                    hint = _misuse_hint(f)
                 raise UsageError(f"{f!r} is not a connection fault{hint}")
             if isinstance(f, SlowConnect):
                 release_delay(f.seconds, syn_schedule())  # beyond the kernel's retries: raises

@@ -153,9 +153,15 @@ class Response:
         check_body_allowed(status, body)
         check_headers(body, hdrs)
         if fault is not None and not isinstance(fault, StreamFault):
-            hint = _misuse_hint(fault) or (
-                "; connection faults such as refuse() go to endpoint.connection_faults(...)"
-            )
+            if isinstance(fault, (list, tuple)):
+                hint = (
+                    "; compose stream faults with +, as in "
+                    "fault=faults.delay(0.5) + faults.close(after_bytes=100)"
+                )
+            else:
+                hint = _misuse_hint(fault) or (
+                    "; connection faults such as refuse() go to endpoint.connection_faults(...)"
+                )
             raise UsageError(f"fault={fault!r} is not a stream fault{hint}")
         if reason is not None:
             check_reason(reason)
@@ -324,6 +330,8 @@ class Route:
     steps: list[_Step] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # How many requests came before the last clear(): the next one takes the first step.
+    _cleared_at: int = field(default=0, repr=False)
 
     def respond(
         self,
@@ -370,10 +378,20 @@ class Route:
             return self.path == request.target
         return self.path == request.path
 
+    def clear(self) -> Route:
+        """Drop every step, so that the steps declared next start over with the next request
+        (a test that replaces what a shared fixture declared). ``requests`` is kept. Returns
+        the route: ``api.get("/f").clear().respond(503)``."""
+        self.endpoint._check_open()
+        with self._lock:
+            self.steps.clear()
+            self._cleared_at = len(self.requests)
+        return self
+
     def peek_fault(self) -> StreamFault | None:
         """The fault of the canned step the next request will get (None for a handler)."""
         with self._lock:
-            index = min(len(self.requests), len(self.steps) - 1)
+            index = min(len(self.requests) - self._cleared_at, len(self.steps) - 1)
         if index < 0:
             return None
         step = self.steps[index]
@@ -389,6 +407,9 @@ class Route:
         k = len(requests) - 1
         while k > 0 and requests[k] is not request:
             k -= 1
+        k -= self._cleared_at  # counted from the last clear()
+        if k < 0:
+            k = 0  # a request that arrived while another thread cleared the route
         steps = self.steps
         last = len(steps) - 1
         if last < 0:

@@ -184,6 +184,9 @@ class SlowConnect(ConnectionFault):
 
     def __post_init__(self) -> None:
         _seconds(self.seconds, "slow_connect(seconds=...)")
+        from ._listener import release_delay, syn_schedule
+
+        release_delay(self.seconds, syn_schedule())  # beyond the kernel's SYN retries: raises
 
 
 def _byte_count(value: object, what: str, *, minimum: int = 0) -> int:
@@ -417,6 +420,14 @@ class Compose(StreamFault):
             raise UsageError("compose at most one pacing fault (drip or slicer) per response")
         if sum(isinstance(f, Latency) for f in flat) > 1:
             raise UsageError("compose at most one latency(...) per response")
+        cuts = [f for f in flat if isinstance(f, (Close, Reset, Stall, Garbage))]
+        if len(cuts) > 1:
+            raise UsageError(
+                f"{' + '.join(map(repr, cuts))}: compose at most one of close, reset, stall "
+                "and garbage per response (the first to act ends the response, so the "
+                "others never would); for one fault per request, give each step its own: "
+                "respond(..., fault=close(...)).respond(..., fault=reset(...))"
+            )
         ending = [f for f in flat if f.ends_h2_stream]
         if len(ending) > 1:
             raise UsageError(

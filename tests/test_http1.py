@@ -185,6 +185,21 @@ def test_chunked_response(curlfault) -> None:
     assert (r.code, r.body) == (0, b"abc" * 1000)
 
 
+def test_clear_replaces_a_routes_steps_from_the_next_request_on(curlfault) -> None:
+    """A fixture declares the happy path; a test replaces it. After two requests, clear()
+    and two new steps: the third request takes the first new step, not the second."""
+    route = curlfault.http("api.test").get("/f").respond(200, body="happy")
+    assert transfer("http://api.test/f").body == b"happy"
+    assert transfer("http://api.test/f").body == b"happy"
+    route.clear().respond(503).respond(200, body="again", fault=faults.close(at="body"))
+    assert transfer("http://api.test/f").status == 503
+    assert transfer("http://api.test/f").code == pycurl.E_PARTIAL_FILE
+    assert route.calls == 4  # requests are kept across clear()
+    route.clear()
+    r = transfer("http://api.test/f")
+    assert (r.code, r.status, r.body) == (0, 200, b"")  # no step: an empty 200
+
+
 def test_handler_step_sees_request(curlfault) -> None:
     api = curlfault.http("api.test")
     api.post("/echo").handle(lambda req: Response.make(200, body=req.body.upper()))

@@ -4,6 +4,7 @@ over both transports and over whole versus byte-by-byte delivery."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pycurl
 import pytest
@@ -169,9 +170,30 @@ def test_composed_delay_then_reset(curlfault) -> None:
     assert time.monotonic() - start >= 0.05
 
 
-def test_first_ending_fault_wins(curlfault) -> None:
-    serve(curlfault, faults.close(at="status_line") + faults.reset(at="body"))
-    assert transfer("http://api.test/").code == 52
+@pytest.mark.parametrize(
+    "compose",
+    [
+        lambda: faults.close(at="status_line") + faults.reset(at="body"),
+        lambda: faults.close(after_bytes=5) + faults.reset(after_bytes=10),
+        lambda: faults.delay(0.1) + faults.stall() + faults.garbage(b"x"),
+    ],
+)
+def test_two_ending_faults_in_one_response_are_refused_where_written(compose: Any) -> None:
+    # The first to act would end the response, so the other could never act: a spec that
+    # cannot do what it says fails at declaration, as two ending HTTP/2 faults do.
+    with pytest.raises(UsageError, match="compose at most one of close, reset, stall and garbage"):
+        compose()
+
+
+def test_bad_fault_arguments_name_the_fix() -> None:
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        with pytest.raises(UsageError, match=r"separate arguments: connection_faults\(\*faults\)"):
+            api.connection_faults([faults.refuse(), None])  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match=r"compose stream faults with \+"):
+            api.get("/").respond(200, fault=[faults.close(), faults.delay(1)])  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="longer than the kernel's SYN retransmissions reach"):
+        faults.slow_connect(10**7)  # refused when made, not when given to an endpoint
 
 
 def test_fault_then_recovery_on_one_keep_alive_handle(curlfault) -> None:
