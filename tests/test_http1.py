@@ -571,7 +571,7 @@ def test_cached_response_bytes_are_h11s(response: Response) -> None:
     """The bytes sent from the per-response cache are what h11 writes for that request."""
     import h11
 
-    from curlfault.protocols.http1 import _keepalive_bytes
+    from curlfault.protocols._http1_wire import keepalive_bytes
 
     h = h11.Connection(h11.SERVER)
     h.receive_data(b"GET /x?y=1 HTTP/1.1\r\nHost: api.test\r\nAccept: */*\r\n\r\n")
@@ -590,36 +590,36 @@ def test_cached_response_bytes_are_h11s(response: Response) -> None:
     if response.body:
         expected += h.send(h11.Data(data=response.body)) or b""
     expected += h.send(h11.EndOfMessage()) or b""
-    assert _keepalive_bytes(response) == expected
-    assert _keepalive_bytes(response) is _keepalive_bytes(response)  # made once
+    assert keepalive_bytes(response) == expected
+    assert keepalive_bytes(response) is keepalive_bytes(response)  # made once
 
 
 def test_equal_responses_share_one_framing_by_content() -> None:
     """Each test declares its routes anew: an equal response is framed by h11 only once."""
-    from curlfault.protocols.http1 import _keepalive_bytes
+    from curlfault.protocols._http1_wire import keepalive_bytes
 
-    first = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
-    again = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
+    first = keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
+    again = keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "content"}))
     assert again is first
-    other = _keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "other"}))
+    other = keepalive_bytes(Response.make(200, body=b"same", headers={"X-Key": "other"}))
     assert b"X-Key: other" in other
     assert b"X-Key: content" not in other
-    assert _keepalive_bytes(Response.make(203, body=b"same", headers={"X-Key": "content"})) != (
+    assert keepalive_bytes(Response.make(203, body=b"same", headers={"X-Key": "content"})) != (
         first
     )
     # Built by hand with a list of headers (unhashable): framed, never cached by content.
     by_hand = Response(200, b"hand", [("X-Key", "list")])  # type: ignore[arg-type]
-    assert b"X-Key: list" in _keepalive_bytes(by_hand)
-    assert _keepalive_bytes(by_hand).endswith(b"\r\n\r\nhand")
+    assert b"X-Key: list" in keepalive_bytes(by_hand)
+    assert keepalive_bytes(by_hand).endswith(b"\r\n\r\nhand")
 
 
 def test_framing_cache_by_content_is_bounded_in_bytes(monkeypatch) -> None:
-    from curlfault.protocols import http1
+    from curlfault.protocols import _http1_wire
 
-    monkeypatch.setattr(http1, "_WIRE_MAX_HELD", 0)  # nothing fits: framed each time
+    monkeypatch.setattr(_http1_wire, "_WIRE_MAX_HELD", 0)  # nothing fits: framed each time
     body = b"bounded-" + str(id(monkeypatch)).encode()
-    first = http1._keepalive_bytes(Response.make(200, body=body))
-    again = http1._keepalive_bytes(Response.make(200, body=body))
+    first = _http1_wire.keepalive_bytes(Response.make(200, body=body))
+    again = _http1_wire.keepalive_bytes(Response.make(200, body=body))
     assert first == again
     assert first is not again
 

@@ -8,7 +8,7 @@ serializes the whole response first, then cuts it at the exact byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +16,7 @@ import h11
 
 from .._connection import kept_text
 from .._errors import CurlFaultError, MalformedRequest, UsageError
-from .._http import Request, Response, reason_phrase
+from .._http import Request, Response
 from .._plan import Plan, build_ops, flatten, rewrite
 from ..faults import (
     Compose,
@@ -28,6 +28,7 @@ from ..faults import (
     StreamFault,
     UploadFault,
 )
+from ._http1_wire import error_response_bytes, keepalive_bytes, serialize
 
 if TYPE_CHECKING:
     from .._network import Connection, HttpEndpoint
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["ByteTransport", "Http1Server"]
 
 MAX_HEADER_BYTES = 64 * 1024
-# A keep-alive HTTP/1.1 GET: the request a cached serialization of a response answers.
-_TEMPLATE_REQUEST = b"GET / HTTP/1.1\r\nHost: curlfault\r\n\r\n"
 # What h11 parsed from a fresh connection state, by the exact bytes it was given: libcurl
 # sends byte-identical requests for repeated transfers, and h11 parses the same bytes in
 # the same state the same way, so a repeat is answered without parsing it again. Only
@@ -47,14 +46,6 @@ _Parsed = tuple[str, str, tuple[tuple[str, str], ...], str, bytes, str]
 _PARSED: dict[bytes, _Parsed] = {}
 _PARSED_MAX = 512
 _PARSED_MAX_BYTES = 4096
-# h11's bytes for a keep-alive GET's response, by (status, headers, body): bounded in
-# entries, in body size and in bytes held (key bodies and framed bytes), like ``_PARSED``.
-_WireKey = tuple[int, tuple[tuple[str, str], ...], bytes, str | None]
-_WIRE: dict[_WireKey, bytes] = {}
-_WIRE_MAX = 512
-_WIRE_MAX_BODY = 64 * 1024
-_WIRE_MAX_HELD = 8 * 1024 * 1024
-_wire_held = 0
 
 
 class ByteTransport(Protocol):
@@ -221,7 +212,7 @@ class Http1Server:
         response = ep.dispatch(request, self.conn)
         wire = b""
         if version == "1.1" and method not in ("HEAD", "CONNECT"):
-            wire = _keepalive_bytes(response)
+            wire = keepalive_bytes(response)
         if wire:
             sent = response.wire.get("keepalive-get-event")
             if sent is None:
@@ -400,7 +391,7 @@ class Http1Server:
             and h.their_http_version == b"1.1"
             and request.method not in ("HEAD", "CONNECT")
         ):
-            data = _keepalive_bytes(response)
+            data = keepalive_bytes(response)
         if data:
             # What h11 would write here is what it wrote for the template request: the
             # framing depends only on the method, the HTTP version and keep-alive.
@@ -413,7 +404,7 @@ class Http1Server:
             if closed:
                 self.parser.receive_data(b"")
         else:
-            data = _serialize(h, response, close, request.method != "HEAD")
+            data = serialize(h, response, close, request.method != "HEAD")
         self._emit(data, response, close)
 
     def _emit(self, data: bytes, response: Response, close: bool, text: str = "") -> None:
@@ -564,83 +555,3 @@ def _is_preface(request: Request) -> bool:
     """Whether ``request`` is the start of the HTTP/2 preface (``PRI * HTTP/2.0``, then
     ``SM``): what follows is HTTP/2 frames, so the connection closes after its answer."""
     return request.method == "PRI" and request.target == "*"
-
-
-def error_response_bytes(
-    h: h11.Connection, status: int, body: bytes, headers: Iterable[tuple[str, str]] = ()
-) -> bytes:
-    """``h``'s bytes for a text/plain ``status`` response of ``body`` with ``Connection:
-    close`` (and ``headers``): how the fake answers a request it refuses."""
-    head = [
-        ("Content-Type", "text/plain"),
-        ("Content-Length", str(len(body))),
-        ("Connection", "close"),
-        *headers,
-    ]
-    data = h.send(h11.Response(status_code=status, headers=head, reason=reason_phrase(status)))
-    data = data or b""
-    data += h.send(h11.Data(data=body)) or b""
-    data += h.send(h11.EndOfMessage()) or b""
-    return data
-
-
-def _keepalive_bytes(response: Response) -> bytes:
-    """h11's bytes for ``response`` to a keep-alive HTTP/1.1 GET, or b"" if it must close.
-
-    Made with a template connection, then cached on the response object and, for a small
-    response, by its content: each test declares its routes anew, so an equal response
-    comes back as a new object, and h11 would frame it the same way again.
-    """
-    data = response.wire.get("keepalive-get")
-    if data is None:
-        key = _wire_key(response)
-        data = _WIRE.get(key) if key is not None else None
-        if data is None:
-            template = h11.Connection(h11.SERVER)
-            template.receive_data(_TEMPLATE_REQUEST)
-            template.next_event()
-            template.next_event()
-            data = _serialize(template, response, False, True)
-            if template.our_state is not h11.DONE:  # the response itself closes
-                data = b""
-            if key is not None:
-                _remember_wire(key, data)
-        response.wire["keepalive-get"] = data
-    return data
-
-
-def _remember_wire(key: _WireKey, data: bytes) -> None:
-    global _wire_held
-    size = len(key[2]) + len(data)
-    if len(_WIRE) < _WIRE_MAX and _wire_held + size <= _WIRE_MAX_HELD:
-        _WIRE[key] = data
-        _wire_held += size
-
-
-def _wire_key(response: Response) -> _WireKey | None:
-    """What h11's framing of ``response`` depends on, if it is small and hashable."""
-    body, headers = response.body, response.headers
-    if type(body) is not bytes or len(body) > _WIRE_MAX_BODY or type(headers) is not tuple:
-        return None
-    key = (response.status, headers, body, response.reason)
-    try:
-        hash(key)
-    except TypeError:  # a Response built by hand with unhashable headers
-        return None
-    return key
-
-
-def _serialize(h: h11.Connection, response: Response, close: bool, with_body: bool) -> bytes:
-    """``response`` as ``h`` frames it (adding Content-Length, and Connection: close)."""
-    headers = list(response.headers)
-    names = {k.lower() for k, _ in headers}
-    if "content-length" not in names and "transfer-encoding" not in names:
-        headers.append(("Content-Length", str(len(response.body))))
-    if close and "connection" not in names:
-        headers.append(("Connection", "close"))
-    phrase = reason_phrase(response.status, response.reason)
-    out = [h.send(h11.Response(status_code=response.status, headers=headers, reason=phrase)) or b""]
-    if response.body and with_body:
-        out.append(h.send(h11.Data(data=response.body)) or b"")
-    out.append(h.send(h11.EndOfMessage()) or b"")
-    return b"".join(out)

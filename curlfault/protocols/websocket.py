@@ -41,7 +41,7 @@ from .._faults_ws import (
     oversized_frame,
 )
 from .._websocket import WebSocketFrame, WebSocketRoute, _Step
-from .http1 import error_response_bytes
+from ._http1_wire import error_response_bytes
 
 if TYPE_CHECKING:
     from .._http import Request
