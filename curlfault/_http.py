@@ -384,17 +384,20 @@ class Route:
         the route: ``api.get("/f").clear().respond(503)``."""
         self.endpoint._check_open()
         with self._lock:
-            self.steps.clear()
+            # A new list, not the old one emptied: a transfer being served in another
+            # thread reads the list it took, whole.
+            self.steps = []
             self._cleared_at = len(self.requests)
         return self
 
     def peek_fault(self) -> StreamFault | None:
         """The fault of the canned step the next request will get (None for a handler)."""
         with self._lock:
-            index = min(len(self.requests) - self._cleared_at, len(self.steps) - 1)
+            steps = self.steps
+            index = min(len(self.requests) - self._cleared_at, len(steps) - 1)
         if index < 0:
             return None
-        step = self.steps[index]
+        step = steps[index]
         return step.response.fault if step.response is not None else None
 
     def next_response(self, request: Request, conn: Connection) -> Response:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pycurl
 
-from . import _share
+from . import _share, _sites
 from ._errors import CurlFaultWarning, UsageError
 from ._ledger import Site
 from ._sites import caller_site, own_site
@@ -57,7 +57,7 @@ class HandleWiring(Protocol):
     redirect: str | None  # the URL a response's Location sent the transfer to
     follows: int  # FOLLOWLOCATION is on (non-zero)
     binds: dict[int, str] | None  # LOCALPORT / INTERFACE the handle set (update_binds)
-    share: Any  # the CurlShare the handle was given (SHARE), if any
+    share_guard: bool  # the handle's SHARE is an InterceptedShare (see _share)
 
     @property
     def owned(self) -> frozenset[int]:
@@ -173,7 +173,9 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             elif option in BIND_OPTIONS:
                 w.user_bind(option, value)  # a tracker's wiring keeps them for attach()
             elif option == _SHARE:
-                w.share = value  # see _share: one thread at a time in a connection cache
+                # No reference kept (a share must be free to go): perform() asks the
+                # handle for it. See _share: one thread at a time in a connection cache.
+                w.share_guard = _share.guarded(value)
             elif option in TRUST_OPTIONS and not w.user_trust:
                 # The client configures its own trust: drop the network's CA blob, which
                 # libcurl would otherwise trust in addition to the client's CA file.
@@ -191,7 +193,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             if option in BIND_OPTIONS:
                 w.user_bind(option, None)
             elif option == _SHARE:
-                w.share = None
+                w.share_guard = False
 
     def reset(self) -> None:
         # libcurl keeps a RESOLVE list pending until the next transfer starts, and its reset
@@ -221,7 +223,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             return run(self)
         w.redirect = None  # a new transfer
         w.refresh(self)
-        share = w.share
+        share = self.share() if w.share_guard else None
         if share is not None and not _share.shared_connections(share):
             share = None
         if share is not None:
@@ -250,9 +252,10 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.redirect = None  # a new transfer (only a following handle ever has one)
         if w.generation != w.network.generation:
             w.refresh(self)
-        share = w.share
-        if share is not None:
+        share = None
+        if w.share_guard:
             # A handle in a CurlShare: two threads must not use one connection cache at once.
+            share = self.share()
             if not _share.shared_connections(share):
                 share = None
             else:
@@ -416,7 +419,10 @@ def unrouted_classes() -> list[type]:
         # Only a class its module still names: one made inside a function (a test's own)
         # may be gone already, kept only by a reference cycle until the next collection.
         module = sys.modules.get(cls.__module__)
-        if module is not None and getattr(module, cls.__qualname__, None) is cls:
+        if module is None or vars(module).get(cls.__qualname__) is not cls:
+            continue  # vars(): no module __getattr__ runs here
+        filename = getattr(module, "__file__", None) or ""
+        if not _sites.is_library_file(filename):  # an installed package's: not the test's
             found.append(cls)
     return found
 
@@ -430,9 +436,10 @@ def _warn_unrouted_classes() -> None:
             f"{cls.__module__}.{cls.__qualname__} subclasses pycurl.Curl and was defined "
             "before curlfault intercepted, so its handles are not routed: they reach the "
             "real network (a fake host's name goes to the system resolver, CURLcode 6) and "
-            "no check sees them. Route each handle with attach() once it is made; under "
-            "pytest, --curlfault-strict or --curlfault-leaks swap pycurl.Curl before test "
-            "modules are imported, and a class defined then is routed",
+            "no check sees them. Route each handle with attach() once it is made (then "
+            "filter this warning: ignore::curlfault.CurlFaultWarning); under pytest, "
+            "--curlfault-strict or --curlfault-leaks swap pycurl.Curl before test modules "
+            "are imported, and a class defined then is routed",
             CurlFaultWarning,
             stacklevel=4,  # the code that entered intercept()
         )

@@ -321,7 +321,7 @@ class FakeNetwork:
         if previous is not None:  # options libcurl keeps that the last wiring saw set
             wiring.url, wiring.follows = previous.url, 1 if previous.follows else 0
             wiring.binds = None if previous.binds is None else dict(previous.binds)
-            wiring.share = previous.share
+            wiring.share_guard = previous.share_guard
         wiring.plain = not isinstance(curl, _intercept.InterceptedCurl)
         wiring.install(curl)
         # Made outside every network, and attached since: its reset() must keep this too.

@@ -12,7 +12,8 @@ perform while no other thread performs a handle of the same share; a second thre
 TLS sessions across threads is supported by libcurl and left alone.
 
 A share made before the network intercepted (a plain ``pycurl.CurlShare``) is not known to
-hold connections, so it is not guarded.
+hold connections, so it is not guarded; nor are transfers a ``CurlMulti`` drives (only
+``perform()`` is watched).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pycurl
 
 from ._errors import ClientError
 
-__all__ = ["REAL_SHARE", "InterceptedShare", "enter", "leave", "shared_connections"]
+__all__ = ["REAL_SHARE", "InterceptedShare", "enter", "guarded", "leave", "shared_connections"]
 
 REAL_SHARE: type[pycurl.CurlShare] = pycurl.CurlShare
 _SHARE_SETOPT = REAL_SHARE.setopt
@@ -66,6 +67,11 @@ class InterceptedShare(REAL_SHARE, metaclass=_ShareMeta):  # type: ignore[misc, 
 
 _set_connections = InterceptedShare.__dict__["_cf_connections"].__set__
 _set_busy = InterceptedShare.__dict__["_cf_busy"].__set__
+
+
+def guarded(share: Any) -> bool:
+    """Whether ``share`` (a value given to SHARE) is one this module can ask about."""
+    return InterceptedShare in type(share).__mro__
 
 
 def shared_connections(share: Any) -> bool:

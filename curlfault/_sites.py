@@ -19,7 +19,7 @@ from typing import Any
 
 from ._ledger import Site
 
-__all__ = ["LIBRARY_FRAMES_MAX", "caller_site", "own_site"]
+__all__ = ["LIBRARY_FRAMES_MAX", "caller_site", "is_library_file", "own_site"]
 
 # curlfault's own directory: frames in it are skipped (a handle is made for its caller).
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -154,6 +154,12 @@ _LIBRARY_FILES_MAX = 4096
 # How many library frames caller_site walks past at most, looking for the code that called
 # the library: a deeper stack keeps this many library frames and the next six.
 LIBRARY_FRAMES_MAX = 24
+
+
+def is_library_file(filename: str) -> bool:
+    """Whether ``filename`` is an installed package's or the standard library's."""
+    library = _LIBRARY_FILES.get(filename)
+    return _is_library_file(filename) if library is None else library
 
 
 def _is_library_file(filename: str) -> bool:

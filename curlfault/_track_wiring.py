@@ -59,7 +59,7 @@ class TrackWiring:
     redirect: str | None = None  # not followed: a tracked handle has no debug callback
     follows = 0  # FOLLOWLOCATION, kept for a network that attach()es the handle later
     binds: dict[int, str] | None = None  # LOCALPORT / INTERFACE, likewise
-    share: Any = None  # SHARE, likewise (a network guards it: see _share)
+    share_guard = False  # SHARE, likewise (a network guards it: see _share)
     user_trust = True  # never touch trust options: this is the real network
     user_open: Any = None
     user_sockopt: Any = None

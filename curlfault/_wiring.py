@@ -146,7 +146,7 @@ class Wiring:
         "read_since_refill",
         "redirect",
         "seen_fill",
-        "share",
+        "share_guard",
         "site",
         "trust",
         "url",
@@ -211,8 +211,8 @@ class Wiring:
         # The bind options the handle set that a fake pair cannot honour, by option: what
         # to name when its connection is made (see user_bind).
         self.binds: dict[int, str] | None = None
-        # The CurlShare the handle was given (see _share); a duphandle() copy has none.
-        self.share: Any = None
+        # The handle was given an InterceptedShare (see _share); a duphandle() copy was not.
+        self.share_guard = False
 
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any) -> None:

@@ -1774,3 +1774,37 @@ def test_a_leak_found_without_pytest_gives_no_fixture_advice() -> None:
     assert first.endswith(
         "close the pycurl handle (curl.close()), or drop every reference to it, before the check"
     ), first
+
+
+def test_unrouted_classes_are_module_level_classes_of_the_users_own_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the CurlFaultWarning names: a pycurl.Curl subclass its module still holds, made
+    before interception, outside installed packages (a library's own subclass, or a test's
+    local class, is not the test's to fix)."""
+    import types
+
+    from curlfault._intercept import unrouted_classes
+
+    modules = {
+        "cf_user_client": "/home/dev/project/cf_user_client.py",
+        "cf_lib_client": "/opt/venv/lib/python3.11/site-packages/cf_lib_client.py",
+    }
+    made = {}
+    for name, filename in modules.items():
+        module = types.ModuleType(name)
+        module.__file__ = filename
+        exec("import pycurl\nclass Client(pycurl.Curl):\n    pass\n", module.__dict__)
+        monkeypatch.setitem(sys.modules, name, module)
+        made[name] = module.Client
+
+    def local() -> type:
+        class Local(pycurl.Curl):  # type: ignore[misc, valid-type]
+            pass
+
+        return Local
+
+    found = unrouted_classes()
+    assert made["cf_user_client"] in found
+    assert made["cf_lib_client"] not in found
+    assert local() not in unrouted_classes()

@@ -260,6 +260,17 @@ def test_an_upload_the_client_aborts_is_recorded_as_incomplete(curlfault, scheme
     curlfault.check()
 
 
+def test_an_early_answered_upload_the_client_then_closes_is_recorded_once(curlfault) -> None:
+    # early_response() answers (and records) the request at its head; the client then
+    # gives up on the slow answer: the request is not recorded again as incomplete.
+    api = serve(curlfault, faults.early_response() + faults.delay(2), method="POST")
+    r = transfer("http://api.test/", POSTFIELDS=b"u" * 3_000_000, TIMEOUT_MS=500)
+    assert r.code == pycurl.E_OPERATION_TIMEDOUT
+    assert len(api.requests) == 1
+    assert len(curlfault.requests) == 1
+    assert api.requests[0].error is None
+
+
 def test_no_continue_makes_libcurl_wait_then_send(curlfault) -> None:
     api = serve(curlfault, faults.no_continue(), method="POST")
     start = time.monotonic()

@@ -976,3 +976,25 @@ def test_pycurl_curlshare_is_swapped_while_a_network_intercepts_and_restored_aft
         assert pycurl.CurlShare is REAL_SHARE
     finally:
         before.close()
+
+
+def test_a_share_dropped_without_close_is_freed_with_its_connection() -> None:
+    """The guard keeps no reference to a handle's share: one dropped without close() is
+    freed, its pooled connection closed by pycurl, and check() finds no leak (a reference
+    from the handle's wiring kept it, and its connection, open for good)."""
+    import gc
+
+    with FakeNetwork() as net, net.intercept():
+        net.http("api.test").get("/").respond(200, body="ok")
+        share = pycurl.CurlShare()
+        share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_CONNECT)
+        c = pycurl.Curl()
+        c.setopt(pycurl.SHARE, share)
+        assert transfer("http://api.test/", curl=c).status == 200
+        c.close()
+        with warnings.catch_warnings():
+            # pycurl closes the pooled connection in C when the share goes (documented)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            del c, share
+            gc.collect()
+        net.check()

@@ -353,7 +353,14 @@ class Http1Server:
         upload the client aborted) is recorded, with ``error`` saying so."""
         request = self._request
         h = self._h11
-        if self._dead or request is None or h is None or h.their_state is not h11.SEND_BODY:
+        if (
+            self._dead
+            or request is None
+            or h is None
+            or h.their_state is not h11.SEND_BODY
+            or h.our_state is not h11.SEND_RESPONSE  # answered already (early_response())
+            or self._plan is not None
+        ):
             return
         self._dead = True
         request.body = b"".join(self._body)
