@@ -27,6 +27,7 @@ from ._intercept import InterceptedCurl
 from ._ledger import Ledger, LedgerReport, SocketRecord
 from ._loop import Loop
 from ._network import Connection, Endpoint, FakeNetwork, HttpEndpoint, Intercepting
+from ._ranges import ranges
 from ._tls import ClientCert
 from ._tracking import Tracker
 from ._websocket import WebSocketFrame, WebSocketRoute
@@ -63,4 +64,5 @@ __all__ = [
     "WebSocketRoute",
     "__version__",
     "faults",
+    "ranges",
 ]

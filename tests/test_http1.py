@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pycurl
 import pytest
@@ -848,3 +849,67 @@ def test_steps_go_one_each_in_list_order_to_requests_from_many_threads(curlfault
         t.join(30)
     assert sorted(got) == [b"step %d" % i for i in range(9)] + [b"step 9"] * 31
     assert len(route.requests) == 40
+
+
+RANGED = bytes(range(256)) * 40  # 10,240 bytes
+
+
+@pytest.mark.parametrize(
+    ("opts", "code", "status", "body", "content_range"),
+    [
+        ({}, 0, 200, RANGED, None),
+        ({"RANGE": "1000-"}, 0, 206, RANGED[1000:], "bytes 1000-10239/10240"),
+        ({"RESUME_FROM": 1000}, 0, 206, RANGED[1000:], "bytes 1000-10239/10240"),
+        ({"RANGE": "-100"}, 0, 206, RANGED[-100:], "bytes 10140-10239/10240"),
+        ({"RANGE": "10-19"}, 0, 206, RANGED[10:20], "bytes 10-19/10240"),
+        ({"RANGE": "10-99999"}, 0, 206, RANGED[10:], "bytes 10-10239/10240"),
+        ({"RESUME_FROM": 10240}, 0, 416, b"", "bytes */10240"),
+        ({"RANGE": "20000-", "FAILONERROR": 1}, 22, 416, b"", None),
+        ({"RANGE": "0-1,5-6"}, 0, 200, RANGED, None),  # several ranges: the whole body
+        ({"RANGE": "19-10"}, 0, 200, RANGED, None),  # invalid: ignored
+        ({"RESUME_FROM": 1000, "HTTPHEADER": ['If-Range: "v0"']}, 33, 200, b"", None),
+        ({"RESUME_FROM": 1000, "HTTPHEADER": ['If-Range: "v1"']}, 0, 206, RANGED[1000:], None),
+    ],
+)
+def test_ranges_serves_byte_ranges_as_a_file_server_does(
+    curlfault, opts: dict[str, Any], code: int, status: int, body: bytes, content_range: str | None
+) -> None:
+    from curlfault import ranges
+
+    curlfault.http("api.test").get("/f").handle(ranges(RANGED, etag='"v1"'))
+    r = transfer("http://api.test/f", **opts)
+    assert (r.code, r.status, r.body) == (code, status, body)
+    if code == 0:
+        assert b"accept-ranges: bytes" in r.headers.lower()
+        assert b'etag: "v1"' in r.headers.lower()
+    if content_range is not None:
+        assert f"content-range: {content_range}".encode() in r.headers.lower()
+
+
+def test_ranges_lets_a_download_resume_after_a_cut(curlfault) -> None:
+    from curlfault import ranges
+
+    api = curlfault.http("api.test")
+    api.get("/f").handle(ranges(RANGED, fault=faults.close(at="body"))).handle(ranges(RANGED))
+    first = transfer("http://api.test/f")
+    assert first.code == pycurl.E_PARTIAL_FILE
+    assert 0 < len(first.body) < len(RANGED)
+    rest = transfer("http://api.test/f", RESUME_FROM=len(first.body))
+    assert (rest.code, rest.status) == (0, 206)
+    assert first.body + rest.body == RANGED
+    assert api.requests[1].header("range") == f"bytes={len(first.body)}-"
+    head = transfer("http://api.test/f", NOBODY=1)
+    assert (head.code, head.status, head.body) == (0, 200, b"")
+    assert b"content-length: 10240" in head.headers.lower()
+
+
+def test_ranges_refuses_what_it_cannot_serve() -> None:
+    from curlfault import ranges
+
+    with pytest.raises(UsageError, match="serves bytes or str"):
+        ranges(12)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="quoted entity tag"):
+        ranges(b"x", etag="v1")
+    with pytest.raises(UsageError, match="not a stream fault"):
+        ranges(b"x", fault=faults.refuse())  # type: ignore[arg-type]
+    assert repr(ranges(b"abc", etag='"e"')) == "ranges(<3 bytes>, etag='\"e\"')"
