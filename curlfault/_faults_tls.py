@@ -212,6 +212,9 @@ class TlsAlert(TlsFault):
     The alert is a well-formed plaintext TLS alert record (level fatal), written by
     curlfault on the connection where the ServerHello would be, as a server that rejects
     the ClientHello does. ``description`` is a name from ``faults.ALERTS`` or its code.
+    libcurl 8.23 maps two alerts to codes of their own: ``certificate_required`` (116) to
+    98 (``SSL_CLIENTCERT``) and ``certificate_expired`` (45) to 60
+    (``PEER_FAILED_VERIFICATION``); ``curlcode`` is the 35 of every other alert.
     """
 
     description: str | int = "handshake_failure"

@@ -152,6 +152,20 @@ CASES: tuple[Case, ...] = (
         note="a plaintext fatal alert record in place of the ServerHello",
     ),
     Case(
+        f"{faults.tls_alert('certificate_required')!r}",
+        https_endpoint(faults.tls_alert("certificate_required")),
+        URL,
+        98,
+        note="libcurl names this alert: SSL_CLIENTCERT, not 35",
+    ),
+    Case(
+        f"{faults.tls_alert('certificate_expired')!r}",
+        https_endpoint(faults.tls_alert("certificate_expired")),
+        URL,
+        60,
+        note="libcurl names this alert: PEER_FAILED_VERIFICATION, not 35",
+    ),
+    Case(
         f"{faults.alpn_mismatch()!r}",
         https_endpoint(faults.alpn_mismatch()),
         URL,
@@ -184,6 +198,13 @@ CASES: tuple[Case, ...] = (
         URL,
         56,
         note="TLS 1.3: the server's certificate_required alert arrives after the handshake",
+    ),
+    Case(
+        'client_cert="required", no client certificate, TLS 1.3, HTTP/2',
+        https_endpoint(client_cert="required", http2=True),
+        URL,
+        55,
+        note="over HTTP/2 the alert meets libcurl's preface and SETTINGS being written",
     ),
     Case(
         'client_cert="required", no client certificate, TLS 1.2',

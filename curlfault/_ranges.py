@@ -79,8 +79,9 @@ def ranges(
     bytes=1000-`` gets 206 and ``Content-Range: bytes 1000-{n-1}/{n}``; a range that starts
     at or past the end gets 416 with ``Content-Range: bytes */{n}`` (libcurl 8.23 returns 0
     for it, 22 with ``FAILONERROR``); an ``If-Range`` other than the ETag gets 200 and the
-    whole body (a ``RESUME_FROM`` transfer then fails with 33, ``RANGE_ERROR``). ``fault`` applies to every response it makes; give steps of their
-    own to cut only the first: ``.handle(ranges(data, fault=...)).handle(ranges(data))``.
+    whole body (a ``RESUME_FROM`` transfer then fails with 33, ``RANGE_ERROR``). ``fault``
+    applies to every response it makes; give steps of their own to cut only the first:
+    ``.handle(ranges(data, fault=...)).handle(ranges(data))``.
     """
     if isinstance(body, str):
         body = body.encode()

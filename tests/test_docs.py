@@ -147,11 +147,16 @@ def test_the_curlcode_names_pycurl_lacks_are_the_ones_the_table_says() -> None:
     from curlfault._matrix import _CURLCODE_NAMES
 
     lacking = {c: n for c, n in _CURLCODE_NAMES.items() if getattr(pycurl, f"E_{n}", None) != c}
-    assert lacking == {8: "WEIRD_SERVER_REPLY", 92: "HTTP2_STREAM", 100: "TOO_LARGE"}
+    assert lacking == {
+        8: "WEIRD_SERVER_REPLY",
+        92: "HTTP2_STREAM",
+        98: "SSL_CLIENTCERT",
+        100: "TOO_LARGE",
+    }
     assert pycurl.E_FTP_WEIRD_SERVER_REPLY == 8
     text = " ".join((DOCS / "faults.md").read_text(encoding="utf-8").split())
     assert "pycurl 7.49 spells 8 `pycurl.E_FTP_WEIRD_SERVER_REPLY`" in text
-    assert "no constant for 92 (`HTTP2_STREAM`) or 100 (`TOO_LARGE`)" in text
+    assert "no constant for 92 (`HTTP2_STREAM`), 98 (`SSL_CLIENTCERT`) or 100 (`TOO_LARGE`)" in text
 
 
 def test_the_settings_snippet_is_valid_configuration(pytester: pytest.Pytester) -> None:

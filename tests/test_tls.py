@@ -676,6 +676,21 @@ def test_mutual_tls(curlfault, transport) -> None:
     assert curlfault.ledger.audit().ok
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_mutual_tls_without_a_certificate_over_http2_is_55(curlfault, transport) -> None:
+    # Over HTTP/2 libcurl is still writing its preface and SETTINGS when the TLS 1.3
+    # certificate_required alert arrives: 55 (SEND_ERROR), where HTTP/1.1 reads it (56).
+    serve(curlfault, transport, client_cert="required", http2=True)
+    assert transfer(URL).code == pycurl.E_SEND_ERROR
+    cert = curlfault.client_cert("robot.test")
+    curl = pycurl.Curl()
+    try:
+        cert.setopt(curl)
+        assert transfer(URL, curl=curl).code == 0
+    finally:
+        curl.close()
+
+
 def test_a_client_certificate_from_another_ca_is_refused(curlfault) -> None:
     serve(curlfault, client_cert="required")
     leaf = trustme.CA().issue_cert("stranger.test")
