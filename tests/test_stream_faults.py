@@ -530,3 +530,16 @@ def test_a_body_fault_taken_by_a_head_request_is_reported_not_lost() -> None:
             assert (get.code, get.body) == (0, big)  # the second step: healthy
             with pytest.raises(UsageError, match=r"close\(after_bytes=3000\) fell to HEAD /f"):
                 net.check()
+
+
+def test_a_body_fault_on_a_head_route_is_reported_without_the_get_advice() -> None:
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        api.head("/f").respond(200, fault=faults.close(after_bytes=3000))
+        with net.intercept():
+            assert transfer("http://api.test/f", NOBODY=1).code == 0
+        with pytest.raises(UsageError) as info:
+            net.check()
+    text = str(info.value).splitlines()[0]
+    assert "fell to HEAD /f" in text
+    assert text.endswith("a byte point must fall inside the response it cuts")

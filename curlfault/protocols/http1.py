@@ -440,13 +440,17 @@ class Http1Server:
         the size) takes the step the test meant for the GET, with its fault."""
         for f in faults:
             if isinstance(f, PointFault) and f.at is None and f.after_bytes > len(data):
-                path = request.path
+                route = self.endpoint.match(request)
+                why = (
+                    "a GET route answers HEAD too, and this HEAD took the step meant for a "
+                    f"GET; declare .head({request.path!r}).respond(...) on the endpoint for "
+                    "the HEAD, or give the fault to a later step"
+                    if route is not None and route.method == "GET"
+                    else "a byte point must fall inside the response it cuts"
+                )
                 raise UsageError(
                     f"{f!r} fell to HEAD {request.target} to {self.endpoint.url}, whose "
-                    f"response ({len(data)} bytes) has no body to cut: a GET route answers "
-                    "HEAD too, and this HEAD took the step meant for a GET; declare "
-                    f".head({path!r}).respond(...) on the endpoint for the HEAD, or give "
-                    "the fault to a later step"
+                    f"response ({len(data)} bytes) has no body to cut: {why}"
                 )
 
     def _play(self, data: bytes, body: bytes, faults: list[StreamFault], close: bool) -> None:
