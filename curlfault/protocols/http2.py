@@ -211,6 +211,25 @@ class Http2Server:
     def eof_received(self) -> None:
         self._dead = True
 
+    def client_closed(self) -> None:
+        """The client closed the connection: uploads still arriving are recorded."""
+        for sid in list(self._bodies):
+            self._cut_short(sid, "closed the connection")
+
+    def _cut_short(self, sid: int, how: str) -> None:
+        """Record the request of stream ``sid`` if its body never all arrived (an upload
+        the client gave up), with ``error`` saying so, as HTTP/1.1 does."""
+        request = self._requests.get(sid)
+        if request is None or sid in self._stalled or sid not in self._bodies:
+            return  # answered already (or recorded when it stalled)
+        request.body = b"".join(self._bodies.pop(sid))
+        length = request.header("content-length")
+        of = f" of {length}" if length is not None and length.isdigit() else ""
+        request.error = f"incomplete: the client {how} after {len(request.body)} body bytes{of}"
+        self.endpoint._requests.append(request)
+        self.endpoint.network.requests.append(request)
+        self.conn.event(f"request {request.method} {request.target} cut short by the client")
+
     def _event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
             self._start(event)
@@ -236,6 +255,7 @@ class Http2Server:
                 except h2.exceptions.StreamClosedError:
                     self._gone(sid)
         elif isinstance(event, h2.events.StreamReset):
+            self._cut_short(event.stream_id, "reset the stream")
             self._out.pop(event.stream_id, None)
             self._uploading.discard(event.stream_id)
             self.conn.event(
