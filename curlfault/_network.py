@@ -450,7 +450,7 @@ class FakeNetwork:
 
     def trace(self) -> str:
         """Every connection with its timeline, for failure reports."""
-        return "\n".join(c.describe() for c in self.connections) or "(no connections)"
+        return "\n".join(c.describe() for c in self.connections) or _NO_CONNECTIONS
 
     def _wait_idle(self, timeout: float) -> None:
         """Wait (bounded) until every fake server end has written what it has."""
@@ -567,6 +567,16 @@ class Intercepting(ContextDecorator):
     def _recreate_cm(self) -> Intercepting:
         # As a decorator, one per call: calls overlapping in threads each undo their own.
         return Intercepting(self._network)
+
+
+# The trace of a network that saw no connection: the usual reasons a transfer bypassed it.
+_NO_CONNECTIONS = (
+    "(no connections: no handle routed through this network connected. A handle made before "
+    "it intercepted (by a module- or session-scoped fixture, at import time, or from a "
+    "pycurl.Curl class taken earlier) is not routed unless attach()ed, and reset() on a "
+    "plain attached handle undoes attach(); such a handle's fake host name goes to the "
+    "system resolver (CURLcode 6))"
+)
 
 
 def _flag(value: object) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,6 +88,10 @@ def ip_literal(text: str) -> str | None:
     return None
 
 
+# What a host name may hold (IDNA names in their ASCII form); '_' for the names tests use.
+_HOST_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def parse_host(value: str) -> str:
     """One allow-list entry, validated: a host name or an IP literal, lower-cased.
 
@@ -99,12 +104,18 @@ def parse_host(value: str) -> str:
     ip = ip_literal(bare)
     if ip is not None:
         return ip
+    if any(c in host for c in "*?["):
+        raise UsageError(
+            f"{value!r} is a pattern, and allowed hosts are matched exactly; list each name "
+            "or address ('localhost', '127.0.0.1', 'db.internal')"
+        )
     if (
         not host
         or len(host) > 253
         or any(c in host for c in "/:@[]?# \t\r\n,")
-        or host.startswith(".")
+        or host.startswith((".", "-"))
         or ".." in host
+        or not _HOST_CHARS.fullmatch(host)
     ):
         raise UsageError(
             f"{value!r} is not a host name or an IP address; give names like "

@@ -1808,3 +1808,14 @@ def test_unrouted_classes_are_module_level_classes_of_the_users_own_code(
     assert made["cf_user_client"] in found
     assert made["cf_lib_client"] not in found
     assert local() not in unrouted_classes()
+
+
+def test_the_trace_of_a_network_that_saw_no_connection_says_why_that_happens() -> None:
+    # A failing test whose client bypassed the network (a handle made by a wider fixture,
+    # reset() after attach()) gets a hint in its report instead of a bare "(no connections)".
+    with FakeNetwork() as net:
+        net.http("api.test")
+        trace = net.trace()
+    assert trace.startswith("(no connections: no handle routed through this network connected.")
+    assert "attach()" in trace
+    assert "reset()" in trace

@@ -785,21 +785,31 @@ def test_marker_precedence_follows_pytests_marker_order(pytester: pytest.Pyteste
         ),
     ],
 )
-def test_marker_misuse_is_a_usage_error(
+def test_marker_misuse_fails_its_own_test_at_setup(
     pytester: pytest.Pytester, marker: str, message: str
 ) -> None:
+    # The misused test errors at setup with the message; the others run. Under xdist too
+    # (a usage error at collection became an INTERNALERROR there, hiding the message), and
+    # a misused test that -k deselects stops nothing.
     make_tests(
         pytester,
         f"""
         @pytest.mark.{marker}
         def test_misused(curlfault):
             pass
+
+        def test_fine(curlfault):
+            pass
         """,
     )
     result = run(pytester)
-    # Checked at collection: the run stops with a usage error before any test runs.
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"E   curlfault.UsageError: {message}"])
+    run(pytester, "-k", "test_fine").assert_outcomes(passed=1, deselected=1)
+    spread = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--curlfault-strict", timeout=120)
+    spread.assert_outcomes(passed=1, errors=1)
+    spread.stdout.fnmatch_lines([f"*{message.lstrip('*')}"])
+    assert "INTERNALERROR" not in spread.stdout.str()
 
 
 # configuration ---------------------------------------------------------------------------
@@ -938,6 +948,11 @@ def test_teardown_error(curlfault):
             "*curlfault_trace = 'bogus' is not valid; use one of failed, all, none*",
         ),
         ("", ("--curlfault-trace=bogus",), "*--curlfault-trace: invalid choice: 'bogus'*"),
+        (  # a bad ini value is reported even when the option overrides it
+            "curlfault_trace = bogus",
+            ("--curlfault-trace=all",),
+            "*curlfault_trace = 'bogus' is not valid; use one of failed, all, none*",
+        ),
     ],
 )
 def test_invalid_trace_setting_is_a_usage_error(
@@ -948,6 +963,30 @@ def test_invalid_trace_setting_is_a_usage_error(
     result = run(pytester, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_indirect_parametrization_of_the_fixture_is_refused_with_the_way_to_do_it(
+    pytester: pytest.Pytester,
+) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("curlfault", [{"strict": False}], indirect=True)
+        def test_indirect(curlfault):
+            pass
+
+        @pytest.mark.parametrize(
+            "n", [pytest.param(1, marks=pytest.mark.curlfault(strict=False))]
+        )
+        def test_per_case(curlfault, n):
+            assert curlfault.strict is False
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*the curlfault fixture takes no parameter (got {'strict': False} from an indirect*"]
+    )
 
 
 def test_fixtures_and_marker_are_documented(pytester: pytest.Pytester) -> None:

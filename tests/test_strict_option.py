@@ -397,9 +397,18 @@ def test_parse_allow_hosts_good(value: str | list[str], expected: tuple[str, ...
     assert parse_allow_hosts(value) == expected
 
 
-@pytest.mark.parametrize("value", ["http://localhost", "localhost:8080", "a/b", ["x y"]])
+@pytest.mark.parametrize(
+    "value", ["http://localhost", "localhost:8080", "a/b", ["x y"], "-x", "a..b", "db!internal"]
+)
 def test_parse_allow_hosts_bad(value: str | list[str]) -> None:
     with pytest.raises(pytest.UsageError, match="not a host name or an IP address"):
+        parse_allow_hosts(value)
+
+
+@pytest.mark.parametrize("value", ["*", "local*", "db?.internal"])
+def test_parse_allow_hosts_refuses_patterns_it_would_never_match(value: str) -> None:
+    # Matched exactly: a glob was accepted before and then matched nothing.
+    with pytest.raises(pytest.UsageError, match="is a pattern, and allowed hosts are matched"):
         parse_allow_hosts(value)
 
 

@@ -28,6 +28,7 @@ teardown_note_key = pytest.StashKey[tuple[str, str]]()  # (error class, message)
 traced_key = pytest.StashKey[int]()  # the call report has the trace: its connections
 # The fixture's failed check: (summary line, raised at teardown rather than noted).
 check_failed_key = pytest.StashKey[tuple[str, bool]]()
+marker_error_key = pytest.StashKey[str]()  # a misused curlfault marker: the test fails
 guard_key = pytest.StashKey["_PooledCloseGuard"]()
 # The run's settings, read once at configure time rather than for every test.
 strict_key = pytest.StashKey[bool]()
@@ -72,12 +73,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"curlfault_strict is not valid: {exc}; use true or false"
         ) from None
-    trace = config.getoption("curlfault_trace") or config.getini("curlfault_trace")
-    if trace not in _TRACE_CHOICES:
+    # The ini value is checked even when the option overrides it: a bad setting in a
+    # config file would otherwise surface only on the run that drops the option.
+    ini_trace = config.getini("curlfault_trace")
+    if ini_trace not in _TRACE_CHOICES:
         raise pytest.UsageError(
-            f"curlfault_trace = {trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
+            f"curlfault_trace = {ini_trace!r} is not valid; use one of {', '.join(_TRACE_CHOICES)}"
         )
-    config.stash[trace_key] = trace
+    config.stash[trace_key] = config.getoption("curlfault_trace") or ini_trace
     config.stash[root_key] = str(config.rootpath)
     _leaks.configure(config)
 
@@ -94,12 +97,45 @@ POOLED_CLOSE_WARNING = f"ignore:{POOLED_CLOSE_MESSAGE}:RuntimeWarning"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misused = False
     for item in items:
-        if item.get_closest_marker("curlfault") is not None:
-            marker_options(item, True)  # a misused marker fails the run at collection
+        if item.get_closest_marker("curlfault") is not None and marker_error(item):
+            misused = True
         if "curlfault" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.filterwarnings(POOLED_CLOSE_WARNING))
             _set_up_first(item)
+    if misused and not config.pluginmanager.has_plugin(_MisusedMarkers.name):
+        config.pluginmanager.register(_MisusedMarkers(), _MisusedMarkers.name)
+
+
+def marker_error(item: pytest.Item) -> str:
+    """What is wrong with ``item``'s curlfault markers ("" if nothing), noted for setup.
+
+    A misused marker fails its own test at setup, not the run at collection: a usage error
+    raised while xdist's workers collect becomes an INTERNALERROR that hides the message,
+    and a test deselected with ``-k`` would still stop every other."""
+    error = item.stash.get(marker_error_key, None)
+    if error is None:
+        try:
+            marker_options(item, True)
+            error = ""
+        except pytest.UsageError as exc:
+            error = str(exc)
+        item.stash[marker_error_key] = error
+    return error
+
+
+class _MisusedMarkers:
+    """Registered only when a collected test has a misused marker: it fails at setup."""
+
+    name = "curlfault-misused-markers"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True  # the report shows the message, not this hook
+        error = item.stash.get(marker_error_key, "")
+        if error:
+            raise UsageError(error)
 
 
 def _set_up_first(item: pytest.Item) -> None:
@@ -247,6 +283,12 @@ def curlfault() -> Iterator[FakeNetwork]:
             assert my_client.list_items() == [1, 2]
     """
     request = _own_request()
+    if hasattr(request, "param"):
+        raise UsageError(
+            f"the curlfault fixture takes no parameter (got {request.param!r} from an "
+            "indirect parametrization); set its options per case with "
+            "pytest.param(..., marks=pytest.mark.curlfault(strict=False))"
+        )
     if "curlfault" not in getattr(request.node, "fixturenames", ()):
         _ignore_pooled_close_warning()
     opts = marker_options(request.node, request.config.stash[strict_key])
