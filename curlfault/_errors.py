@@ -84,5 +84,6 @@ for _cls in (
     LeakError,
     ServerError,
     CallbackError,
+    CurlFaultWarning,
 ):
     _cls.__module__ = "curlfault"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -87,7 +86,6 @@ _REAL_CURL: type[pycurl.Curl] = pycurl.Curl
 _lock = threading.Lock()
 _stack: list[tuple[int, Router]] = []
 _next_token = 0
-_warned: weakref.WeakSet[type] = weakref.WeakSet()  # classes unrouted_classes() named
 _SETOPT = _REAL_CURL.setopt
 _UNSETOPT = _REAL_CURL.unsetopt
 _RESOLVE = pycurl.RESOLVE
@@ -428,10 +426,10 @@ def unrouted_classes() -> list[type]:
 
 
 def _warn_unrouted_classes() -> None:
+    # Every time a network starts intercepting, not once per process: under
+    # filterwarnings=error each test that intercepts fails alike, whatever the order, and
+    # Python's own filters show it once per place otherwise.
     for cls in unrouted_classes():
-        if cls in _warned:
-            continue
-        _warned.add(cls)
         warnings.warn(
             f"{cls.__module__}.{cls.__qualname__} subclasses pycurl.Curl and was defined "
             "before curlfault intercepted, so its handles are not routed: they reach the "

@@ -1331,12 +1331,12 @@ def test_networks_are_not_kept_after_their_test(pytester: pytest.Pytester) -> No
     run(pytester).assert_outcomes(passed=2)
 
 
-def test_a_curl_subclass_defined_at_import_is_named_once_and_routed_under_strict(
+def test_a_curl_subclass_defined_at_import_is_named_in_every_test_and_routed_under_strict(
     pytester: pytest.Pytester,
 ) -> None:
     """A module-level ``class X(pycurl.Curl)`` takes the real class as its base before the
     fixture intercepts, so its handles would bypass the fake network silently: the fixture
-    warns once per class. Under --curlfault-strict the swap happens before test modules are
+    warns in every test. Under --curlfault-strict the swap happens before test modules are
     imported, the class derives from curlfault's, and its handles are routed (no warning)."""
     make_tests(
         pytester,
@@ -1364,7 +1364,13 @@ def test_a_curl_subclass_defined_at_import_is_named_once_and_routed_under_strict
         """,
     )
     plain = run(pytester, "-W", "always::curlfault.CurlFaultWarning")
-    plain.assert_outcomes(passed=1, failed=1, warnings=1)
+    plain.assert_outcomes(passed=1, failed=1, warnings=2)  # one in each test
+    # Under warnings-as-errors every test that intercepts fails alike, in any order.
+    errors = run(pytester, "-W", "error::curlfault.CurlFaultWarning")
+    errors.assert_outcomes(errors=2)
+    errors.stdout.fnmatch_lines(["ERROR *::test_first - curlfault.CurlFaultWarning: test_inner*"])
+    reverse = run(pytester, "-W", "error::curlfault.CurlFaultWarning", "-k", "second")
+    reverse.assert_outcomes(errors=1, deselected=1)
     plain.stdout.fnmatch_lines(
         ["*CurlFaultWarning: test_inner.DLHandle subclasses pycurl.Curl and was defined before*"]
     )
