@@ -875,3 +875,24 @@ def test_https_to_a_plain_http_endpoint_names_the_tls_handshake(
     assert "it was a TLS handshake: the client used https:// for this plain-HTTP endpoint" in first
     declared = "" if port == 443 else f", {port}"
     assert f"use {use} (not {url}), or declare net.https('api.test'{declared})" in first
+
+
+@pytest.mark.parametrize("blank_line_inside", [False, True, "with a quote"])
+def test_a_client_hello_is_recognised_however_h11_fails_on_it(blank_line_inside: object) -> None:
+    # A ClientHello's random bytes sometimes hold CR LF CR LF: h11 then takes them as a
+    # request's lines and names the bytes in its error, instead of keeping them unparsed.
+    # Both must be told apart from other garbage (this was a flaky test before).
+    import h11
+
+    from curlfault.protocols.http1 import _tls_record
+
+    hello = b"\x16\x03\x01\x06\x00\x01\x00\x05\xfc\x03\x03" + b"r" * 100
+    if blank_line_inside == "with a quote":
+        hello += b"'"  # repr() then quotes the bytes with "
+    data = hello + (b"\r\n\r\n" + b"x" * 50 if blank_line_inside else b"")
+    for payload, expected in ((data, True), (b"\x00garbage \x01\r\n\r\n", False)):
+        h = h11.Connection(h11.SERVER)
+        h.receive_data(payload)
+        with pytest.raises(h11.RemoteProtocolError) as info:
+            h.next_event()
+        assert _tls_record(h, info.value) is expected

@@ -518,7 +518,7 @@ class Http1Server:
         self.endpoint._requests.append(req)
         self.endpoint.network.requests.append(req)
         text = f"{self.endpoint.url} received a request it could not parse ({exc}); "
-        if self._request is None and self.parser.trailing_data[0][:2] == b"\x16\x03":
+        if self._request is None and _tls_record(self.parser, exc):
             # A TLS record (handshake, TLS 1.x) where a request line should be: the client
             # speaks https:// to a plain-HTTP endpoint (libcurl then fails with 35).
             ep = self.endpoint
@@ -538,6 +538,18 @@ class Http1Server:
             except h11.LocalProtocolError:
                 pass
         self.transport.finish()
+
+
+def _tls_record(h: h11.Connection, exc: h11.RemoteProtocolError) -> bool:
+    """Whether the bytes h11 could not parse began with a TLS handshake record (``16 03``).
+
+    h11 either keeps them unparsed, or has taken a "line" out of them (binary data holds a
+    CR LF somewhere) and names it in its error as ``bytearray(b'\\x16\\x03...')``.
+    """
+    if h.trailing_data[0][:2] == b"\x16\x03":
+        return True
+    text = str(exc)  # repr() quotes with " when the bytes hold a '
+    return "(b'\\x16\\x03" in text or '(b"\\x16\\x03' in text
 
 
 def _of_length(request: Request) -> str:
