@@ -21,7 +21,7 @@ from ._errors import (
     UnmatchedRequest,
     UsageError,
 )
-from ._http import TOKEN, Request, Response, Route
+from ._http import TOKEN, Request, Response, Route, mark_incomplete
 from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
 from ._plan import flatten
 from ._tls import TlsLayer
@@ -358,6 +358,17 @@ class HttpEndpoint(Endpoint):
     def requests(self) -> list[Request]:
         """Every request this endpoint received, in order (matched or not)."""
         return self._requests
+
+    def keep(self, request: Request) -> None:
+        """Record ``request`` here and on the network without dispatching it (refused,
+        unparsable or cut short). ``dispatch()`` records inline: it is every request's path."""
+        self._requests.append(request)
+        self.network.requests.append(request)
+
+    def keep_incomplete(self, request: Request, body: bytes, who: str) -> None:
+        """Record ``request``, whose body stopped after ``body`` (see ``mark_incomplete``)."""
+        mark_incomplete(request, body, who)
+        self.keep(request)
 
     def route(self, method: str, path: str) -> Route:
         """The route for ``method`` (or ``"*"``) and ``path``; made on first use."""

@@ -172,6 +172,15 @@ class Response:
 _NO_BODY = frozenset({204, 304})
 
 
+def mark_incomplete(request: Request, body: bytes, who: str, note: str = "") -> None:
+    """``request``'s body stopped after ``body``: keep it, and say so in ``error``
+    (``who``: ``"the client closed the connection"``; ``note`` follows the byte count)."""
+    request.body = body
+    length = request.header("content-length")
+    of = f" of {length}" if length is not None and length.isdigit() else ""
+    request.error = f"incomplete: {who} after {len(body)} body bytes{of}{note}"
+
+
 def check_body_allowed(status: int, body: bytes | bytearray | memoryview) -> None:
     """Raise ``UsageError`` if a ``status`` response may not carry ``body``."""
     if body and status in _NO_BODY:

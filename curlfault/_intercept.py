@@ -221,11 +221,7 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             return run(self)
         w.redirect = None  # a new transfer
         w.refresh(self)
-        share = self.share() if w.share_guard else None
-        if share is not None and not _share.shared_connections(share):
-            share = None
-        if share is not None:
-            _share.enter(share, w.url)
+        share = _share.enter_for(self, w.url) if w.share_guard else None
         try:
             return run(self)
         finally:
@@ -250,14 +246,8 @@ class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
             w.redirect = None  # a new transfer (only a following handle ever has one)
         if w.generation != w.network.generation:
             w.refresh(self)
-        share = None
-        if w.share_guard:
-            # A handle in a CurlShare: two threads must not use one connection cache at once.
-            share = self.share()
-            if not _share.shared_connections(share):
-                share = None
-            else:
-                _share.enter(share, w.url)
+        # A handle in a CurlShare: two threads must not use one connection cache at once.
+        share = _share.enter_for(self, w.url) if w.share_guard else None
         try:
             _PERFORM(self)
         finally:
@@ -326,22 +316,7 @@ _TRANSFERS = (
 )
 
 
-class _TrackedMeta(type):
-    """``pycurl.Curl`` is ``TrackedCurl`` while a tracker is innermost: every routed handle
-    still passes ``isinstance(h, pycurl.Curl)``, as it does while it is ``InterceptedCurl``."""
-
-    def __instancecheck__(cls, obj: object) -> bool:
-        if cls is TrackedCurl:
-            return isinstance(obj, InterceptedCurl)
-        return type.__instancecheck__(cls, obj)
-
-    def __subclasscheck__(cls, sub: type) -> bool:
-        if cls is TrackedCurl:
-            return issubclass(sub, InterceptedCurl)
-        return type.__subclasscheck__(cls, sub)
-
-
-class TrackedCurl(InterceptedCurl, metaclass=_TrackedMeta):
+class TrackedCurl(InterceptedCurl, metaclass=_share.StandIn):
     """``pycurl.Curl`` while a tracker is the innermost router (see ``PASSIVE_ROUTERS``).
 
     The handle's wiring stays passive for its life, so its transfers are pycurl's own
@@ -375,6 +350,9 @@ class TrackedCurl(InterceptedCurl, metaclass=_TrackedMeta):
 
 for _name in _TRANSFERS:
     setattr(TrackedCurl, _name, getattr(_REAL_CURL, _name))
+# pycurl.Curl is TrackedCurl while a tracker is innermost: every routed handle still passes
+# isinstance(h, pycurl.Curl), as it does while it is InterceptedCurl.
+TrackedCurl._cf_stands_for = InterceptedCurl
 
 
 # pycurl's own __setattr__ refuses __class__; the descriptor's setter does not.

@@ -25,7 +25,16 @@ import pycurl
 
 from ._errors import ClientError
 
-__all__ = ["REAL_SHARE", "InterceptedShare", "enter", "guarded", "leave", "shared_connections"]
+__all__ = [
+    "REAL_SHARE",
+    "InterceptedShare",
+    "StandIn",
+    "enter",
+    "enter_for",
+    "guarded",
+    "leave",
+    "shared_connections",
+]
 
 REAL_SHARE: type[pycurl.CurlShare] = pycurl.CurlShare
 _SHARE_SETOPT = REAL_SHARE.setopt
@@ -35,22 +44,26 @@ _SH_UNSHARE = pycurl.SH_UNSHARE
 _lock = threading.Lock()
 
 
-class _ShareMeta(type):
-    """``pycurl.CurlShare`` is ``InterceptedShare`` while a network intercepts: a share made
-    before still passes ``isinstance(s, pycurl.CurlShare)``."""
+class StandIn(type):
+    """The metaclass of a class that stands in for another as a ``pycurl`` attribute
+    (``pycurl.Curl``, ``pycurl.CurlShare``): ``isinstance``/``issubclass`` against it answer
+    for the class named in its own ``_cf_stands_for``, so an object made before the swap
+    still passes. Subclasses (a user's) answer for themselves."""
 
     def __instancecheck__(cls, obj: object) -> bool:
-        if cls is InterceptedShare:
-            return isinstance(obj, REAL_SHARE)
+        target = cls.__dict__.get("_cf_stands_for")
+        if target is not None:
+            return isinstance(obj, target)
         return type.__instancecheck__(cls, obj)
 
     def __subclasscheck__(cls, sub: type) -> bool:
-        if cls is InterceptedShare:
-            return issubclass(sub, REAL_SHARE)
+        target = cls.__dict__.get("_cf_stands_for")
+        if target is not None:
+            return issubclass(sub, target)
         return type.__subclasscheck__(cls, sub)
 
 
-class InterceptedShare(REAL_SHARE, metaclass=_ShareMeta):  # type: ignore[misc, valid-type]
+class InterceptedShare(REAL_SHARE, metaclass=StandIn):  # type: ignore[misc, valid-type]
     """A ``pycurl.CurlShare`` that knows whether it shares the connection cache."""
 
     # Slots, read with getattr() and written through their descriptors: pycurl's own
@@ -65,6 +78,7 @@ class InterceptedShare(REAL_SHARE, metaclass=_ShareMeta):  # type: ignore[misc, 
             _set_connections(self, option == _SH_SHARE)
 
 
+InterceptedShare._cf_stands_for = REAL_SHARE
 _set_connections = InterceptedShare.__dict__["_cf_connections"].__set__
 _set_busy = InterceptedShare.__dict__["_cf_busy"].__set__
 
@@ -77,6 +91,16 @@ def guarded(share: Any) -> bool:
 def shared_connections(share: Any) -> bool:
     """Whether ``share`` (a handle's SHARE) holds the connection cache, as far as known."""
     return share is not None and getattr(share, "_cf_connections", False) is True
+
+
+def enter_for(curl: Any, url: str) -> Any:
+    """The connection-sharing share of ``curl``, entered for this thread (see ``enter``), or
+    None if its share holds no connections. Pair with ``leave(share)``."""
+    share = curl.share()
+    if not shared_connections(share):
+        return None
+    enter(share, url)
+    return share
 
 
 def enter(share: Any, url: str) -> None:

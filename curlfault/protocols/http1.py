@@ -16,7 +16,7 @@ import h11
 
 from .._connection import kept_text
 from .._errors import CurlFaultError, MalformedRequest, UsageError
-from .._http import Request, Response
+from .._http import Request, Response, mark_incomplete
 from .._plan import Plan, build_ops, flatten, rewrite
 from ..faults import (
     Compose,
@@ -277,11 +277,8 @@ class Http1Server:
         request.body = b"".join(self._body)
         self._body = ()
         ws_route = self.endpoint.websocket_route(request)
-        if (
-            ws_route is not None
-            and "websocket" not in (request.header("Upgrade") or "").lower()
-            and self.endpoint.match(request) is not None
-        ):
+        asks_upgrade = "websocket" in (request.header("Upgrade") or "").lower()
+        if ws_route is not None and not asks_upgrade and self.endpoint.match(request) is not None:
             ws_route = None  # no upgrade asked, and an HTTP route serves the path: that one
         if ws_route is not None:  # the handshake: wsproto serves the connection from now on
             from .websocket import upgrade
@@ -289,7 +286,7 @@ class Http1Server:
             self._dead = True
             self._upgraded = upgrade(self, request, ws_route)
             return
-        if "websocket" in (request.header("Upgrade") or "").lower():
+        if asks_upgrade:
             # Answered as a server without WebSocket support would (libcurl then refuses
             # the upgrade: 22). Faithful, so not a problem for check(); the trace says why.
             ep = self.endpoint
@@ -363,25 +360,18 @@ class Http1Server:
         ):
             return
         self._dead = True
-        request.body = b"".join(self._body)
-        request.error = (
-            f"incomplete: the client closed the connection after {len(request.body)} body "
-            f"bytes{_of_length(request)}"
-        )
         request.connection_id = self.conn.id
-        self.endpoint._requests.append(request)
-        self.endpoint.network.requests.append(request)
+        self.endpoint.keep_incomplete(
+            request, b"".join(self._body), "the client closed the connection"
+        )
         self.conn.event(f"request {request.method} {request.target} cut short by the client")
 
     def _stop_reading(self) -> None:
         request = self._request
         assert request is not None
-        request.body = b"".join(self._body)
-        request.error = (
-            f"incomplete: the server stopped reading after {len(request.body)} body bytes"
-            f"{_of_length(request)} (stop_reading())"
-        )
-        self.conn.event(f"stopped reading the request after {len(request.body)} body bytes")
+        body = b"".join(self._body)
+        mark_incomplete(request, body, "the server stopped reading", " (stop_reading())")
+        self.conn.event(f"stopped reading the request after {len(body)} body bytes")
         self._dead = True
         self.endpoint.dispatch(request, self.conn)  # recorded; never answered
         stop = getattr(self.transport, "stop_reading", None)
@@ -515,8 +505,7 @@ class Http1Server:
         req = self._request or Request(method="?", target="?", headers=[])
         req.error = str(exc)
         req.connection_id = self.conn.id
-        self.endpoint._requests.append(req)
-        self.endpoint.network.requests.append(req)
+        self.endpoint.keep(req)
         text = f"{self.endpoint.url} received a request it could not parse ({exc}); "
         if self._request is None and _tls_record(self.parser, exc):
             # A TLS record (handshake, TLS 1.x) where a request line should be: the client
@@ -550,12 +539,6 @@ def _tls_record(h: h11.Connection, exc: h11.RemoteProtocolError) -> bool:
         return True
     text = str(exc)  # repr() quotes with " when the bytes hold a '
     return "(b'\\x16\\x03" in text or '(b"\\x16\\x03' in text
-
-
-def _of_length(request: Request) -> str:
-    """`` of N`` for a request that declared its body's length, else nothing."""
-    length = request.header("content-length")
-    return f" of {length}" if length is not None and length.isdigit() else ""
 
 
 def _plain_url(url: str, port: int | None) -> str:

@@ -222,12 +222,7 @@ class Http2Server:
         request = self._requests.get(sid)
         if request is None or sid in self._stalled or sid not in self._bodies:
             return  # answered already (or recorded when it stalled)
-        request.body = b"".join(self._bodies.pop(sid))
-        length = request.header("content-length")
-        of = f" of {length}" if length is not None and length.isdigit() else ""
-        request.error = f"incomplete: the client {how} after {len(request.body)} body bytes{of}"
-        self.endpoint._requests.append(request)
-        self.endpoint.network.requests.append(request)
+        self.endpoint.keep_incomplete(request, b"".join(self._bodies.pop(sid)), f"the client {how}")
         self.conn.event(f"request {request.method} {request.target} cut short by the client")
 
     def _event(self, event: h2.events.Event) -> None:

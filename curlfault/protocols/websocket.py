@@ -80,8 +80,7 @@ def upgrade(
     endpoint = server.endpoint
     conn = server.conn
     request.matched = True
-    endpoint._requests.append(request)
-    endpoint.network.requests.append(request)
+    endpoint.keep(request)
     route.requests.append(request)
     h = server.parser
     problem = _handshake_problem(server, request)
