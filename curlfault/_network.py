@@ -78,6 +78,7 @@ class FakeNetwork:
         self._own_loop = loop is None
         self._loop = loop
         self._ca = ca
+        self._ca_pem_bytes: bytes | None = None
         self.ledger = Ledger()
         self.requests: list[Request] = []
         self.connections: list[Connection] = []
@@ -244,6 +245,14 @@ class FakeNetwork:
         elif callable(self._ca) and not hasattr(self._ca, "issue_cert"):
             self._ca = self._ca()
         return self._ca
+
+    def _ca_pem(self) -> bytes:
+        """The CA certificate in PEM, as every routed handle's CAINFO_BLOB: made once (a
+        trustme CA serializes its certificate again each time it is asked)."""
+        pem = self._ca_pem_bytes
+        if pem is None:
+            pem = self._ca_pem_bytes = self.ca.cert_pem.bytes()
+        return pem
 
     def pins(self) -> tuple[list[str], list[str]]:
         """(RESOLVE, CONNECT_TO) lists for routed handles."""

@@ -285,7 +285,7 @@ class Wiring:
             resolve = [e for e in resolve if e.split(":", 1)[0].endswith(SYNTHETIC_SUFFIX)]
         set_list(curl, pycurl.RESOLVE, [*resolve, *self.user_resolve])
         if self.trust and not self.user_trust and net.has_tls:
-            _SETOPT(curl, pycurl.CAINFO_BLOB, net.ca.cert_pem.bytes())
+            _SETOPT(curl, pycurl.CAINFO_BLOB, net._ca_pem())
         self.generation = net.generation
 
     def refresh_attached(self) -> None:
