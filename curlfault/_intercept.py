@@ -19,7 +19,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeGuard, TypeVar
 
 import pycurl
 
@@ -114,7 +114,7 @@ def real_curl() -> type[pycurl.Curl]:
     return _REAL_CURL
 
 
-class InterceptedCurl(_REAL_CURL):  # type: ignore[misc, valid-type]
+class InterceptedCurl(_REAL_CURL, metaclass=_share.StandIn):  # type: ignore[misc, valid-type]
     """A ``pycurl.Curl`` that routes itself through the network active when it was made."""
 
     _cf_network: ClassVar[Router | None] = None
@@ -350,9 +350,23 @@ class TrackedCurl(InterceptedCurl, metaclass=_share.StandIn):
 
 for _name in _TRANSFERS:
     setattr(TrackedCurl, _name, getattr(_REAL_CURL, _name))
-# pycurl.Curl is TrackedCurl while a tracker is innermost: every routed handle still passes
-# isinstance(h, pycurl.Curl), as it does while it is InterceptedCurl.
-TrackedCurl._cf_stands_for = InterceptedCurl
+# While either class is pycurl.Curl, isinstance(h, pycurl.Curl) holds for every pycurl handle,
+# as it does for pycurl's own class: routed, tracked, and plain ones made before the swap
+# (or attached since). curlfault's own checks ask is_routed_class() instead.
+InterceptedCurl._cf_stands_for = _REAL_CURL
+InterceptedCurl._cf_installed_as = "Curl"
+TrackedCurl._cf_stands_for = _REAL_CURL
+
+
+def is_routed_class(cls: type) -> bool:
+    """Whether handles of ``cls`` are ``InterceptedCurl``'s (routable by a wiring): asked
+    precisely, whatever ``isinstance`` against the installed class answers."""
+    return type.__subclasscheck__(InterceptedCurl, cls)
+
+
+def is_routed(curl: object) -> TypeGuard[InterceptedCurl]:
+    """``is_routed_class(type(curl))``, for a handle."""
+    return type.__subclasscheck__(InterceptedCurl, type(curl))
 
 
 # pycurl's own __setattr__ refuses __class__; the descriptor's setter does not.
@@ -389,7 +403,7 @@ def unrouted_classes() -> list[type]:
     todo = list(_REAL_CURL.__subclasses__())
     while todo:
         cls = todo.pop()
-        if issubclass(cls, InterceptedCurl):
+        if is_routed_class(cls):
             continue
         todo += cls.__subclasses__()
         # Only a class its module still names: one made inside a function (a test's own)

@@ -301,7 +301,7 @@ class FakeNetwork:
             AttachSite.of(_intercept.caller_site()),
             trust=self.trust if trust is None else trust,
         )
-        previous = curl._cf() if isinstance(curl, _intercept.InterceptedCurl) else None
+        previous = curl._cf() if _intercept.is_routed(curl) else None
         # Only a network's wiring knows whether the client set its own trust options (a
         # tracker's says True for all: it never touches them).
         own = previous if isinstance(previous, Wiring) else None
@@ -331,7 +331,7 @@ class FakeNetwork:
             wiring.url, wiring.follows = previous.url, 1 if previous.follows else 0
             wiring.binds = None if previous.binds is None else dict(previous.binds)
             wiring.share_guard = previous.share_guard
-        wiring.plain = not isinstance(curl, _intercept.InterceptedCurl)
+        wiring.plain = not _intercept.is_routed(curl)
         wiring.install(curl)
         # Made outside every network, and attached since: its reset() must keep this too.
         wiring.outsider = own is None or own.outsider
@@ -345,7 +345,7 @@ class FakeNetwork:
             curl.setopt(pycurl.FORBID_REUSE, 1)
         if own is not None and own.trust and not own.user_trust and not wiring.trust:
             curl.unsetopt(pycurl.CAINFO_BLOB)  # the CA blob the handle's wiring gave it
-        if isinstance(curl, _intercept.InterceptedCurl):
+        if _intercept.is_routed(curl):
             # A handle another router (a tracker, another network) wired: its perform()
             # and setopt() overrides must now consult this wiring.
             _intercept.set_wiring(curl, wiring)

@@ -48,18 +48,27 @@ class StandIn(type):
     """The metaclass of a class that stands in for another as a ``pycurl`` attribute
     (``pycurl.Curl``, ``pycurl.CurlShare``): ``isinstance``/``issubclass`` against it answer
     for the class named in its own ``_cf_stands_for``, so an object made before the swap
-    still passes. Subclasses (a user's) answer for themselves."""
+    still passes. Subclasses (a user's) answer for themselves.
+
+    A class that also names ``_cf_installed_as`` (the ``pycurl`` attribute) answers for that
+    class only while it is installed there, and for itself otherwise: ``InterceptedCurl``,
+    a public class that curlfault's own checks ask precisely (see ``is_routed_class``).
+    """
 
     def __instancecheck__(cls, obj: object) -> bool:
         target = cls.__dict__.get("_cf_stands_for")
         if target is not None:
-            return isinstance(obj, target)
+            name = cls.__dict__.get("_cf_installed_as")
+            if name is None or getattr(pycurl, name, None) is cls:
+                return isinstance(obj, target)
         return type.__instancecheck__(cls, obj)
 
     def __subclasscheck__(cls, sub: type) -> bool:
         target = cls.__dict__.get("_cf_stands_for")
         if target is not None:
-            return issubclass(sub, target)
+            name = cls.__dict__.get("_cf_installed_as")
+            if name is None or getattr(pycurl, name, None) is cls:
+                return issubclass(sub, target)
         return type.__subclasscheck__(cls, sub)
 
 

@@ -848,9 +848,10 @@ def test_a_subclass_that_skips_super_init_is_still_routed_and_tracked(tracker: T
         pycurl.Curl(1)
 
 
-def test_routed_handles_are_instances_of_pycurl_curl_while_a_tracker_is_innermost(
+def test_every_handle_is_an_instance_of_pycurl_curl_while_a_tracker_is_innermost(
     tracker: Tracker,
 ) -> None:
+    plain = real_curl()()  # made before anything was swapped in (the fixture made the tracker)
     with FakeNetwork() as net:
         with net.intercept():
             routed = pycurl.Curl()
@@ -863,11 +864,50 @@ def test_routed_handles_are_instances_of_pycurl_curl_while_a_tracker_is_innermos
             tracked = pycurl.Curl()
             assert isinstance(tracked, pycurl.Curl)
             tracked.close()
-            # As while InterceptedCurl is pycurl.Curl: a handle curlfault never routed is not.
-            assert not isinstance(attached, pycurl.Curl)
+            # As with pycurl's own class: a handle curlfault never routed is one too.
+            assert isinstance(attached, pycurl.Curl)
+            assert isinstance(plain, pycurl.Curl)
+            assert issubclass(real_curl(), pycurl.Curl)
+            # curlfault's own class answers for itself while it is not installed.
+            assert not isinstance(plain, InterceptedCurl)
         finally:
             routed.close()
             attached.close()
+            plain.close()
+
+
+def test_a_handle_made_before_intercept_is_still_an_instance_of_pycurl_curl() -> None:
+    """A module-level client's handle, made at import, is checked with isinstance() by code
+    that runs under the fixture: the swap must not change pycurl's answer. curlfault's own
+    precise check (is_routed_class) still tells routed handles from plain ones."""
+    from curlfault._intercept import is_routed_class
+
+    class Mine(real_curl()):  # type: ignore[misc, valid-type]
+        pass
+
+    plain, mine = real_curl()(), Mine()
+    try:
+        with FakeNetwork() as net, net.intercept():
+            assert pycurl.Curl is InterceptedCurl
+            routed = pycurl.Curl()
+            try:
+                for h in (plain, mine, routed):
+                    assert isinstance(h, pycurl.Curl)
+                assert issubclass(Mine, pycurl.Curl)
+                assert is_routed_class(type(routed))
+                assert not is_routed_class(type(plain))
+                assert not is_routed_class(Mine)
+                # attach() still sees a plain handle as plain (FORBID_REUSE, RESOLVE rules)
+                net.attach(plain)
+                assert not is_routed_class(type(plain))
+            finally:
+                routed.close()
+        assert not isinstance(plain, InterceptedCurl)
+        assert isinstance(routed, InterceptedCurl)
+        assert not issubclass(Mine, InterceptedCurl)
+    finally:
+        plain.close()
+        mine.close()
 
 
 def test_uninstall_restores_pycurl_curl() -> None:
