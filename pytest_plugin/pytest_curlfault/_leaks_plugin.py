@@ -186,8 +186,10 @@ class LeakPlugin:
                         report.sections.append(
                             (f"curlfault: refused by --curlfault-strict ({when})", texts)
                         )
-        if outcome == "failed" and when != "teardown":
-            self._failed.add(report.nodeid)
+        if when != "teardown" and (
+            outcome == "failed" or (outcome == "skipped" and hasattr(report, "wasxfail"))
+        ):
+            self._failed.add(report.nodeid)  # an xfail failed too (xdist carries wasxfail)
         if report.user_properties:
             for name, value in report.user_properties:
                 if isinstance(name, str) and name.startswith("curlfault_"):
