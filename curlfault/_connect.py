@@ -84,7 +84,7 @@ def open_socket(net: FakeNetwork, family: int, ip: str, port: int, wiring: Wirin
         return PASSTHROUGH
     if ep is None:
         conn.refused = True
-        what, hint = _describe_url(url)
+        what, hint = _describe_url(url, net.spelled)
         if ip == SINK_IP and (not net.strict or _is_fake_host(net, url)):
             # A fake host on another port: it never reaches the real network, so strict=False
             # would not help (lax networks send a fake host's other ports to the sink too).
@@ -273,8 +273,9 @@ def _is_fake_host(net: FakeNetwork, url: str) -> bool:
     return net._serves_host(host)
 
 
-def _describe_url(url: str) -> tuple[str, str]:
-    """("host:port (url ...)", "`net.http('host')`") for an unexpected connection's report."""
+def _describe_url(url: str, spelled: str = "net") -> tuple[str, str]:
+    """("host:port (url ...)", "`net.http('host')`") for an unexpected connection's report;
+    ``spelled`` is what the hint calls the network (``FakeNetwork.spelled``)."""
     from urllib.parse import urlsplit
 
     if not url:
@@ -291,7 +292,7 @@ def _describe_url(url: str) -> tuple[str, str]:
     kind = "https" if scheme == "https" else "http"
     extra = "" if port in (None, default) else f", {port}"
     name = host.rstrip(".") or host  # "api.test." is "api.test": either spelling serves both
-    return f"{host}:{port or '?'} (url {url})", f"`net.{kind}({name!r}{extra})`"
+    return f"{host}:{port or '?'} (url {url})", f"`{spelled}.{kind}({name!r}{extra})`"
 
 
 def _inode(sock: _socket.socket) -> int:

@@ -246,8 +246,8 @@ class Endpoint:
         if h2_only and not getattr(self, "http2", False):
             raise UsageError(
                 f"{h2_only[0]!r} is an HTTP/2 fault, and {self!r} serves HTTP/1.1 only; "
-                "declare it with http2=True (net.https(host, http2=True) or net.http(host, "
-                "http2=True) for h2c)"
+                f"declare it with http2=True ({self.network.spelled}.https(host, http2=True), "
+                f"or {self.network.spelled}.http(host, http2=True) for h2c)"
             )
         if any(isinstance(f, UploadFault) for f in flatten(fault)):
             self._upload_faults_declared = True
@@ -308,7 +308,8 @@ class RefusingEndpoint(Endpoint):
                 f.check_endpoint(self)  # the TLS fault's own message
         raise UsageError(
             f"{self!r} refuses every connection, so connection faults would never apply; "
-            f"declare the host with net.http({self.host!r}) and give it connection_faults()"
+            f"declare the host with {self.network.spelled}.http({self.host!r}) and give it "
+            "connection_faults()"
         )
 
     def _take_connection_fault(self, family: str) -> ConnectionFault | None:
@@ -572,8 +573,9 @@ def _check_path(path: object, star: bool = True) -> None:
         )
 
 
-def _host(host: object) -> str:
-    """A declared host, checked: what libcurl's pins can carry and a URL can name."""
+def _host(host: object, spelled: str = "net", method: str = "http") -> str:
+    """A declared host, checked: what libcurl's pins can carry and a URL can name. A hint
+    writes the declaration as ``{spelled}.{method}(...)``."""
     if not isinstance(host, str) or not host or _NOT_IN_HOST.search(host):
         raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
     name = host.strip("[]").lower()
@@ -586,7 +588,7 @@ def _host(host: object) -> str:
         if port.isdigit() and bare:
             raise UsageError(
                 f"host {host!r} includes a port; pass it apart, as in "
-                f"net.http({bare.strip('[]')!r}, {port})"
+                f"{spelled}.{method}({bare.strip('[]')!r}, {port})"
             )
         raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
     if not name.isascii():

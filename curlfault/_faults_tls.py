@@ -97,13 +97,15 @@ class TlsFault(ConnectionFault):
         if tls is None and endpoint.refuses:
             raise UsageError(
                 f"{self!r} is a TLS fault, but {endpoint!r} refuses every connection, so no "
-                f"TLS handshake ever starts; declare the host with net.https({endpoint.host!r}) "
-                "instead of net.refuse() to give it TLS faults"
+                f"TLS handshake ever starts; declare the host with "
+                f"{endpoint.network.spelled}.https({endpoint.host!r}) instead of "
+                f"{endpoint.network.spelled}.refuse() to give it TLS faults"
             )
         if tls is None:
             raise UsageError(
                 f"{self!r} is a TLS fault, but {endpoint!r} serves plain HTTP; declare the "
-                f"host with net.https({endpoint.host!r}) to give it TLS faults"
+                f"host with {endpoint.network.spelled}.https({endpoint.host!r}) to give it TLS "
+                "faults"
             )
         tls.context_for(self)  # made now, in the declaring thread, not inside perform()
 

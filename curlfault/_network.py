@@ -63,6 +63,10 @@ class FakeNetwork:
     block raised nothing, runs ``check()``.
     """
 
+    # What the hints in curlfault's errors call this network ("declare it with
+    # net.https('api.test')"); the pytest fixture sets "curlfault", its own name.
+    spelled = "net"
+
     def __init__(
         self,
         *,
@@ -127,7 +131,12 @@ class FakeNetwork:
         with the HTTP/2 preface (``HTTP_VERSION = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE``).
         """
         ep = HttpEndpoint(
-            self, _host(host), _port(port), self._alias(), transport, http2=_flag(http2)
+            self,
+            _host(host, self.spelled, "http"),
+            _port(port),
+            self._alias(),
+            transport,
+            http2=_flag(http2),
         )
         return self._add(ep)  # type: ignore[return-value]
 
@@ -153,7 +162,7 @@ class FakeNetwork:
         """
         from ._tls import TlsServerConfig
 
-        host = _host(host)
+        host = _host(host, self.spelled, "https")
         if alpn is None:
             alpn = ("h2", "http/1.1") if _flag(http2) else ("http/1.1",)
         elif not isinstance(alpn, (tuple, list)) or not all(isinstance(p, str) for p in alpn):
@@ -165,7 +174,8 @@ class FakeNetwork:
             # The client would speak HTTP/2 to a server that serves HTTP/1.1 only (16).
             raise UsageError(
                 f"alpn={tuple(alpn)!r} offers 'h2' on an endpoint that serves HTTP/1.1 only; "
-                f"add http2=True (net.https({host!r}, http2=True, alpn=...)) to serve HTTP/2, "
+                f"add http2=True ({self.spelled}.https({host!r}, http2=True, alpn=...)) to serve "
+                "HTTP/2, "
                 "or leave 'h2' out"
             )
         tls = TlsServerConfig.for_host(
@@ -190,7 +200,11 @@ class FakeNetwork:
         that port: the exact port wins, whatever the order of declaration.
         """
         ep = RefusingEndpoint(
-            self, _host(host), None if port is None else _port(port), self._alias(), "socketpair"
+            self,
+            _host(host, self.spelled, "refuse"),
+            None if port is None else _port(port),
+            self._alias(),
+            "socketpair",
         )
         return self._add(ep)
 

@@ -453,7 +453,8 @@ class TlsLayer:
             MalformedRequest(
                 f"{url} received a plain HTTP request where the TLS handshake should "
                 f"start (OpenSSL: {reason}) and closed the connection without an answer; "
-                f"use {use}, or declare net.http({ep.host!r}, {ep.port}) to serve plain "
+                f"use {use}, or declare {ep.network.spelled}.http({ep.host!r}, {ep.port}) to "
+                "serve plain "
                 "HTTP there"
             )
         )

@@ -488,7 +488,7 @@ def test_bad_host_and_port(curlfault) -> None:
     with pytest.raises(UsageError, match="host must be"):
         curlfault.http("bad host")
     # A port in the name would be pinned as part of the name, and never match a URL.
-    with pytest.raises(UsageError, match=r"includes a port.*net\.http\('api\.test', 8080\)"):
+    with pytest.raises(UsageError, match=r"includes a port.*curlfault\.http\('api\.test', 8080\)"):
         curlfault.http("api.test:8080")
     with pytest.raises(UsageError, match=r"includes a port"):
         curlfault.refuse("[down.test]:443")

@@ -1113,7 +1113,7 @@ def test_the_summary_lists_what_the_curlfault_fixture_found(
     for line in (
         "test_inner.py::test_two_teardown_errors\n  curlfault fixture: UnexpectedConnection: "
         "pycurl connected to twice.test:80 (url http://twice.test/), which no fake serves; "
-        "add `net.http('twice.test')`, or use strict=False (marker: curlfault(strict=False)) "
+        "add `curlfault.http('twice.test')`, or use strict=False (marker: curlfault(strict=False)) "
         "to let it reach the real network (the same problem 2 times)\n",
         "test_inner.py::test_fixture_leak\n  curlfault fixture: LeakError: descriptor never "
         "closed: #1 ",

@@ -1819,3 +1819,24 @@ def test_the_trace_of_a_network_that_saw_no_connection_says_why_that_happens() -
     assert trace.startswith("(no connections: no handle routed through this network connected.")
     assert "attach()" in trace
     assert "reset()" in trace
+
+
+def test_hints_call_the_network_by_the_name_it_is_spelled() -> None:
+    """Hints write the declaration to add: ``net.http(...)`` by default, the fixture's own
+    name under pytest (``curlfault.http(...)``, see the plugin's tests), or the caller's."""
+    with FakeNetwork() as net, net.intercept():
+        assert net.spelled == "net"
+        net.spelled = "fakes"
+        assert transfer("http://other.test:8080/x").code == 7
+        with pytest.raises(UsageError, match=r"as in fakes\.https\('api\.test', 8443\)"):
+            net.https("api.test:8443")
+        with pytest.raises(UnexpectedConnection, match=r"add `fakes\.http\('other\.test', 8080\)`"):
+            net.check()
+
+
+def test_the_fixture_names_itself_in_hints(curlfault) -> None:
+    assert curlfault.spelled == "curlfault"
+    assert transfer("http://other.test/").code == 7
+    with pytest.raises(UnexpectedConnection, match=r"add `curlfault\.http\('other\.test'\)`"):
+        curlfault.check()
+    curlfault.problems.clear()

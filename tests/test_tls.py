@@ -631,7 +631,7 @@ def test_a_client_rejecting_the_handshake_is_not_a_problem(curlfault) -> None:
 
 def test_a_tls_fault_on_plain_http_is_a_usage_error(curlfault) -> None:
     plain = curlfault.http("plain.test")
-    with pytest.raises(UsageError, match=r"net.https\('plain.test'\)"):
+    with pytest.raises(UsageError, match=r"curlfault\.https\('plain\.test'\)"):
         plain.connection_faults(faults.expired_cert())
     with pytest.raises(UsageError, match="is not a stream fault"):
         curlfault.https("secure.test").get("/").respond(fault=faults.handshake_close())
@@ -646,7 +646,8 @@ def test_a_tls_fault_on_a_refusing_endpoint_says_it_refuses(curlfault) -> None:
         with pytest.raises(UsageError, match="refuses every connection") as info:
             declare()
         assert "plain HTTP" not in str(info.value)
-        assert "net.https('secure.test')" in str(info.value)
+        assert "declare the host with curlfault.https('secure.test')" in str(info.value)
+        assert "instead of curlfault.refuse()" in str(info.value)
 
 
 def test_a_tls_fault_is_not_a_stream_fault(curlfault) -> None:

@@ -515,7 +515,8 @@ class Http1Server:
             use = _plain_url(self.conn.url, ep.port) or f"{ep.url}/..."
             text += (
                 "it was a TLS handshake: the client used https:// for this plain-HTTP "
-                f"endpoint; use {use}, or declare net.https({ep.host!r}{port}) to serve "
+                f"endpoint; use {use}, or declare {ep.network.spelled}.https({ep.host!r}{port}) "
+                "to serve "
                 "https:// there instead; "
             )
         self.endpoint.network._record(MalformedRequest(text + f"it answered {status}"))

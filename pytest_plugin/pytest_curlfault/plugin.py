@@ -303,6 +303,7 @@ def curlfault() -> Iterator[FakeNetwork]:
         trust=opts["trust"],
     )
     net._stack_root = request.config.stash.get(root_key, None)  # leak stacks: rootdir-relative
+    net.spelled = "curlfault"  # hints say curlfault.http(...), as the test writes it
     node = request.node
     node.stash[network_key] = net
     _reports_on(request.config)
