@@ -20,6 +20,7 @@ from ._errors import (
     ServerError,
     UnexpectedConnection,
     UnmatchedRequest,
+    UnusedDeclaration,
     UsageError,
 )
 from ._http import Request, Response, Route
@@ -59,6 +60,7 @@ __all__ = [
     "Tracker",
     "UnexpectedConnection",
     "UnmatchedRequest",
+    "UnusedDeclaration",
     "UsageError",
     "WebSocketFrame",
     "WebSocketRoute",

@@ -58,6 +58,11 @@ class MalformedRequest(ClientError):
     HTTP request sent to an HTTPS endpoint is closed without an answer)."""
 
 
+class UnusedDeclaration(ClientError):
+    """Something the test declared was never used: a connection fault no connection took,
+    or a route step no request reached (only with ``check(all_used=True)``)."""
+
+
 class LeakError(ClientError):
     """A descriptor handed to libcurl was not closed exactly once."""
 
@@ -81,6 +86,7 @@ for _cls in (
     UnexpectedConnection,
     UnmatchedRequest,
     MalformedRequest,
+    UnusedDeclaration,
     LeakError,
     ServerError,
     CallbackError,

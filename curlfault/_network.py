@@ -28,6 +28,7 @@ from ._errors import (
     CurlFaultError,
     ServerError,
     UnexpectedConnection,
+    UnusedDeclaration,
     UsageError,
 )
 from ._http import Request
@@ -36,6 +37,7 @@ from ._listener import ConnectPoint
 from ._loop import Loop
 from ._problems import combined, ledger_problems
 from ._track_report import is_ip, is_localhost, other_spelling
+from ._unused import unused_declarations
 from ._wiring import SINK_IP, Wiring
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class FakeNetwork:
         self._loop = loop
         self._ca = ca
         self._ca_pem_bytes: bytes | None = None
+        self._unused_raised: set[str] = set()  # check(all_used=True): each line raised once
         self.ledger = Ledger()
         self.requests: list[Request] = []
         self.connections: list[Connection] = []
@@ -490,7 +493,13 @@ class FakeNetwork:
                 return
             time.sleep(0.001)
 
-    def check(self, *, leaks: bool = True) -> None:
+    def unused(self) -> list[str]:
+        """What was declared and never used, one line each: connection faults that no
+        connection took, route steps that no request reached (a route's last step repeats,
+        so it counts as used once reached), routes never requested."""
+        return unused_declarations(self.endpoints)
+
+    def check(self, *, leaks: bool = True, all_used: bool = False) -> None:
         """Raise the first problem found (with all of them listed), or return if there are none.
 
         Problems: descriptors not closed exactly once (``LeakError``), requests that matched no
@@ -498,7 +507,8 @@ class FakeNetwork:
         to hosts no fake serves (``UnexpectedConnection``), errors in callbacks or in the fake
         servers (``CallbackError``, ``ServerError``). Each problem is raised once.
         ``leaks=False`` leaves out descriptors still open (a handle kept on purpose); double
-        and unknown closes are still problems.
+        and unknown closes are still problems. ``all_used=True`` adds an
+        ``UnusedDeclaration`` for each line of ``unused()`` not raised before.
         """
         __tracebackhide__ = True
         self._release_handles()
@@ -522,6 +532,11 @@ class FakeNetwork:
                 err = ServerError(f"the fake network's loop raised {exc!r}")
                 err.__cause__ = exc
                 problems.append(err)
+        if all_used:
+            for text in self.unused():
+                if text not in self._unused_raised:
+                    self._unused_raised.add(text)
+                    problems.append(UnusedDeclaration(text))
         taken: list[CurlFaultError] = []
         queue = self._problems
         while queue:  # each popleft() is one step: a problem added meanwhile is taken or kept

@@ -1840,3 +1840,52 @@ def test_the_fixture_names_itself_in_hints(curlfault) -> None:
     with pytest.raises(UnexpectedConnection, match=r"add `curlfault\.http\('other\.test'\)`"):
         curlfault.check()
     curlfault.problems.clear()
+
+
+def test_unused_lists_faults_and_steps_nothing_used() -> None:
+    from curlfault import Response, UnusedDeclaration
+
+    def hello(request):
+        return Response.make(200)
+
+    with FakeNetwork() as net, net.intercept():
+        api = net.http("api.test")
+        api.get("/a").respond(503).respond(201, fault=faults.close(after_bytes=0)).respond(200)
+        api.get("/b").handle(hello)
+        api.get("/c").respond(200)  # one step: reached once is used, it repeats
+        api.connection_faults(None, faults.refuse(), None, None)  # trailing Nones: not listed
+        assert transfer("http://api.test/a").code == 0  # connection 1, healthy
+        assert transfer("http://api.test/c").code == 7  # connection 2, refused
+        assert transfer("http://api.test/c").code == 0
+        assert transfer("http://api.test/c").code == 0
+        assert net.unused() == [
+            "api.test:80 GET /a: steps never reached: #2 respond(201, "
+            "fault=close(after_bytes=0)), #3 respond(200) (the route answered 1 request)",
+            "api.test:80 GET /b: never requested (declared: handle("
+            "test_unused_lists_faults_and_steps_nothing_used.<locals>.hello))",
+        ]
+        net.check()  # not a problem unless asked
+        with pytest.raises(UnusedDeclaration) as info:
+            net.check(all_used=True)
+        assert [type(p) for p in info.value.problems] == [UnusedDeclaration] * 2
+        net.check(all_used=True)  # each line is raised once
+        # clear() starts the route over: its new step is unused until a request comes.
+        api.get("/c").clear().respond(204)
+        assert net.unused()[-1] == "api.test:80 GET /c: never requested (declared: respond(204))"
+        assert transfer("http://api.test/c").status == 204
+        assert len(net.unused()) == 2
+
+
+def test_unused_connection_faults_per_family() -> None:
+    with FakeNetwork() as net, net.intercept():
+        api = net.http("api.test")
+        api.get("/").respond(200)
+        api.connection_faults(faults.refuse(), faults.refuse(), family="ipv6")
+        api.connection_faults(faults.refuse(), family="ipv4")
+        # happy eyeballs: ::1 first (refused), then 127.x (refused), then no address left
+        assert transfer("http://api.test/").code == 7
+        assert net.unused() == [
+            "api.test:80: connection fault never taken: #2 refuse() (the client made "
+            "1 connection over ipv6 since they were declared)",
+            "api.test:80 GET /: never requested (declared: respond(200))",
+        ]

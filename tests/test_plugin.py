@@ -769,7 +769,7 @@ def test_marker_precedence_follows_pytests_marker_order(pytester: pytest.Pyteste
         (
             "curlfault(stirct=False)",
             "*unknown option 'stirct' on test_inner.py::test_misused; "
-            "known options: check, intercept, strict, trust",
+            "known options: all_used, check, intercept, strict, trust",
         ),
         (
             "curlfault(False)",
@@ -810,6 +810,48 @@ def test_marker_misuse_fails_its_own_test_at_setup(
     spread.assert_outcomes(passed=1, errors=1)
     spread.stdout.fnmatch_lines([f"*{message.lstrip('*')}"])
     assert "INTERNALERROR" not in spread.stdout.str()
+
+
+def test_all_used_marker_fails_a_test_whose_declared_fault_never_acted(
+    pytester: pytest.Pytester,
+) -> None:
+    make_tests(
+        pytester,
+        """
+        from curlfault import faults
+
+        @pytest.mark.curlfault(all_used=True)
+        def test_gives_up_too_soon(curlfault):
+            api = curlfault.http("api.test")
+            api.get("/").respond(200)
+            api.connection_faults(faults.refuse(), faults.refuse())
+            assert get("http://api.test/")[0] == 7  # one attempt only
+
+        @pytest.mark.curlfault(all_used=True)
+        def test_retries_enough(curlfault):
+            api = curlfault.http("api.test")
+            api.get("/").respond(503).respond(200)
+            api.connection_faults(faults.refuse())
+            codes = [get("http://api.test/")[:2] for _ in range(3)]
+            assert codes == [(7, 0), (0, 503), (0, 200)]
+
+        def test_off_by_default(curlfault):
+            api = curlfault.http("api.test")
+            api.get("/").respond(200)
+            api.connection_faults(faults.refuse(), faults.refuse())
+            assert get("http://api.test/")[0] == 7
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_gives_up_too_soon*",
+            "*curlfault.UnusedDeclaration: api.test:80: connection fault never taken: "
+            "#2 refuse() (the client made 1 connection since they were declared)*",
+        ]
+    )
+    assert "never requested" in result.stdout.str()  # its route: declared, never reached
 
 
 # configuration ---------------------------------------------------------------------------
@@ -1011,7 +1053,10 @@ def test_fixtures_and_marker_are_documented(pytester: pytest.Pytester) -> None:
         result.stdout.fnmatch_lines([name_line, doc_line], consecutive=True)
     result = run(pytester, "--markers")
     result.stdout.fnmatch_lines(
-        ["@pytest.mark.curlfault(strict=True, intercept=True, trust=True, check=True): *"]
+        [
+            "@pytest.mark.curlfault(strict=True, intercept=True, trust=True, check=True, "
+            "all_used=False): *"
+        ]
     )
     result = run(pytester, "--help")
     result.stdout.fnmatch_lines(

@@ -3,7 +3,7 @@ import io
 import pycurl
 import pytest
 
-from curlfault import UnexpectedConnection, UnmatchedRequest
+from curlfault import UnexpectedConnection, UnmatchedRequest, UnusedDeclaration, faults
 
 
 def perform(url, curl=None):
@@ -78,6 +78,43 @@ def test_teardown_checks_are_off(curlfault):
 
 
 # --8<-- [end:no-check]
+
+
+# --8<-- [start:all-used]
+def fetch_with_retries(url, attempts):
+    """The client under test: retries a refused connection."""
+    for _ in range(attempts):
+        code = perform(url)
+        if code != pycurl.E_COULDNT_CONNECT:
+            return code
+    return code
+
+
+@pytest.mark.curlfault(all_used=True)
+def test_the_client_retries_three_times(curlfault):
+    api = curlfault.http("api.test")
+    api.get("/").respond(200)
+    api.connection_faults(faults.refuse(), faults.refuse(), faults.refuse())
+    assert fetch_with_retries("http://api.test/", attempts=4) == 0
+    # all_used=True: had the client given up after two refusals, the third refuse() would
+    # never have acted, and the teardown check would say so (UnusedDeclaration).
+
+
+def test_a_client_that_gives_up_early_leaves_a_fault_unused(curlfault):
+    api = curlfault.http("api.test")
+    api.get("/").respond(200)
+    api.connection_faults(faults.refuse(), faults.refuse(), faults.refuse())
+    assert fetch_with_retries("http://api.test/", attempts=2) == pycurl.E_COULDNT_CONNECT
+    assert curlfault.unused() == [
+        "api.test:80: connection fault never taken: #3 refuse() (the client made "
+        "2 connections since they were declared)",
+        "api.test:80 GET /: never requested (declared: respond(200))",
+    ]
+    with pytest.raises(UnusedDeclaration, match="#3 refuse"):
+        curlfault.check(all_used=True)
+
+
+# --8<-- [end:all-used]
 
 
 # --8<-- [start:records]

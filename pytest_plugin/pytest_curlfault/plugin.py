@@ -20,7 +20,7 @@ from ._leaks_options import MARKER as LEAKS_OK
 
 __all__ = ["curlfault", "curlfault_ca", "curlfault_loop"]
 
-_MARKER_KEYS = {"strict", "intercept", "trust", "check"}
+_MARKER_KEYS = {"strict", "intercept", "trust", "check", "all_used"}
 _TRACE_CHOICES = ("failed", "all", "none")
 network_key = pytest.StashKey[FakeNetwork]()
 call_failed_key = pytest.StashKey[bool]()
@@ -64,8 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "curlfault(strict=True, intercept=True, trust=True, check=True): options of the "
-        "curlfault fixture for this test.",
+        "curlfault(strict=True, intercept=True, trust=True, check=True, all_used=False): "
+        "options of the curlfault fixture for this test.",
     )
     try:
         config.stash[strict_key] = bool(config.getini("curlfault_strict"))
@@ -173,7 +173,13 @@ def _set_up_first(item: pytest.Item) -> None:
 
 def marker_options(node: pytest.Item, default_strict: bool) -> dict[str, bool]:
     """The ``curlfault`` marker's keyword options for ``node``, validated."""
-    opts = {"strict": default_strict, "intercept": True, "trust": True, "check": True}
+    opts = {
+        "strict": default_strict,
+        "intercept": True,
+        "trust": True,
+        "check": True,
+        "all_used": False,
+    }
     # node.iter_markers("curlfault") without its generators (this runs for every test that
     # uses the fixture), applied in reverse so that a closer marker wins.
     marks = []
@@ -275,7 +281,7 @@ def curlfault() -> Iterator[FakeNetwork]:
     it does not serve are refused (CURLcode 7) and reported. At teardown it checks that every
     descriptor handed to libcurl was closed exactly once, that every request matched a route,
     and that nothing raised in a callback or a fake server. Options:
-    ``@pytest.mark.curlfault(strict=..., intercept=..., trust=..., check=...)``.
+    ``@pytest.mark.curlfault(strict=..., intercept=..., trust=..., check=..., all_used=...)``.
 
         def test_items(curlfault):
             api = curlfault.http("api.test")
@@ -323,14 +329,14 @@ def curlfault() -> Iterator[FakeNetwork]:
                 # The test already failed (or fails below): report what the network saw,
                 # but do not turn one failure into two.
                 try:
-                    net.check(leaks=leaks)
+                    net.check(leaks=leaks, all_used=opts["all_used"])
                 except CurlFaultError as exc:
                     node.stash[teardown_note_key] = (type(exc).__name__, str(exc))
                     node.stash[check_failed_key] = (_problem_line(exc), False)
             else:
                 __tracebackhide__ = True
                 try:
-                    net.check(leaks=leaks)
+                    net.check(leaks=leaks, all_used=opts["all_used"])
                 except CurlFaultError as exc:
                     node.stash[check_failed_key] = (_problem_line(exc), True)
                     raise
