@@ -85,7 +85,7 @@ class FakeNetwork:
         self._loop = loop
         self._ca = ca
         self._ca_pem_bytes: bytes | None = None
-        self._unused_raised: set[str] = set()  # check(all_used=True): each line raised once
+        self._unused_raised: set[str] | None = None  # check(all_used=True): each raised once
         self.ledger = Ledger()
         self.requests: list[Request] = []
         self.connections: list[Connection] = []
@@ -533,9 +533,12 @@ class FakeNetwork:
                 err.__cause__ = exc
                 problems.append(err)
         if all_used:
+            raised = self._unused_raised
+            if raised is None:
+                raised = self._unused_raised = set()
             for text in self.unused():
-                if text not in self._unused_raised:
-                    self._unused_raised.add(text)
+                if text not in raised:
+                    raised.add(text)
                     problems.append(UnusedDeclaration(text))
         taken: list[CurlFaultError] = []
         queue = self._problems
