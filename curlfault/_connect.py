@@ -257,7 +257,7 @@ def _unbindable(
             f"connection #{conn.id} to {ep.host}: the handle sets {what}, so libcurl binds "
             f"the socket it is given, and the {kind} end curlfault hands over cannot be bound "
             "(CURLcode 45 INTERFACE_FAILED, or 7 for an address of the other family); declare "
-            f"the endpoint with transport='listener' (net.{ep.scheme}({ep.host!r}{port}, "
+            f"the endpoint with transport='listener' ({net.spelled}.{ep.scheme}({ep.host!r}{port}, "
             "transport='listener'): libcurl then binds and connects a loopback socket of its "
             f"own, to an {conn.family} address, so an INTERFACE address must be one too), or "
             "leave the option unset in tests"

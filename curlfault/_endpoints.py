@@ -507,7 +507,8 @@ class HttpEndpoint(Endpoint):
                     f"PRI * to {self.url} is the HTTP/2 connection preface: the client speaks "
                     "HTTP/2 with prior knowledge (CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE), and "
                     "this endpoint serves HTTP/1.1 only; declare it with "
-                    f"net.{self.scheme}({self.host!r}{port}, http2=True), or make the client "
+                    f"{self.network.spelled}.{self.scheme}({self.host!r}{port}, http2=True), "
+                    "or make the client "
                     "use HTTP/1.1"
                 )
             else:

@@ -341,6 +341,9 @@ class Route:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # How many requests came before the last clear(): the next one takes the first step.
     _cleared_at: int = field(default=0, repr=False)
+    # One past the highest step served since the last clear() (FakeNetwork.unused()): a step
+    # added after requests came is not reached until a request takes it.
+    _reached: int = field(default=0, repr=False)
 
     def respond(
         self,
@@ -397,6 +400,7 @@ class Route:
             # thread reads the list it took, whole.
             self.steps = []
             self._cleared_at = len(self.requests)
+            self._reached = 0
         return self
 
     def peek_fault(self) -> StreamFault | None:
@@ -426,7 +430,11 @@ class Route:
         last = len(steps) - 1
         if last < 0:
             return Response()
-        step = steps[k if k < last else last]
+        if k > last:
+            k = last
+        if k >= self._reached:
+            self._reached = k + 1
+        step = steps[k]
         if step.response is not None:
             return step.response
         assert step.handler is not None

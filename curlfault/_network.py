@@ -85,7 +85,8 @@ class FakeNetwork:
         self._loop = loop
         self._ca = ca
         self._ca_pem_bytes: bytes | None = None
-        self._unused_raised: set[str] | None = None  # check(all_used=True): each raised once
+        # The declarations check(all_used=True) has raised (see _unused): each raised once.
+        self._unused_raised: set[tuple[Any, ...]] | None = None
         self.ledger = Ledger()
         self.requests: list[Request] = []
         self.connections: list[Connection] = []
@@ -496,8 +497,9 @@ class FakeNetwork:
     def unused(self) -> list[str]:
         """What was declared and never used, one line each: connection faults that no
         connection took, route steps that no request reached (a route's last step repeats,
-        so it counts as used once reached), routes never requested."""
-        return unused_declarations(self.endpoints)
+        so it counts as used once reached), routes never requested, WebSocket routes never
+        connected."""
+        return [text for _, text in unused_declarations(self.endpoints)]
 
     def check(self, *, leaks: bool = True, all_used: bool = False) -> None:
         """Raise the first problem found (with all of them listed), or return if there are none.
@@ -536,9 +538,9 @@ class FakeNetwork:
             raised = self._unused_raised
             if raised is None:
                 raised = self._unused_raised = set()
-            for text in self.unused():
-                if text not in raised:
-                    raised.add(text)
+            for items, text in unused_declarations(self.endpoints):
+                if not items <= raised:  # a declaration not raised before
+                    raised |= items
                     problems.append(UnusedDeclaration(text))
         taken: list[CurlFaultError] = []
         queue = self._problems

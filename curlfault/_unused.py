@@ -18,11 +18,18 @@ if TYPE_CHECKING:
 __all__ = ["unused_declarations"]
 
 
-def unused_declarations(endpoints: list[Endpoint]) -> list[str]:
-    """One line per endpoint or route with something declared and never used."""
-    out: list[str] = []
+Item = tuple[Any, ...]
+
+
+def unused_declarations(endpoints: list[Endpoint]) -> list[tuple[frozenset[Item], str]]:
+    """``(items, line)`` per endpoint, route or WebSocket route with something declared and
+    never used. ``items`` name the declarations the line lists (a fault, a step), not the
+    counts in it, so that ``check(all_used=True)`` raises a line only for one not raised
+    before."""
+    out: list[tuple[frozenset[Item], str]] = []
     for ep in endpoints:
-        where = f"{ep.host}:{'*' if ep.port is None else ep.port}"
+        host = f"[{ep.host}]" if ":" in ep.host else ep.host
+        where = f"{host}:{'*' if ep.port is None else ep.port}"
         sequences: dict[str | None, Any] = getattr(ep, "_faults", None) or {}
         for family, seq in sequences.items():
             left = [(i, f) for i, f in enumerate(seq.faults) if i >= seq.taken and f is not None]
@@ -32,31 +39,42 @@ def unused_declarations(endpoints: list[Endpoint]) -> list[str]:
                     made += f" over {family}"
                 listed = ", ".join(f"#{i + 1} {f!r}" for i, f in left)
                 out.append(
-                    f"{where}: connection fault{_s(left)} never taken: {listed} (the client "
-                    f"made {made} since they were declared)"
+                    (
+                        frozenset(("fault", id(seq), i) for i, _ in left),
+                        f"{where}: connection fault{_s(left)} never taken: {listed} (the client "
+                        f"made {made} since they were declared)",
+                    )
                 )
         for route in getattr(ep, "routes", ()):
-            line = _unused_steps(where, route)
-            if line:
-                out.append(line)
+            item = _unused_steps(where, route)
+            if item is not None:
+                out.append(item)
+        for ws in getattr(ep, "websockets", ()):
+            if not ws.requests:
+                line = f"{where} WebSocket {ws.path}: never connected"
+                out.append((frozenset({("websocket", id(ws))}), line))
     return out
 
 
-def _unused_steps(where: str, route: Route) -> str:
+def _unused_steps(where: str, route: Route) -> tuple[frozenset[Item], str] | None:
     with route._lock:
         steps = route.steps
-        reached = len(route.requests) - route._cleared_at
+        reached = route._reached
+        since_clear = len(route.requests) - route._cleared_at
     if not steps or reached >= len(steps):
-        return ""  # nothing declared (a cleared route), or every step served (the last repeats)
+        return None  # nothing declared (a cleared route), or every step served
     name = f"{where} {route.method} {route.path}"
-    if reached == 0:
+    key = frozenset(("step", id(steps), i) for i in range(reached, len(steps)))
+    if since_clear == 0:
         declared = ", ".join(_describe(s) for s in steps)
-        return f"{name}: never requested (declared: {declared})"
+        if route._cleared_at:
+            return key, f"{name}: not requested since clear() (declared: {declared})"
+        return key, f"{name}: never requested (declared: {declared})"
     listed = ", ".join(f"#{i + 1} {_describe(s)}" for i, s in enumerate(steps) if i >= reached)
     left = steps[reached:]
-    return (
+    return key, (
         f"{name}: step{_s(left)} never reached: {listed} (the route answered "
-        f"{_count(reached, 'request')})"
+        f"{_count(since_clear, 'request')})"
     )
 
 

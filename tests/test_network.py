@@ -1784,7 +1784,7 @@ def test_unrouted_classes_are_module_level_classes_of_the_users_own_code(
     local class, is not the test's to fix)."""
     import types
 
-    from curlfault._intercept import unrouted_classes
+    from curlfault._intercept import real_curl, unrouted_classes
 
     modules = {
         "cf_user_client": "/home/dev/project/cf_user_client.py",
@@ -1808,6 +1808,20 @@ def test_unrouted_classes_are_module_level_classes_of_the_users_own_code(
     assert made["cf_user_client"] in found
     assert made["cf_lib_client"] not in found
     assert local() not in unrouted_classes()
+    # Asked while a network intercepts (a nested intercept(), whose start looks again):
+    # pycurl.Curl's isinstance answers for every handle then, this question must not.
+    from curlfault import CurlFaultWarning
+
+    with FakeNetwork() as net:
+        intercepting = net.intercept()
+        with pytest.warns(CurlFaultWarning, match="cf_user_client.Client"):
+            intercepting.__enter__()
+        try:
+            assert pycurl.Curl is not real_curl()
+            assert issubclass(made["cf_user_client"], pycurl.Curl)
+            assert made["cf_user_client"] in unrouted_classes()
+        finally:
+            intercepting.__exit__(None, None, None)
 
 
 def test_the_trace_of_a_network_that_saw_no_connection_says_why_that_happens() -> None:
@@ -1871,9 +1885,29 @@ def test_unused_lists_faults_and_steps_nothing_used() -> None:
         net.check(all_used=True)  # each line is raised once
         # clear() starts the route over: its new step is unused until a request comes.
         api.get("/c").clear().respond(204)
-        assert net.unused()[-1] == "api.test:80 GET /c: never requested (declared: respond(204))"
+        assert net.unused()[-1] == (
+            "api.test:80 GET /c: not requested since clear() (declared: respond(204))"
+        )
         assert transfer("http://api.test/c").status == 204
         assert len(net.unused()) == 2
+        # A step added after requests came is not reached until a request takes it.
+        api.get("/c").respond(503)
+        assert net.unused()[-1] == (
+            "api.test:80 GET /c: step never reached: #2 respond(503) (the route answered 1 request)"
+        )
+        assert transfer("http://api.test/c").status == 503
+        assert len(net.unused()) == 2
+        # Each declaration is raised once, even when the line naming it changes since.
+        api.get("/d").respond(200).respond(201).respond(202)
+        assert transfer("http://api.test/d").status == 200
+        with pytest.raises(UnusedDeclaration, match=r"#2 respond.*#3 respond"):
+            net.check(all_used=True)
+        assert transfer("http://api.test/d").status == 201
+        assert net.unused()[-1].startswith("api.test:80 GET /d: step never reached: #3")
+        net.check(all_used=True)  # #3 was raised already
+        api.get("/d").respond(203)
+        with pytest.raises(UnusedDeclaration, match=r"#3 respond.*#4 respond"):
+            net.check(all_used=True)  # #4 is new: the line is raised, with #3 in it
 
 
 def test_unused_connection_faults_per_family() -> None:
@@ -1888,4 +1922,15 @@ def test_unused_connection_faults_per_family() -> None:
             "api.test:80: connection fault never taken: #2 refuse() (the client made "
             "1 connection over ipv6 since they were declared)",
             "api.test:80 GET /: never requested (declared: respond(200))",
+        ]
+
+
+def test_unused_names_websocket_routes_never_connected_and_bracketed_ipv6_hosts() -> None:
+    with FakeNetwork() as net:
+        api = net.http("api.test")
+        api.websocket("/ws").send("hi")
+        net.http("::1", 8080).get("/").respond(200)
+        assert net.unused() == [
+            "api.test:80 WebSocket /ws: never connected",
+            "[::1]:8080 GET /: never requested (declared: respond(200))",
         ]

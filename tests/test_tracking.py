@@ -899,7 +899,11 @@ def test_a_handle_made_before_intercept_is_still_an_instance_of_pycurl_curl() ->
                 assert not is_routed_class(Mine)
                 # attach() still sees a plain handle as plain (FORBID_REUSE, RESOLVE rules)
                 net.attach(plain)
-                assert not is_routed_class(type(plain))
+                wirings = [r() for r in net._wirings]
+                (wiring,) = [w for w in wirings if w is not None and w._handle() is plain]
+                assert wiring.plain
+                assert wiring.outsider
+                assert routed._cf().plain is False
             finally:
                 routed.close()
         assert not isinstance(plain, InterceptedCurl)

@@ -19,7 +19,7 @@ def test_a_fake_host_is_pinned_to_an_alias_address(curlfault):
     api.get("/").respond(200)
 
     curl = pycurl.Curl()
-    assert isinstance(curl, InterceptedCurl)  # the intercepting subclass
+    assert type(curl) is InterceptedCurl  # the intercepting subclass
     configure(curl, "http://api.test/")
     curl.perform()
     assert api.alias.startswith("127.77.")
