@@ -127,9 +127,13 @@ class Connection:
         self.network._record(err)
 
     def describe(self) -> str:
+        from ._track_report import url_host  # a report's path only
+
         start = self.opened_at
+        # A connection no fake served has no endpoint: its URL names the host it was for.
+        host = self.host or url_host(self.url) or "?"
         lines = [
-            f"#{self.id} {self.host or '?'} via {self.peer} [{self.transport or 'none'}]"
+            f"#{self.id} {host} via {self.peer} [{self.transport or 'none'}]"
             + (f" url={self.url}" if self.url else "")
             + (f" fault={self.fault!r}" if self.fault is not None else "")
             + (f" on {self.fault_on}" if self.fault is not None and self.fault_on else "")

@@ -9,6 +9,7 @@ decides per connection; the endpoint says what the n-th connection meets.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import functools
 import ipaddress
@@ -545,7 +546,13 @@ class HttpEndpoint(Endpoint):
             if m in ("get", "post", "put", "patch", "delete", "head", "options")
             else f"route({request.method!r}, {request.path!r})"
         )
-        return f"`{self.host}` endpoint.{call}.respond(...)"
+        hint = f"`.{call}.respond(...)` to the {self.host} endpoint"
+        # A typo on either side (the client's path or the test's route) is the usual cause.
+        paths = {r.path for r in self.routes if r.method in (request.method, "*")}
+        near = difflib.get_close_matches(request.path, sorted(paths), n=1, cutoff=0.75)
+        if near:
+            hint += f"; the closest route path is {near[0]!r}"
+        return hint
 
 
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)

@@ -58,9 +58,15 @@ class Site:
         return frames
 
     def __str__(self) -> str:
-        if not self.frames:
+        """The innermost frame of the user's own code (a handle tornado makes for the
+        user's client names the client's line), else the innermost frame."""
+        frames = self.frames
+        if not frames:
             return "?"
-        filename, lineno, name = self.frames[0]
+        from ._sites import is_library_file  # _sites imports this module
+
+        own = [f for f in frames if not is_library_file(f[0])]
+        filename, lineno, name = own[0] if own else frames[0]
         return f"{filename}:{lineno} in {name}"
 
     def format(self) -> str:

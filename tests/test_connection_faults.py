@@ -463,6 +463,22 @@ def test_concurrent_connections_sharing_a_held_port_are_reported(curlfault) -> N
     assert len(api.connections) == 2
 
 
+@pytest.mark.parametrize("transport", ["socketpair", "tcp"])
+def test_concurrent_connections_next_to_a_held_port_are_served_on_pair_transports(
+    curlfault, transport: str
+) -> None:
+    # Only the faulted connection uses the reserved port (libcurl's own connect); the others
+    # are handed a pair as usual, so nothing waits and nothing is reported (faults.md).
+    api = _api(curlfault, transport)
+    api.connection_faults(faults.connect_timeout(), None, None)
+    codes = _multi([URL, URL, URL], **SHORT_CONNECT)
+    assert sorted(codes) == [0, 0, 28]
+    assert sorted(c.transport for c in api.connections) == sorted(
+        ["listener", transport, transport]
+    )
+    curlfault.check()
+
+
 def test_closing_the_network_ends_a_pending_slow_connect() -> None:
     net = FakeNetwork()
     try:

@@ -1934,3 +1934,33 @@ def test_unused_names_websocket_routes_never_connected_and_bracketed_ipv6_hosts(
             "api.test:80 WebSocket /ws: never connected",
             "[::1]:8080 GET /: never requested (declared: respond(200))",
         ]
+
+
+def test_trial_reports_name_the_host_and_the_nearest_route() -> None:
+    """From a user trial: an unexpected connection's trace line names its host (from the
+    URL), and an unmatched request's hint reads as code and names the closest route path."""
+    with FakeNetwork() as net, net.intercept():
+        api = net.http("api.test")
+        api.get("/items").respond(200)
+        assert transfer("http://api-v2.test/x").code == 7
+        assert transfer("http://api.test/itemz").status == 404
+        assert net.trace().startswith("#1 api-v2.test via 127.77.255.254:9 [none]")
+        with pytest.raises(UnexpectedConnection) as info:  # the first of the two problems
+            net.check()
+    text = str(info.value)
+    assert (
+        "add `.get('/itemz').respond(...)` to the api.test endpoint; the closest route path "
+        "is '/items'"
+    ) in text
+
+
+def test_a_sites_headline_names_the_users_own_frame_past_a_library() -> None:
+    """A handle that tornado makes for the user's client is reported at the client's line
+    (the whole stack follows in the report)."""
+    from curlfault._ledger import Site
+
+    lib = "/opt/venv/lib/python3.11/site-packages/tornado/curl_httpclient.py"
+    site = Site(((lib, 438, "_curl_create"), ("/srv/app/client.py", 122, "fetch")))
+    assert str(site) == "/srv/app/client.py:122 in fetch"
+    assert str(Site(((lib, 438, "_curl_create"),))) == f"{lib}:438 in _curl_create"
+    assert str(Site()) == "?"

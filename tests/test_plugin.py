@@ -906,6 +906,32 @@ def test_trace_default_is_failed_tests_only(pytester: pytest.Pytester) -> None:
     assert sections(result, "test_fails", "teardown") == {}
 
 
+def test_a_declaration_error_gets_no_misleading_no_connections_trace(
+    pytester: pytest.Pytester,
+) -> None:
+    # The trace of a network with no connection explains how a handle bypasses it: noise
+    # when the test failed on curlfault's own UsageError before any request.
+    make_tests(
+        pytester,
+        """
+        from curlfault import faults
+
+        def test_bad_declaration(curlfault):
+            curlfault.http("api.test").connection_faults(faults.close())
+
+        def test_no_request_made(curlfault):
+            curlfault.http("api.test").get("/").respond(200)
+            assert False, "own failure"
+        """,
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*is not a connection fault*"])
+    assert sections(result, "test_bad_declaration", "call") == {}
+    trace = sections(result, "test_no_request_made", "call")["curlfault connections (call)"]
+    assert trace.startswith("(no connections: no handle routed through this network connected.")
+
+
 def test_trace_all_adds_the_section_to_passing_tests(pytester: pytest.Pytester) -> None:
     make_tests(pytester, TRACED)
     result = run(pytester, "--curlfault-trace=all", "-rA")

@@ -433,6 +433,11 @@ class _Reports:
         return _add_to_report(item, call, report, net)
 
 
+def _misuse(call: pytest.CallInfo[None]) -> bool:
+    """Whether the call failed with curlfault's UsageError (a test's own declaration)."""
+    return call.excinfo is not None and call.excinfo.errisinstance(UsageError)
+
+
 def _first_line(text: str) -> str:
     return text.partition("\n")[0]
 
@@ -457,7 +462,13 @@ def _add_to_report(
     if when == "call":
         # An xfailed call did fail: its report says "skipped", its excinfo says otherwise.
         stash[call_failed_key] = report.failed or call.excinfo is not None
-        if trace == "all" or (trace == "failed" and report.failed):
+        if trace == "all" or (
+            trace == "failed"
+            and report.failed
+            # A curlfault usage error before any connection: the error says it all, and the
+            # trace's "no connections" hint (a handle that bypassed the network) misleads.
+            and (net.connections or not _misuse(call))
+        ):
             report.sections.append(("curlfault connections (call)", net.trace()))
             stash[traced_key] = len(net.connections)
         return report
