@@ -225,6 +225,12 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
     return ops
 
 
+# How long a stall() holds a connection before the fake gives up: a client with no TIMEOUT
+# (nor LOW_SPEED_LIMIT) would wait forever, and curlfault never lets a test hang. A module
+# value, so that a test of this bound can lower it.
+STALL_LIMIT_SECONDS = 60.0
+
+
 class Plan:
     """Plays a schedule on one connection; ``on_done`` runs if it ends without closing."""
 
@@ -236,8 +242,10 @@ class Plan:
         trace: Callable[[str], None],
         on_done: Callable[[], None],
         on_error: Callable[[BaseException], None],
+        on_stall_limit: Callable[[str], None] | None = None,
     ) -> None:
         self.transport = transport
+        self._on_stall_limit = on_stall_limit
         self.loop = loop
         self.ops: deque[Op] = deque(ops)
         self.trace = trace
@@ -277,5 +285,23 @@ class Plan:
             elif kind == "stall":
                 self.ended = True
                 self.trace(f"stalled after {arg} bytes")
+                if self._on_stall_limit is not None:
+                    self.loop.call_later(STALL_LIMIT_SECONDS, self._stall_limit)
                 return
         self.on_done()
+
+    def _stall_limit(self) -> None:
+        """The client is still waiting on a stall: it has no timeout. End it, loudly."""
+        t = self.transport
+        if t.closed:
+            return  # the client's TIMEOUT ended it, or the network closed: the usual case
+        seconds = f"{STALL_LIMIT_SECONDS:g}"
+        self.trace(f"stall(): the client still waited after {seconds} s; closed by curlfault")
+        assert self._on_stall_limit is not None
+        self._on_stall_limit(
+            f"stall() held the connection for {seconds} s and the client was still waiting: "
+            "the handle has no TIMEOUT (or LOW_SPEED_LIMIT) to end it, so curlfault closed "
+            "the connection rather than let the test hang; give the handle a TIMEOUT (the "
+            "behaviour a stall tests is the client's own timeout, CURLcode 28)"
+        )
+        t.finish()

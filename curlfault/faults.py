@@ -269,9 +269,11 @@ class Reset(PointFault):
 
 @dataclass(frozen=True, repr=False)
 class Stall(PointFault):
-    """Send the response up to the byte point, then nothing more, ever.
+    """Send the response up to the byte point, then nothing more.
 
     The client's own ``TIMEOUT`` (or ``LOW_SPEED_LIMIT``) ends it: 28 (``OPERATION_TIMEDOUT``).
+    A client with neither is not left waiting forever: after 60 s the fake closes the
+    connection and ``check()`` raises ``UsageError`` asking for a ``TIMEOUT``.
     """
 
     curlcode: ClassVar[int] = 28

@@ -99,6 +99,42 @@ def test_stall_ends_at_the_clients_timeout(curlfault) -> None:
     assert 0 < len(r.body) < len(BODY)
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_stall_that_no_client_timeout_ends_is_closed_and_reported(
+    curlfault, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    # A handle without TIMEOUT would wait on stall() forever: curlfault never lets a test
+    # hang, so it closes the connection after a bound (60 s; lowered here) and says why.
+    from curlfault import _plan
+
+    monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.3)
+    api = getattr(curlfault, scheme)("api.test")
+    api.get("/").respond(200, body=BODY, fault=faults.stall(at="body"))
+    start = time.monotonic()
+    r = transfer(f"{scheme}://api.test/", TIMEOUT=0)  # no timeout at all
+    assert 0.25 < time.monotonic() - start < 10
+    assert r.code not in (0, 28)  # ended by the fake's close, not by a client timeout
+    if scheme == "http":
+        assert r.code == pycurl.E_PARTIAL_FILE
+    assert 0 < len(r.body) < len(BODY)
+    with pytest.raises(UsageError, match=r"stall\(\) held the connection for 0.3 s") as info:
+        curlfault.check()
+    assert "give the handle a TIMEOUT" in str(info.value)
+    assert "closed by curlfault" in curlfault.trace()
+
+
+def test_a_stall_ended_by_the_clients_timeout_is_not_reported(
+    curlfault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curlfault import _plan
+
+    monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.4)
+    serve(curlfault, faults.stall(at="body"))
+    assert transfer("http://api.test/", TIMEOUT_MS=100).code == 28
+    time.sleep(0.6)  # past the bound: the closed connection is left alone
+    curlfault.check()
+
+
 def test_delay_within_and_past_the_timeout(curlfault) -> None:
     api = curlfault.http("api.test")
     api.get("/short").respond(body=b"late", fault=faults.delay(0.1))

@@ -487,11 +487,16 @@ class Http1Server:
             self.conn.event,
             done,
             self.conn.server_failed,
+            self._stall_limit,
         )
         self._plan = plan
         plan.start()
         if plan.ended:
             self._dead = True
+
+    def _stall_limit(self, text: str) -> None:
+        """A stall() outlived its bound (``_plan.STALL_LIMIT_SECONDS``): the test's mistake."""
+        self.endpoint.network._record(UsageError(f"connection #{self.conn.id}: {text}"))
 
     def _after_response(self) -> None:
         """A faulted response ended normally: go on with the connection as h11 says."""
