@@ -32,7 +32,7 @@ from ._errors import (
     UsageError,
 )
 from ._http import Request
-from ._ledger import KEPT_FOREVER, AttachSite, Ledger, Site, SocketRecord
+from ._ledger import KEPT_FOREVER, AttachSite, Ledger, LedgerReport, Site, SocketRecord
 from ._listener import ConnectPoint
 from ._loop import Loop
 from ._problems import combined, ledger_problems
@@ -455,10 +455,23 @@ class FakeNetwork:
         if not ledger.holds_handles:
             return
         if ledger.has_unclosed:
-            ledger.audit()  # marks what pycurl closed in C as closed_by_pycurl
+            self._audit()  # marks what pycurl closed in C as closed_by_pycurl
         for rec in ledger.records:
             if rec.keepalive is not None and (rec.closes or rec.closed_by_pycurl):
                 rec.keepalive = None
+
+    def _audit(self) -> LedgerReport:
+        """``ledger.audit()``, and a trace line for each descriptor it finds that pycurl
+        closed in C (a CurlMulti or CurlShare closed with the connection in its cache)."""
+        report = self.ledger.audit()
+        for rec in report.closed_by_pycurl:
+            conn = rec.owner
+            if isinstance(conn, Connection):
+                conn.event(
+                    "found closed: pycurl closed it in C without the close callback (its "
+                    "CurlMulti or CurlShare was closed with the connection cached); not a leak"
+                )
+        return report
 
     def _callback_error(self, err: CallbackError) -> None:
         self._record(err)
@@ -514,10 +527,10 @@ class FakeNetwork:
         """
         __tracebackhide__ = True
         self._release_handles()
-        report = self.ledger.audit()
+        report = self._audit()
         if report.leaked and leaks:
             gc.collect()  # a handle in a reference cycle closes its sockets when collected
-            report = self.ledger.audit()
+            report = self._audit()
         if not leaks:
             report.leaked = []
         problems: list[CurlFaultError] = []
