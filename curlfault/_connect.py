@@ -287,9 +287,9 @@ def _describe_url(url: str, spelled: str = "net") -> tuple[str, str]:
     except ValueError:
         return f"the host of {url}", "a fake for it"
     scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}.get(scheme)
+    default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
     port = port or default
-    kind = "https" if scheme == "https" else "http"
+    kind = "https" if scheme in ("https", "wss") else "http"
     extra = "" if port in (None, default) else f", {port}"
     name = host.rstrip(".") or host  # "api.test." is "api.test": either spelling serves both
     return f"{host}:{port or '?'} (url {url})", f"`{spelled}.{kind}({name!r}{extra})`"

@@ -500,7 +500,11 @@ class HttpEndpoint(Endpoint):
         self.network.requests.append(request)
         best = self.match(request)
         if best is None:
-            known = ", ".join(f"{r.method} {r.path}" for r in self.routes) or "none"
+            known = ", ".join(
+                [f"{r.method} {r.path}" for r in self.routes]
+                + [f"WebSocket {w.path}" for w in self.websockets]
+            )
+            known = known or "none"
             if request.method == "PRI" and request.target == "*":
                 default = 443 if self.scheme == "https" else 80
                 port = "" if self.port == default else f", {self.port}"
@@ -540,6 +544,12 @@ class HttpEndpoint(Endpoint):
         return response
 
     def _hint(self, request: Request) -> str:
+        if (request.header("upgrade") or "").lower() == "websocket":
+            # A WebSocket handshake: the route it wants is a WebSocket route.
+            ws_paths = sorted(w.path for w in self.websockets)
+            ws_near = difflib.get_close_matches(request.path, ws_paths, n=1, cutoff=0.75)
+            closest = f"; the closest WebSocket path is {ws_near[0]!r}" if ws_near else ""
+            return f"`.websocket({request.path!r})` to the {self.host} endpoint{closest}"
         m = request.method.lower()
         call = (
             f"{m}({request.path!r})"

@@ -380,6 +380,23 @@ def test_flow_stall_never_opens_the_window(curlfault: FakeNetwork, scheme: str) 
     balanced(curlfault)
 
 
+def test_a_flow_stall_that_no_client_timeout_ends_is_closed_and_reported(
+    curlfault: FakeNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bounded like stall(): a handle without TIMEOUT would wait on it forever.
+    from curlfault import _plan
+
+    monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.3)
+    api = endpoint(curlfault, "http")
+    api.post("/").respond(200, fault=faults.flow_stall())
+    start = time.monotonic()
+    r = get("http", POSTFIELDS=b"u" * 200_000, TIMEOUT=0)
+    assert 0.25 < time.monotonic() - start < 10
+    assert r.code not in (0, 28)
+    with pytest.raises(UsageError, match=r"flow_stall\(\) held the upload for 0.3 s"):
+        curlfault.check()
+
+
 def test_flow_stall_request_is_recorded_and_never_answered(curlfault: FakeNetwork) -> None:
     # A body within the initial window arrives whole; the request is still never answered.
     api = endpoint(curlfault, "http")

@@ -1964,3 +1964,22 @@ def test_a_sites_headline_names_the_users_own_frame_past_a_library() -> None:
     assert str(site) == "/srv/app/client.py:122 in fetch"
     assert str(Site(((lib, 438, "_curl_create"),))) == f"{lib}:438 in _curl_create"
     assert str(Site()) == "?"
+
+
+@pytest.mark.parametrize(
+    ("url", "where", "hint"),
+    [
+        ("ws://chat.test/room", "chat.test:80", "`net.http('chat.test')`"),
+        ("wss://chat.test/room", "chat.test:443", "`net.https('chat.test')`"),
+        ("wss://chat.test:8443/room", "chat.test:8443", "`net.https('chat.test', 8443)`"),
+        ("https://chat.test/", "chat.test:443", "`net.https('chat.test')`"),
+    ],
+)
+def test_an_unexpected_websocket_url_names_its_port_and_scheme(
+    url: str, where: str, hint: str
+) -> None:
+    from curlfault._connect import _describe_url
+
+    what, suggested = _describe_url(url)
+    assert what == f"{where} (url {url})"
+    assert suggested == hint

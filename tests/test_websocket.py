@@ -531,6 +531,25 @@ def test_an_upgrade_to_a_path_with_only_an_http_route_is_answered_as_plain_http(
     ), events
 
 
+def test_an_upgrade_to_a_path_with_no_route_suggests_a_websocket_route(curlfault) -> None:
+    # From a user trial: the hint offered an HTTP route and the known routes left out the
+    # WebSocket one.
+    from curlfault import UnmatchedRequest
+
+    api = endpoint(curlfault)
+    api.websocket("/room").send("hi")
+    with pytest.raises(pycurl.error) as info:
+        connect("ws://api.test/rooms")
+    assert info.value.args[0] == pycurl.E_HTTP_RETURNED_ERROR
+    with pytest.raises(UnmatchedRequest) as problem:
+        curlfault.check()
+    text = str(problem.value)
+    assert "(known routes: WebSocket /room)" in text
+    assert (
+        "add `.websocket('/rooms')` to the api.test endpoint; the closest WebSocket path is '/room'"
+    ) in text
+
+
 def test_a_repeated_plain_get_to_a_websocket_path_gets_426_again() -> None:
     # libcurl sends byte-identical requests: the second must not be answered from the
     # request-parse cache as a plain HTTP request (404) instead of the WebSocket route.

@@ -18,6 +18,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+from .. import _plan
 from .._errors import MalformedRequest, UsageError
 from .._faults_h2 import (
     ERROR_CODES,
@@ -296,6 +297,26 @@ class Http2Server:
             self._uploading.discard(sid)  # its body is never waited for
             self.conn.event(f"flow_stall(): no WINDOW_UPDATE for stream {sid}, never answered")
             ep.dispatch(request, self.conn)  # recorded now; its body grows as bytes arrive
+            # Bounded like stall(): a client with no TIMEOUT would wait forever.
+            ep.network.loop.call_later(_plan.STALL_LIMIT_SECONDS, self._flow_stall_limit)
+
+    def _flow_stall_limit(self) -> None:
+        """The client still waits on a flow_stall() after the bound: it has no timeout."""
+        if self.transport.closed or self._dead:
+            return  # the client's TIMEOUT ended it, or the network closed: the usual case
+        seconds = f"{_plan.STALL_LIMIT_SECONDS:g}"
+        self.conn.event(f"flow_stall(): the client still waited after {seconds} s; closed")
+        self.endpoint.network._record(
+            UsageError(
+                f"connection #{self.conn.id}: flow_stall() held the upload for {seconds} s and "
+                "the client was still waiting: the handle has no TIMEOUT (or LOW_SPEED_LIMIT) "
+                "to end it, so curlfault closed the connection rather than let the test hang; "
+                "give the handle a TIMEOUT (the behaviour a stall tests is the client's own "
+                "timeout, CURLcode 28)"
+            )
+        )
+        self._dead = True
+        self.transport.finish()
 
     def _complete(self, sid: int) -> None:
         request = self._requests[sid]
