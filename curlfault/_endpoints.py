@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import difflib
 import errno
-import functools
-import ipaddress
-import re
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from ._connection import Connection
 from ._errors import (
@@ -24,9 +20,9 @@ from ._errors import (
 )
 from ._http import TOKEN, Request, Response, Route, mark_incomplete
 from ._listener import ConnectPoint, release_delay, reserve_port, syn_schedule
+from ._names import SYNTHETIC_SUFFIX, alias6_of, check_path
 from ._plan import flatten
 from ._tls import TlsLayer
-from ._track_report import ip_literal
 from ._transports import ENDPOINT_TRANSPORTS, Channel
 from ._websocket import WebSocketRoute
 from .faults import (
@@ -51,28 +47,6 @@ if TYPE_CHECKING:
     from ._tls import TlsServerConfig
 
 __all__ = ["SYNTHETIC_SUFFIX", "Connection", "Endpoint", "HttpEndpoint", "RefusingEndpoint"]
-
-# The domain of the names a dual-stack fake's CONNECT_TO entry names and its RESOLVE entry
-# maps to two addresses (``.invalid`` never resolves, should a name ever reach a resolver).
-SYNTHETIC_SUFFIX = ".curlfault.invalid"
-
-_ALIAS_BASE = int(ipaddress.IPv4Address("127.77.0.1"))
-_ALIAS6_BASE = int(ipaddress.IPv6Address("fdcf::"))  # unique local: never routed anywhere
-
-
-# Every network numbers its endpoints from the same base, so the spellings repeat from test
-# to test: made once (ipaddress is slow next to the rest of declaring an endpoint).
-@functools.lru_cache(maxsize=4096)
-def alias_address(n: int) -> str:
-    """The IPv4 loopback alias of a network's endpoint number ``n`` (from 0)."""
-    return str(ipaddress.IPv4Address(_ALIAS_BASE + n))
-
-
-@functools.lru_cache(maxsize=4096)
-def _alias6_of(alias: str) -> str:
-    n = int(ipaddress.IPv4Address(alias)) - _ALIAS_BASE + 1
-    return str(ipaddress.IPv6Address(_ALIAS6_BASE + n))
-
 
 FAMILIES = ("ipv6", "ipv4")  # happy eyeballs order: libcurl tries the first one first
 # Faults met by libcurl's own connect() to a reserved loopback port.
@@ -269,7 +243,7 @@ class Endpoint:
         A unique local address (``fdcf::N``): libcurl only hands it to the opensocket
         callback. When libcurl must connect over IPv6 itself, the address is ``::1``.
         """
-        return _alias6_of(self.alias)
+        return alias6_of(self.alias)
 
     def pin_entries(self) -> tuple[list[str], str]:
         """(RESOLVE entries, CONNECT_TO entry) that route this host to its addresses.
@@ -382,7 +356,7 @@ class HttpEndpoint(Endpoint):
                 f"method {method!r} is not a token (RFC 9110 9.1), so no request can carry "
                 "it; use a name such as 'GET' or 'PURGE', or '*' for every method"
             )
-        _check_path(path)
+        check_path(path)
         method = method.upper()
         for r in self.routes:
             if r.method == method and r.path == path:
@@ -416,7 +390,7 @@ class HttpEndpoint(Endpoint):
         """The WebSocket route at ``path`` (``ws://``, or ``wss://`` on ``net.https``);
         made on first use. Script it with ``send``, ``echo``, ``close``, ``fault``..."""
         self._check_open()
-        _check_path(path, star=False)
+        check_path(path, star=False)
         for r in self.websockets:
             if r.path == path:
                 return r
@@ -566,68 +540,5 @@ class HttpEndpoint(Endpoint):
 
 
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)
-_NOT_IN_HOST = re.compile(r"[/\s]")
-_NOT_IN_TARGET = re.compile(r"[\x00-\x20\x7f]")
-_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%~"  # what quote() leaves as it is in a suggested path
-_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
-
-
-def _check_path(path: object, star: bool = True) -> None:
-    """A route's path: what a request target can be (no space or control character)."""
-    if not isinstance(path, str) or not path.startswith(("/", "*") if star else "/"):
-        raise UsageError(f"path must start with '/', got {path!r}")
-    bad = _NOT_IN_TARGET.search(path)
-    if bad is not None:
-        raise UsageError(
-            f"path {path!r} has {bad.group()!r}, which no request target carries, so no "
-            "request could match; percent-encode it (a space is %20)"
-        )
-    if not path.isascii():
-        # libcurl sends a URL's other characters percent-encoded (UTF-8): match that.
-        raise UsageError(
-            f"path {path!r} is not ASCII, and a request target always is, so no request "
-            f"could match; declare it percent-encoded, as clients send it: "
-            f"{quote(path, safe=_TARGET_SAFE)!r}"
-        )
-
-
-def _host(host: object, spelled: str = "net", method: str = "http") -> str:
-    """A declared host, checked: what libcurl's pins can carry and a URL can name. A hint
-    writes the declaration as ``{spelled}.{method}(...)``."""
-    if not isinstance(host, str) or not host or _NOT_IN_HOST.search(host):
-        raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
-    name = host.strip("[]").lower()
-    if ":" in name:
-        # Spelled as libcurl writes a URL's IPv6 host, or the pins would never match.
-        ip = ip_literal(name)
-        if ip is not None:
-            return ip
-        bare, _, port = host.rpartition(":")
-        if port.isdigit() and bare:
-            raise UsageError(
-                f"host {host!r} includes a port; pass it apart, as in "
-                f"{spelled}.{method}({bare.strip('[]')!r}, {port})"
-            )
-        raise UsageError(f"host must be a host name or IP literal like 'api.test', got {host!r}")
-    if not name.isascii():
-        try:
-            hint = f"; use its ASCII form {name.encode('idna').decode()!r}"
-        except UnicodeError:
-            hint = ""
-        raise UsageError(f"host {host!r} is not ASCII, which libcurl's pins cannot carry{hint}")
-    if not _HOST_NAME.fullmatch(name):
-        raise UsageError(
-            f"host must be a host name (letters, digits, '-', '_' and dots) or an IP literal "
-            f"like 'api.test', got {host!r}"
-        )
-    return name
-
-
-def _port(port: object) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UsageError(f"port must be an int from 1 to 65535, got {port!r}")
-    return port
-
-
 Endpoint.__module__ = "curlfault"
 HttpEndpoint.__module__ = "curlfault"

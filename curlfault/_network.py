@@ -49,10 +49,8 @@ from ._endpoints import (
     Endpoint,
     HttpEndpoint,
     RefusingEndpoint,
-    _host,
-    _port,
-    alias_address,
 )
+from ._names import alias_address, check_host, check_port
 
 __all__ = ["Connection", "Endpoint", "FakeNetwork", "HttpEndpoint"]
 
@@ -136,8 +134,8 @@ class FakeNetwork:
         """
         ep = HttpEndpoint(
             self,
-            _host(host, self.spelled, "http"),
-            _port(port),
+            check_host(host, self.spelled, "http"),
+            check_port(port),
             self._alias(),
             transport,
             http2=_flag(http2),
@@ -166,7 +164,7 @@ class FakeNetwork:
         """
         from ._tls import TlsServerConfig
 
-        host = _host(host, self.spelled, "https")
+        host = check_host(host, self.spelled, "https")
         if alpn is None:
             alpn = ("h2", "http/1.1") if _flag(http2) else ("http/1.1",)
         elif not isinstance(alpn, (tuple, list)) or not all(isinstance(p, str) for p in alpn):
@@ -186,7 +184,9 @@ class FakeNetwork:
             self.ca, host, tuple(alpn), client_cert=client_cert, versions=tls_versions
         )
         self.has_tls = True
-        ep = HttpEndpoint(self, host, _port(port), self._alias(), transport, tls=tls, http2=http2)
+        ep = HttpEndpoint(
+            self, host, check_port(port), self._alias(), transport, tls=tls, http2=http2
+        )
         return self._add(ep)  # type: ignore[return-value]
 
     def client_cert(self, name: str = "client.curlfault.test") -> ClientCert:
@@ -205,8 +205,8 @@ class FakeNetwork:
         """
         ep = RefusingEndpoint(
             self,
-            _host(host, self.spelled, "refuse"),
-            None if port is None else _port(port),
+            check_host(host, self.spelled, "refuse"),
+            None if port is None else check_port(port),
             self._alias(),
             "socketpair",
         )
@@ -375,7 +375,7 @@ class FakeNetwork:
         return wiring
 
     def _serves_host(self, host: str) -> bool:
-        """Whether an endpoint serves ``host`` (as ``_host()`` spells it), on any port."""
+        """Whether an endpoint serves ``host`` (as ``check_host()`` spells it), on any port."""
         other = other_spelling(host)
         return any(ep.host == host or ep.host == other for ep in self.endpoints)
 

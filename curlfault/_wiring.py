@@ -19,9 +19,9 @@ from urllib.parse import urljoin
 
 import pycurl
 
-from ._endpoints import SYNTHETIC_SUFFIX
 from ._errors import CallbackError
 from ._ledger import Site, SocketRecord
+from ._names import SYNTHETIC_SUFFIX
 
 if TYPE_CHECKING:
     from ._loop import Loop
