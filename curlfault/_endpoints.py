@@ -520,9 +520,7 @@ class HttpEndpoint(Endpoint):
     def _hint(self, request: Request) -> str:
         if (request.header("upgrade") or "").lower() == "websocket":
             # A WebSocket handshake: the route it wants is a WebSocket route.
-            ws_paths = sorted(w.path for w in self.websockets)
-            ws_near = difflib.get_close_matches(request.path, ws_paths, n=1, cutoff=0.75)
-            closest = f"; the closest WebSocket path is {ws_near[0]!r}" if ws_near else ""
+            closest = _closest(request.path, {w.path for w in self.websockets}, "WebSocket path")
             return f"`.websocket({request.path!r})` to the {self.host} endpoint{closest}"
         m = request.method.lower()
         call = (
@@ -530,13 +528,16 @@ class HttpEndpoint(Endpoint):
             if m in ("get", "post", "put", "patch", "delete", "head", "options")
             else f"route({request.method!r}, {request.path!r})"
         )
-        hint = f"`.{call}.respond(...)` to the {self.host} endpoint"
-        # A typo on either side (the client's path or the test's route) is the usual cause.
         paths = {r.path for r in self.routes if r.method in (request.method, "*")}
-        near = difflib.get_close_matches(request.path, sorted(paths), n=1, cutoff=0.75)
-        if near:
-            hint += f"; the closest route path is {near[0]!r}"
-        return hint
+        closest = _closest(request.path, paths, "route path")
+        return f"`.{call}.respond(...)` to the {self.host} endpoint{closest}"
+
+
+def _closest(path: str, paths: set[str], what: str) -> str:
+    """ "; the closest {what} is '...'" for a declared path near ``path``, else "": a typo on
+    either side (the client's path or the test's route) is the usual cause of a miss."""
+    near = difflib.get_close_matches(path, sorted(paths), n=1, cutoff=0.75)
+    return f"; the closest {what} is {near[0]!r}" if near else ""
 
 
 _UNSEEN = object()  # match(): not in the answers kept (None is a kept answer: no route)

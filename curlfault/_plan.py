@@ -231,6 +231,17 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
 STALL_LIMIT_SECONDS = 60.0
 
 
+def stall_limit_message(what: str) -> str:
+    """The problem a stall bound records: ``what`` is "stall() held the connection" or the
+    like; the rest (why, and the fix) is the same for every stall."""
+    return (
+        f"{what} for {STALL_LIMIT_SECONDS:g} s and the client was still waiting: the handle "
+        "has no TIMEOUT (or LOW_SPEED_LIMIT) to end it, so curlfault closed the connection "
+        "rather than let the test hang; give the handle a TIMEOUT (the behaviour a stall "
+        "tests is the client's own timeout, CURLcode 28)"
+    )
+
+
 class Plan:
     """Plays a schedule on one connection; ``on_done`` runs if it ends without closing."""
 
@@ -298,10 +309,5 @@ class Plan:
         seconds = f"{STALL_LIMIT_SECONDS:g}"
         self.trace(f"stall(): the client still waited after {seconds} s; closed by curlfault")
         assert self._on_stall_limit is not None
-        self._on_stall_limit(
-            f"stall() held the connection for {seconds} s and the client was still waiting: "
-            "the handle has no TIMEOUT (or LOW_SPEED_LIMIT) to end it, so curlfault closed "
-            "the connection rather than let the test hang; give the handle a TIMEOUT (the "
-            "behaviour a stall tests is the client's own timeout, CURLcode 28)"
-        )
+        self._on_stall_limit(stall_limit_message("stall() held the connection"))
         t.finish()

@@ -55,20 +55,24 @@ class StandIn(type):
     a public class that curlfault's own checks ask precisely (see ``is_routed_class``).
     """
 
+    def _standing_for(cls) -> type | None:
+        """The class ``cls`` answers for now, or None when it answers for itself."""
+        target: type | None = cls.__dict__.get("_cf_stands_for")
+        name = cls.__dict__.get("_cf_installed_as")
+        if target is None or name is None or getattr(pycurl, name, None) is cls:
+            return target
+        return None
+
     def __instancecheck__(cls, obj: object) -> bool:
-        target = cls.__dict__.get("_cf_stands_for")
+        target = cls._standing_for()
         if target is not None:
-            name = cls.__dict__.get("_cf_installed_as")
-            if name is None or getattr(pycurl, name, None) is cls:
-                return isinstance(obj, target)
+            return isinstance(obj, target)
         return type.__instancecheck__(cls, obj)
 
     def __subclasscheck__(cls, sub: type) -> bool:
-        target = cls.__dict__.get("_cf_stands_for")
+        target = cls._standing_for()
         if target is not None:
-            name = cls.__dict__.get("_cf_installed_as")
-            if name is None or getattr(pycurl, name, None) is cls:
-                return issubclass(sub, target)
+            return issubclass(sub, target)
         return type.__subclasscheck__(cls, sub)
 
 

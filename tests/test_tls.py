@@ -656,18 +656,20 @@ def test_a_tls_fault_is_not_a_stream_fault(curlfault) -> None:
 
 
 # mutual TLS ----------------------------------------------------------------------------
+def with_cert(cert: Any, **opts: Any) -> Any:
+    """One transfer to URL on a fresh handle that presents ``cert``."""
+    curl = pycurl.Curl()
+    try:
+        cert.setopt(curl)
+        return transfer(URL, curl=curl, **opts)
+    finally:
+        curl.close()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_mutual_tls(curlfault, transport) -> None:
     ep = serve(curlfault, transport, client_cert="required")
-    cert = curlfault.client_cert("robot.test")
-    curl = pycurl.Curl()
-    try:
-        cert.setopt(curl)
-        r = transfer(URL, curl=curl)
-    finally:
-        curl.close()
+    r = with_cert(curlfault.client_cert("robot.test"))
     assert (r.code, r.body) == (0, BODY)
     assert ep.connections[0].tls["client_cert"] == "robot.test"
     # No certificate: TLS 1.3 fails after the client's handshake (the server's alert
@@ -683,13 +685,7 @@ def test_mutual_tls_without_a_certificate_over_http2_is_55(curlfault, transport)
     # certificate_required alert arrives: 55 (SEND_ERROR), where HTTP/1.1 reads it (56).
     serve(curlfault, transport, client_cert="required", http2=True)
     assert transfer(URL).code == pycurl.E_SEND_ERROR
-    cert = curlfault.client_cert("robot.test")
-    curl = pycurl.Curl()
-    try:
-        cert.setopt(curl)
-        assert transfer(URL, curl=curl).code == 0
-    finally:
-        curl.close()
+    assert with_cert(curlfault.client_cert("robot.test")).code == 0
 
 
 def test_a_client_certificate_from_another_ca_is_refused(curlfault) -> None:
@@ -698,23 +694,13 @@ def test_a_client_certificate_from_another_ca_is_refused(curlfault) -> None:
     cert = ClientCert(
         "stranger.test", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
     )
-    curl = pycurl.Curl()
-    try:
-        cert.setopt(curl)
-        assert transfer(URL, curl=curl).code == 56
-    finally:
-        curl.close()
+    assert with_cert(cert).code == 56
 
 
 def test_optional_client_certificate(curlfault) -> None:
     ep = serve(curlfault, client_cert="optional")
     assert transfer(URL).code == 0
-    curl = pycurl.Curl()
-    try:
-        curlfault.client_cert().setopt(curl)
-        assert transfer(URL, curl=curl).code == 0
-    finally:
-        curl.close()
+    assert with_cert(curlfault.client_cert()).code == 0
     assert [c.tls["client_cert"] for c in ep.connections] == [None, "client.curlfault.test"]
 
 

@@ -306,15 +306,8 @@ class Http2Server:
             return  # the client's TIMEOUT ended it, or the network closed: the usual case
         seconds = f"{_plan.STALL_LIMIT_SECONDS:g}"
         self.conn.event(f"flow_stall(): the client still waited after {seconds} s; closed")
-        self.endpoint.network._record(
-            UsageError(
-                f"connection #{self.conn.id}: flow_stall() held the upload for {seconds} s and "
-                "the client was still waiting: the handle has no TIMEOUT (or LOW_SPEED_LIMIT) "
-                "to end it, so curlfault closed the connection rather than let the test hang; "
-                "give the handle a TIMEOUT (the behaviour a stall tests is the client's own "
-                "timeout, CURLcode 28)"
-            )
-        )
+        text = _plan.stall_limit_message("flow_stall() held the upload")
+        self.endpoint.network._record(UsageError(f"connection #{self.conn.id}: {text}"))
         self._dead = True
         self.transport.finish()
 
