@@ -101,7 +101,7 @@ class FakeNetwork:
         self._lock = threading.Lock()
         # The wirings of routed handles, weakly (a list of references, pruned as it grows:
         # a WeakSet costs a Python call to add each and another when each one dies).
-        self._wirings: list[weakref.ref[Wiring]] = []
+        self._wirings: list[weakref.ref[Any]] = []
         self._prune_at = 64
         self._pruning = threading.Lock()
         self._graveyard: list[object] = []  # handles to release outside any callback
@@ -241,8 +241,10 @@ class FakeNetwork:
         self._pins = None
         self.generation += 1
         for ref in list(self._wirings):
-            wiring = ref()
-            if wiring is not None:
+            found = ref()
+            # A routed handle's current wiring: attach() to another network replaces it.
+            wiring = found if isinstance(found, Wiring) else getattr(found, "_cf_wiring", None)
+            if isinstance(wiring, Wiring) and wiring.network is self:
                 wiring.refresh_attached()
 
     def _retire(self, points: Iterable[ConnectPoint]) -> None:
@@ -324,9 +326,10 @@ class FakeNetwork:
         """A handle of another, closed network connected while this one intercepts."""
         self._record(UnexpectedConnection(text))
 
-    def _register(self, wiring: Wiring) -> None:
+    def _register(self, ref: weakref.ref[Any]) -> None:
+        """Keep ``ref`` (to a routed handle, or to a plain handle's wiring) for ``_repin``."""
         wirings = self._wirings
-        wirings.append(weakref.ref(wiring))  # one step under the GIL: no lock to wait on
+        wirings.append(ref)  # one step under the GIL: no lock to wait on
         # Pruned by one thread at a time, the first n entries replaced in one step: appends
         # made meanwhile land past n, so none is lost. Never waits: a handle made in a
         # finalizer that runs while this thread prunes just leaves the pruning for later.

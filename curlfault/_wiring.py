@@ -217,21 +217,25 @@ class Wiring:
     # installing ------------------------------------------------------------------------
     def install(self, curl: Any) -> None:
         setopt = _SETOPT
-        setopt(curl, OPEN, self._opensocket)
-        setopt(curl, SOCKOPT, self._sockopt)
-        setopt(curl, CLOSE, self._closesocket)
+        # The wiring itself is the three socket callbacks (see __call__): a bound method each
+        # would add 64 bytes to every handle, and a network may keep thousands idle.
+        setopt(curl, OPEN, self)
+        setopt(curl, SOCKOPT, self)
+        setopt(curl, CLOSE, self)
         setopt(curl, pycurl.NOPROXY, "*")
         setopt(curl, VERBOSE, 1)
-        setopt(curl, DEBUG, self._debug)
+        setopt(curl, DEBUG, self._debug)  # a bound method: the quicker call, 8-11 a transfer
         self.generation = -1
         self.refresh(curl)
         # The network re-pins every live handle when an endpoint is added (a plain attached
         # handle has no perform() override to do it), and finds the handle to keep alive
         # while its connection is pooled in a multi or share.
         first = self._handle is None
-        self._handle = weakref.ref(curl)
+        ref = self._handle = weakref.ref(curl)
         if first:  # once per wiring: reset() installs again
-            self.network._register(self)
+            # A routed handle is found again through its own reference (one weakref fewer
+            # per handle); a plain one has no slot naming its wiring.
+            self.network._register(weakref.ref(self) if self.plain else ref)
 
     def pool_keepalive(self) -> Any:
         """This wiring's handle if it belongs to a CurlMulti or CurlShare, else None."""
@@ -419,6 +423,16 @@ class Wiring:
         except BaseException as exc:
             self._fail("sockopt callback", exc)
             return 1  # libcurl aborts the attempt (42, or the next address)
+
+    def __call__(self, fd_or_purpose: int, second: Any = None) -> int:
+        """The three socket callbacks pycurl makes on this handle, once per connection each,
+        told apart by their arguments: CLOSESOCKETFUNCTION ``(fd)``, SOCKOPTFUNCTION ``(fd,
+        purpose)``, OPENSOCKETFUNCTION ``(purpose, address)``."""
+        if second is None:
+            return self._closesocket(fd_or_purpose)
+        if type(second) is int:
+            return self._sockopt(fd_or_purpose, second)
+        return self._opensocket(fd_or_purpose, second)
 
     def _debug(self, kind: int, data: bytes) -> None:
         # Every transfer makes 8 to 11 of these calls, most of them for libcurl's text lines,

@@ -35,6 +35,7 @@ from curlfault import UsageError as CurlFaultUsageError
 from curlfault._intercept import TrackedCurl, real_curl
 from curlfault._track_wiring import TrackWiring
 from curlfault._tracking import DOUBLE_CLOSE, UNEXPECTED, UNKNOWN_CLOSE, parse_host
+from curlfault._wiring import Wiring
 
 POOLED_CLOSE = "closesocket_callback failed to acquire thread"
 
@@ -899,8 +900,9 @@ def test_a_handle_made_before_intercept_is_still_an_instance_of_pycurl_curl() ->
                 assert not is_routed_class(Mine)
                 # attach() still sees a plain handle as plain (FORBID_REUSE, RESOLVE rules)
                 net.attach(plain)
-                wirings = [r() for r in net._wirings]
-                (wiring,) = [w for w in wirings if w is not None and w._handle() is plain]
+                # The network keeps a plain handle's wiring (a routed one is kept by handle)
+                found = [r() for r in net._wirings]
+                (wiring,) = [w for w in found if isinstance(w, Wiring) and w._handle() is plain]
                 assert wiring.plain
                 assert wiring.outsider
                 assert routed._cf().plain is False
