@@ -25,7 +25,15 @@ Rows (each a real loopback GET, the transfers of run.py's leak rows):
   tracking cost per transfer is the same; the transfer it is added to is longer;
 - ``proc.off`` / ``proc.on``: the same server in a child process (a service started before
   the tests), so that the server's threads share neither the client's interpreter lock nor
-  its processor caches.
+  its processor caches;
+- ``on-site``, ``on-setopt``, ``on-inode``: ``on`` with one part of tracking taken out, to
+  show what each costs (each part is one the issue or the design asks for, so these are
+  diagnostics, not options): ``on-site`` records one fixed creation site instead of walking
+  the stack where the handle was made; ``on-setopt`` gives tracked handles pycurl's own
+  ``setopt`` (no override: a client's own SOCKOPTFUNCTION would then switch tracking off,
+  and the leak report loses the URL); ``on-inode`` records each socket without ``fstat``
+  (no inode: a descriptor number reused by another socket would pass for the leaked one).
+  The part's cost is ``on`` minus the row.
 
 ``time`` runs the rows interleaved (run.py's harness) and prints each row's median ratio to
 its baseline over rounds. On a shared machine wall-clock ratios wander by several percent;
@@ -66,6 +74,9 @@ ROWS = (
     "srv.on",
     "proc.off",
     "proc.on",
+    "on-site",
+    "on-setopt",
+    "on-inode",
 )
 BASELINE = {  # the others: "off"
     "reused.off": "reused.off",
@@ -127,7 +138,63 @@ class Floor(Loopback):
             curl.setopt(pycurl.CLOSESOCKETFUNCTION, _close)
 
 
+_INHERITED = object()  # an attribute a class takes from its base, not its own
+
+
+class Without(Loopback):
+    """``on`` with one part of tracking taken out for its batches (see the module docstring).
+
+    The part is patched out in ``begin()`` and put back in ``end()``, so the rows it is
+    interleaved with run the whole of tracking.
+    """
+
+    def __init__(self, part: str) -> None:
+        super().__init__(tracked=True)
+        self.part = part
+        self.key = f"leaks.on-{part}"
+        self.label = f"real loopback GET, fresh handle, tracked without: {part}"
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _patch(self, owner: Any, name: str, value: Any) -> None:
+        self._saved.append((owner, name, owner.__dict__.get(name, _INHERITED)))
+        setattr(owner, name, value)
+
+    def begin(self) -> None:
+        from curlfault import _intercept, _sites, _track_wiring
+
+        if self.part == "site":
+            fixed = _sites.own_site(0)
+            self._patch(_intercept, "own_site", lambda skip=2: fixed)
+        elif self.part == "setopt":
+            self._patch(_intercept.TrackedCurl, "setopt", REAL_CURL.setopt)
+        elif self.part == "inode":
+            self._patch(_track_wiring, "_fstat", _NoInode)
+        super().begin()
+
+    def end(self) -> None:
+        try:
+            super().end()
+        finally:
+            while self._saved:
+                owner, name, value = self._saved.pop()
+                if value is _INHERITED:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, value)
+
+
+class _NoInode:
+    """What ``on-inode`` records instead of ``os.fstat(fd)``: inode 0, no system call."""
+
+    st_ino = 0
+
+    def __new__(cls, fd: int) -> Any:
+        return cls
+
+
 def make(row: str) -> Loopback:
+    if row.startswith("on-"):
+        return Without(row[3:])
     if row in ("off", "on"):
         return Loopback(tracked=row == "on")
     if "." in row:

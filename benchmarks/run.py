@@ -845,6 +845,15 @@ COUNTED = [
     ("cf.get.keepalive", "curlfault: GET, reused handle (keep-alive)", "floor.get.keepalive"),
     ("leaks.off", "real loopback GET, fresh handle", ""),
     ("leaks.on", "the same under `Tracker(leaks=True)`", "leaks.off"),
+    (
+        "leaks.subclass",
+        "the same untracked, by a bare `pycurl.Curl` subclass that sets one trivial callback "
+        "(the floor of any tracking written in Python)",
+        "leaks.off",
+    ),
+    ("leaks.on-site", "tracked, without the walk of the stack that made the handle", "leaks.off"),
+    ("leaks.on-setopt", "tracked, without the `setopt()` override", "leaks.off"),
+    ("leaks.on-inode", "tracked, without the `fstat` that reads each socket's inode", "leaks.off"),
 ]
 
 
@@ -858,7 +867,7 @@ def measure_instructions() -> dict[str, int]:
     counts: dict[str, int] = {}
     for key, _, _ in COUNTED:
         if key.startswith("leaks."):
-            row = "on" if key.endswith(".on") else "off"
+            row = key.removeprefix("leaks.")  # leak_cost.py's row
             runs = [leak_cost._instructions(row, n) for n in (low, high)]
         else:
             runs = [instructions._collected(key, n) for n in (low, high)]
@@ -874,7 +883,11 @@ def instructions_section(counts: dict[str, int]) -> str:
         "with the machine's load the way the times above do, so they show where a change "
         "moved the hot path; kernel time (system calls, wake-ups) is not in them, so they are "
         "context for the targets, not the targets. The same figures: `python "
-        "benchmarks/instructions.py ROW` and `python benchmarks/leak_cost.py count`.\n",
+        "benchmarks/instructions.py ROW` and `python benchmarks/leak_cost.py count`. The last "
+        "three rows each take one part out of tracking, a part the issue or the design "
+        "requires (the stack in a leak report, a client's own SOCKOPTFUNCTION not switching "
+        "tracking off, a socket's identity by inode): the tracked row minus one of them is "
+        "what that part costs.\n",
         "| row | instructions | ratio to its floor |",
         "|---|---:|---:|",
     ]
