@@ -406,6 +406,135 @@ def test_flow_stall_request_is_recorded_and_never_answered(curlfault: FakeNetwor
     assert api.requests[0].body == b"u" * 100
 
 
+# time faults on one stream ------------------------------------------------------------------
+def run_multi_in_order(
+    urls: list[str], version: int, timeouts_ms: list[int]
+) -> tuple[list[int], list[int]]:
+    """Like run_multi, each handle with its own TIMEOUT_MS; codes, and the order (indexes of
+    ``urls``) in which the transfers finished."""
+    multi = pycurl.CurlMulti()
+    multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
+    handles: list[Any] = []
+    done: list[int] = []
+    codes: dict[int, int] = {}
+    try:
+        for url, timeout_ms in zip(urls, timeouts_ms, strict=True):
+            c = pycurl.Curl()
+            c.setopt(pycurl.URL, url)
+            c.setopt(pycurl.WRITEDATA, io.BytesIO())
+            c.setopt(pycurl.HTTP_VERSION, version)
+            c.setopt(pycurl.PIPEWAIT, 1)
+            c.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+            multi.add_handle(c)
+            handles.append(c)
+        index = {id(c): i for i, c in enumerate(handles)}
+        deadline = time.monotonic() + 20
+        while len(codes) < len(handles) and time.monotonic() < deadline:
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            _, ok, failed = multi.info_read()
+            for c, code in [(c, 0) for c in ok] + [(c, code) for c, code, _ in failed]:
+                codes[id(c)] = code
+                done.append(index[id(c)])
+            multi.select(0.05)
+        return [codes.get(id(c), -1) for c in handles], done
+    finally:
+        for c in handles:
+            multi.remove_handle(c)
+        multi.close()
+        for c in handles:
+            c.close()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_delayed_stream_is_answered_after_the_other_streams_of_its_connection(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/slow").respond(200, body=b"slow", fault=faults.delay(0.8))
+    api.get("/fast").respond(200, body=b"fast")
+    urls = [f"{scheme}://api.test/{p}" for p in ("slow", "fast", "fast")]
+    codes, order = run_multi_in_order(urls, H2[scheme], [10_000] * 3)
+    assert codes == [0, 0, 0]
+    assert order[-1] == 0  # requested first, answered last: the others did not wait for it
+    assert len(api.connections) == 1
+    assert {r.stream_id for r in api.requests} == {1, 3, 5}
+    trace = curlfault.trace()
+    assert "delay(seconds=0.8, after_bytes=0) on stream 1: answered in 0.8 s" in trace
+    curlfault.check()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_stream_delayed_past_its_timeout_gets_28_and_the_others_are_answered(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/slow").respond(200, body=b"slow", fault=faults.delay(30))
+    api.get("/fast").respond(200, body=b"fast")
+    urls = [f"{scheme}://api.test/{p}" for p in ("slow", "fast")]
+    codes, _ = run_multi_in_order(urls, H2[scheme], [400, 10_000])
+    assert codes == [28, 0]
+    assert [r.target for r in api.requests] == ["/slow", "/fast"]
+    curlfault.check()  # the client's timeout ended the wait: nothing to report
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_stalled_stream_gets_28_at_the_clients_timeout(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=b"never", fault=faults.stall())
+    r = get(scheme, TIMEOUT_MS=400)
+    assert (r.code, r.body) == (28, b"")
+    (req,) = api.requests  # recorded when it arrived
+    assert req.stream_id == 1
+    assert "fault stall() on stream 1: never answered" in curlfault.trace()
+    curlfault.check()
+    balanced(curlfault)
+
+
+def test_a_delay_then_an_http2_fault_acts_after_the_delay(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"x", fault=faults.delay(0.2) + faults.rst_stream())
+    r = get("http")
+    assert r.code == 92
+    assert frames(curlfault, "sent", "RST_STREAM")
+    curlfault.check()
+
+
+def test_a_stream_stall_that_no_client_timeout_ends_is_closed_and_reported(
+    curlfault: FakeNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curlfault import _plan
+
+    monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.3)
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, fault=faults.stall())
+    start = time.monotonic()
+    r = get("http", TIMEOUT=0)
+    assert 0.25 < time.monotonic() - start < 10
+    assert r.code not in (0, 28)
+    with pytest.raises(UsageError, match=r"stall\(\) held stream 1 for 0.3 s"):
+        curlfault.check()
+
+
+def test_a_fault_composed_with_a_stream_stall_is_reported(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, fault=faults.stall() + faults.rst_stream())
+    assert get("http", TIMEOUT_MS=300).code == 28
+    with pytest.raises(UsageError, match=r"rst_stream\(.*\) composed with stall\(\)"):
+        curlfault.check()
+
+
+def test_a_delay_at_a_byte_point_does_not_apply_to_a_stream(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"ok", fault=faults.delay(5, after_bytes=3))
+    r = get("http")
+    assert (r.code, r.body) == (0, b"ok")  # answered at once, without it
+    with pytest.raises(UsageError, match=r"apply to a stream before its response"):
+        curlfault.check()
+
+
 # misuse -------------------------------------------------------------------------------------
 def test_http2_fault_on_an_http1_endpoint_is_a_usage_error(curlfault: FakeNetwork) -> None:
     api = curlfault.https("api.test")

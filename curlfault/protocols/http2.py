@@ -33,8 +33,10 @@ from .._faults_h2 import (
 )
 from .._http import Request, Response
 from .._plan import flatten
+from ..faults import Compose, Delay, Stall, StreamFault
 
 if TYPE_CHECKING:
+    from .._loop import Timer
     from .._network import Connection, HttpEndpoint
     from .._transports import StreamProtocol
     from .http1 import ByteTransport
@@ -169,6 +171,9 @@ class Http2Server:
         self._requests: dict[int, Request] = {}
         self._bodies: dict[int, list[bytes]] = {}
         self._stalled: set[int] = set()
+        # Streams whose answer waits on a delay() or stall(), by stream: the timer that ends
+        # the wait (a stall's is its bound). The other streams are answered meanwhile.
+        self._held: dict[int, Timer] = {}
         self._out: dict[int, _Out] = {}
         self._dead = False
         self._closing = False  # GOAWAY sent: FIN once the last response is out
@@ -211,11 +216,19 @@ class Http2Server:
 
     def eof_received(self) -> None:
         self._dead = True
+        self._release_held()
 
     def client_closed(self) -> None:
         """The client closed the connection: uploads still arriving are recorded."""
         for sid in list(self._bodies):
             self._cut_short(sid, "closed the connection")
+        self._release_held()
+
+    def _release_held(self) -> None:
+        for sid, timer in self._held.items():
+            timer.cancel()
+            self.conn.event(f"stream {sid} was still held when the client closed")
+        self._held.clear()
 
     def _cut_short(self, sid: int, how: str) -> None:
         """Record the request of stream ``sid`` if its body never all arrived (an upload
@@ -251,6 +264,9 @@ class Http2Server:
                 except h2.exceptions.StreamClosedError:
                     self._gone(sid)
         elif isinstance(event, h2.events.StreamReset):
+            held = self._held.pop(event.stream_id, None)
+            if held is not None:
+                held.cancel()  # the client gave up waiting (its TIMEOUT): nothing to answer
             self._cut_short(event.stream_id, "reset the stream")
             self._out.pop(event.stream_id, None)
             self._uploading.discard(event.stream_id)
@@ -298,17 +314,22 @@ class Http2Server:
             self.conn.event(f"flow_stall(): no WINDOW_UPDATE for stream {sid}, never answered")
             ep.dispatch(request, self.conn)  # recorded now; its body grows as bytes arrive
             # Bounded like stall(): a client with no TIMEOUT would wait forever.
-            ep.network.loop.call_later(_plan.STALL_LIMIT_SECONDS, self._flow_stall_limit)
+            ep.network.loop.call_later(
+                _plan.STALL_LIMIT_SECONDS, lambda: self._stall_limit("flow_stall()", "the upload")
+            )
 
-    def _flow_stall_limit(self) -> None:
-        """The client still waits on a flow_stall() after the bound: it has no timeout."""
+    def _stall_limit(self, fault: str, what: str, sid: int | None = None) -> None:
+        """The client still waits on a stall after the bound: it has no timeout."""
+        if sid is not None and self._held.pop(sid, None) is None:
+            return  # the client reset the stream meanwhile
         if self.transport.closed or self._dead:
             return  # the client's TIMEOUT ended it, or the network closed: the usual case
         seconds = f"{_plan.STALL_LIMIT_SECONDS:g}"
-        self.conn.event(f"flow_stall(): the client still waited after {seconds} s; closed")
-        text = _plan.stall_limit_message("flow_stall() held the upload")
+        self.conn.event(f"{fault}: the client still waited after {seconds} s; closed")
+        text = _plan.stall_limit_message(f"{fault} held {what}")
         self.endpoint.network._record(UsageError(f"connection #{self.conn.id}: {text}"))
         self._dead = True
+        self._release_held()
         self.transport.finish()
 
     def _complete(self, sid: int) -> None:
@@ -328,14 +349,23 @@ class Http2Server:
     # answering ---------------------------------------------------------------------------
     def _respond(self, sid: int, request: Request, response: Response) -> None:
         faults = flatten(response.fault)
+        waits = [f for f in faults if _is_wait(f)]
+        if waits:
+            self._hold(sid, request, response, faults, waits)
+            return
         other = [f for f in faults if not isinstance(f, H2Fault)]
         if other:
+            hint = (
+                "; delay() and stall() apply to a stream before its response (after_bytes=0)"
+                if any(isinstance(f, Delay | Stall) for f in other)
+                else ""
+            )
             self.endpoint.network._record(
                 UsageError(
                     f"{' + '.join(map(repr, other))} on {request.method} {request.target} to "
                     f"{self.endpoint.url}, which the client asked over HTTP/2: HTTP/1.1 byte "
                     "faults do not apply to an HTTP/2 stream, so it was answered without them; "
-                    "use the HTTP/2 faults (rst_stream, goaway, ...) or force HTTP/1.1"
+                    f"use the HTTP/2 faults (rst_stream, goaway, ...) or force HTTP/1.1{hint}"
                 )
             )
         h2_faults = [f for f in faults if isinstance(f, H2Fault)]
@@ -389,6 +419,55 @@ class Http2Server:
         if goaway is not None:  # covers this stream: after its response
             self._goaway(goaway)
 
+    def _hold(
+        self,
+        sid: int,
+        request: Request,
+        response: Response,
+        faults: list[StreamFault],
+        waits: list[StreamFault],
+    ) -> None:
+        """Answer stream ``sid`` after its ``delay()`` (or never: ``stall()``), from the loop
+        thread's timer; the connection's other streams are answered meanwhile."""
+        rest = [f for f in faults if not _is_wait(f)]
+        on = f"{request.method} {request.target} (stream {sid})"
+        self.conn.fault = faults[0] if len(faults) == 1 else response.fault
+        self.conn.fault_on = on
+        loop = self.endpoint.network.loop
+        if any(isinstance(f, Stall) for f in waits):
+            if len(faults) > 1:
+                others = " + ".join(repr(f) for f in faults if not isinstance(f, Stall))
+                self.endpoint.network._record(
+                    UsageError(
+                        f"{others} composed with stall() on {on} to {self.endpoint.url}: the "
+                        "stream is never answered, so they can never act; declare them on "
+                        "another step"
+                    )
+                )
+            self.conn.event(f"fault stall() on stream {sid}: never answered")
+            self._held[sid] = loop.call_later(
+                _plan.STALL_LIMIT_SECONDS,
+                lambda: self._stall_limit("stall()", f"stream {sid}", sid),
+            )
+            return
+        seconds = sum(f.seconds for f in waits if isinstance(f, Delay))
+        later = replace(response, fault=_composed(rest))
+        self.conn.event(
+            f"fault {' + '.join(map(repr, waits))} on stream {sid}: answered in {seconds:g} s"
+        )
+        self._held[sid] = loop.call_later(seconds, lambda: self._answer_late(sid, request, later))
+
+    def _answer_late(self, sid: int, request: Request, response: Response) -> None:
+        """A delayed stream's answer, from the loop thread's timer."""
+        if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
+            return  # the client reset the stream or closed the connection meanwhile
+        try:
+            self._respond(sid, request, response)
+        except h2.exceptions.StreamClosedError:
+            self._gone(sid)
+        if not self._dead:
+            self._flush()
+
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
         if out is None:
@@ -432,6 +511,17 @@ class Http2Server:
             self.transport.write(data)
 
 
+def _is_wait(f: StreamFault) -> bool:
+    """A ``delay()`` or ``stall()`` before the response: one an HTTP/2 stream takes."""
+    return isinstance(f, Delay | Stall) and f.after_bytes == 0 and f.at is None
+
+
+def _composed(faults: list[StreamFault]) -> StreamFault | None:
+    if not faults:
+        return None
+    return faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
+
+
 def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
     """``response`` without its HTTP/2 faults, and those faults (for an HTTP/1.1 request)."""
     faults = flatten(response.fault)
@@ -439,12 +529,7 @@ def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
     if not h2_faults:
         return response, []
     rest = [f for f in faults if not isinstance(f, H2Fault)]
-    fault = rest[0] if len(rest) == 1 else None
-    if len(rest) > 1:
-        from ..faults import Compose
-
-        fault = Compose(faults=tuple(rest))
-    return replace(response, fault=fault), h2_faults
+    return replace(response, fault=_composed(rest)), h2_faults
 
 
 class Sniffer:

@@ -77,6 +77,23 @@ def test_rst_stream_mid_body(curlfault):
 # --8<-- [end:rst]
 
 
+# --8<-- [start:slow-stream]
+def test_a_slow_stream_meets_the_clients_timeout(curlfault):
+    api = curlfault.http("api.test", http2=True)
+    api.get("/report").respond(200, body=b"late", fault=faults.delay(30))
+
+    code, body = get(
+        "http://api.test/report",
+        HTTP_VERSION=pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
+        TIMEOUT_MS=500,
+    )
+    assert (code, body) == (28, b"")  # CURLE_OPERATION_TIMEDOUT
+    assert api.requests[0].stream_id == 1  # the request arrived; its answer never did
+
+
+# --8<-- [end:slow-stream]
+
+
 # --8<-- [start:retries]
 def test_refused_stream_is_retried_on_a_new_connection(curlfault):
     api = curlfault.https("api.test", http2=True)
