@@ -71,6 +71,10 @@ class Handler(Protocol):
     def on_error(self, exc: BaseException) -> None: ...
 
 
+def _nothing() -> None:
+    pass
+
+
 class Timer:
     __slots__ = ("callback", "cancelled", "when")
 
@@ -81,6 +85,8 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # The heap keeps the entry until its time: drop what the callback holds now.
+        self.callback = _nothing
 
 
 class Loop:

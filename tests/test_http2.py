@@ -12,7 +12,7 @@ import pycurl
 import pytest
 from cfhelpers import Result, transfer
 
-from curlfault import FakeNetwork, Response, UnmatchedRequest, UsageError, faults
+from curlfault import FakeNetwork, Response, ServerError, UnmatchedRequest, UsageError, faults
 from curlfault.protocols.http2 import PREFACE, Frame, FrameLog
 
 BODY = bytes(range(256)) * 20  # 5120 bytes
@@ -425,6 +425,9 @@ def run_multi_in_order(
             c.setopt(pycurl.HTTP_VERSION, version)
             c.setopt(pycurl.PIPEWAIT, 1)
             c.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+            # The connection closes through the closesocket callback once its last transfer
+            # ends (the fake then reads what the client sent last), not in C at multi.close().
+            c.setopt(pycurl.FORBID_REUSE, 1)
             multi.add_handle(c)
             handles.append(c)
         index = {id(c): i for i, c in enumerate(handles)}
@@ -495,11 +498,76 @@ def test_a_stalled_stream_gets_28_at_the_clients_timeout(
 
 def test_a_delay_then_an_http2_fault_acts_after_the_delay(curlfault: FakeNetwork) -> None:
     api = endpoint(curlfault, "http")
-    api.get("/").respond(200, body=b"x", fault=faults.delay(0.2) + faults.rst_stream())
+    api.get("/").respond(200, body=b"x", fault=faults.delay(0.3) + faults.rst_stream())
+    start = time.monotonic()
     r = get("http")
     assert r.code == 92
+    assert time.monotonic() - start >= 0.3  # the RST_STREAM waited for the delay
     assert frames(curlfault, "sent", "RST_STREAM")
+    assert api.connections[0].fault == faults.delay(0.3) + faults.rst_stream()
     curlfault.check()
+
+
+def test_a_held_stream_the_client_resets_is_let_go_at_once(curlfault: FakeNetwork) -> None:
+    # The stream's timer is cancelled by the client's RST_STREAM (its TIMEOUT), not left
+    # for the connection's close or its 30 s.
+    api = endpoint(curlfault, "http")
+    api.get("/slow").respond(200, fault=faults.delay(30))
+    api.get("/fast").respond(200, body=b"fast")
+    urls = ["http://api.test/slow", "http://api.test/fast"]
+    codes, _ = run_multi_in_order(urls, H2["http"], [400, 10_000])
+    assert codes == [28, 0]
+    trace = curlfault.trace()
+    assert "client reset stream 1" in trace
+    assert "stream 1 was still held" not in trace
+    curlfault.check()
+
+
+def test_a_cancelled_timer_lets_go_of_its_callback() -> None:
+    from curlfault._loop import Loop
+
+    loop = Loop()
+    try:
+        big = bytearray(10)
+        timer = loop.call_later(60, lambda: big.append(1))
+        timer.cancel()
+        assert timer.cancelled
+        timer.callback()  # a no-op now: it holds nothing of the old callback
+        assert big == bytearray(10)
+    finally:
+        loop.stop()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_graceful_goaway_still_answers_a_held_stream_it_covers(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/slow").respond(200, body=b"slow", fault=faults.delay(0.5))
+    api.get("/bye").respond(200, body=b"bye", fault=faults.goaway(last_stream_id=2**31 - 1))
+    urls = [f"{scheme}://api.test/{p}" for p in ("slow", "bye")]
+    codes, order = run_multi_in_order(urls, H2[scheme], [10_000, 10_000])
+    assert codes == [0, 0]  # the GOAWAY promised stream 1: it is answered, late
+    assert order == [1, 0]
+    trace = curlfault.trace()
+    assert "GOAWAY(last_stream_id=2147483647) waits for held stream(s) 1" in trace
+    goaway_sent = trace.index("GOAWAY(last_stream_id=2147483647), then FIN")
+    assert trace.index("response 200 on stream 1") < goaway_sent
+    curlfault.check()
+
+
+def test_a_server_error_in_a_delayed_answer_fails_the_connection(curlfault: FakeNetwork) -> None:
+    # h2 refuses to send a connection-specific header: the same error as without the delay,
+    # not a stream left open until the client's timeout.
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, headers={"TE": "gzip"}, fault=faults.delay(0.1))
+    start = time.monotonic()
+    r = get("http", TIMEOUT=10)
+    assert r.code not in (0, 28)
+    assert time.monotonic() - start < 5
+    assert "server error" in curlfault.trace()
+    with pytest.raises(ServerError, match="connection #1"):
+        curlfault.check()
 
 
 def test_a_stream_stall_that_no_client_timeout_ends_is_closed_and_reported(

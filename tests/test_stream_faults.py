@@ -264,7 +264,7 @@ def test_stop_reading_blocks_a_large_upload(curlfault) -> None:
     assert any("stopped reading" in t for _, t in api.connections[0].events)
 
 
-@pytest.mark.parametrize("scheme", ["http", "https", "h2"])
+@pytest.mark.parametrize("scheme", ["http", "https", "h2", "h2c-endpoint"])
 def test_an_upload_the_client_aborts_is_recorded_as_incomplete(curlfault, scheme: str) -> None:
     # READFUNCTION aborts after 500 of 3000 bytes (42): the request reached the fake, so it
     # is in requests (no route answered it), its error says how far it got, and check()
@@ -272,6 +272,11 @@ def test_an_upload_the_client_aborts_is_recorded_as_incomplete(curlfault, scheme
     # stream.
     if scheme == "h2":
         api = curlfault.https("api.test", http2=True)
+    elif scheme == "h2c-endpoint":
+        # An HTTP/1.1 client of a plain endpoint that also speaks h2c: the endpoint tells the
+        # two apart by the first bytes, and still hears of the close.
+        api = curlfault.http("api.test", http2=True)
+        scheme = "http"
     else:
         api = (curlfault.https if scheme == "https" else curlfault.http)("api.test")
     route = api.post("/u").respond(201)

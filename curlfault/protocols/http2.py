@@ -9,6 +9,7 @@ bytes themselves, so tests can assert frames as well as CURLcodes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -176,7 +177,8 @@ class Http2Server:
         self._held: dict[int, Timer] = {}
         self._out: dict[int, _Out] = {}
         self._dead = False
-        self._closing = False  # GOAWAY sent: FIN once the last response is out
+        # A graceful GOAWAY that waits for the held streams it covers (see _goaway).
+        self._goaway_after: GoAway | None = None
         # Streams whose request body is still arriving. libcurl announces DATA_OUT when it
         # hands data to nghttp2, which writes it later: the last frames of an upload come
         # with no debug event after them. While a body is incomplete the loop thread
@@ -215,8 +217,7 @@ class Http2Server:
             channel.loop.watch(channel, uploading)
 
     def eof_received(self) -> None:
-        self._dead = True
-        self._release_held()
+        self._end("the client closed the connection")
 
     def client_closed(self) -> None:
         """The client closed the connection: uploads still arriving are recorded."""
@@ -224,11 +225,28 @@ class Http2Server:
             self._cut_short(sid, "closed the connection")
         self._release_held()
 
-    def _release_held(self) -> None:
+    def _release_held(self, why: str = "the client closed the connection") -> None:
         for sid, timer in self._held.items():
             timer.cancel()
-            self.conn.event(f"stream {sid} was still held when the client closed")
+            self.conn.event(f"stream {sid} was still held when {why}")
         self._held.clear()
+
+    def _end(self, why: str) -> None:
+        """Nothing more is served on this connection: held streams are never answered."""
+        self._dead = True
+        self._release_held(why)
+
+    def _later(self, seconds: float, method: Callable[..., None], *args: object) -> Timer:
+        """``method(*args)`` from the loop thread in ``seconds``, through a weak reference: a
+        pending timer never keeps a closed network's connection (and the network) alive."""
+        ref = weakref.WeakMethod(method)
+
+        def fire() -> None:
+            bound = ref()
+            if bound is not None:
+                bound(*args)
+
+        return self.endpoint.network.loop.call_later(seconds, fire)
 
     def _cut_short(self, sid: int, how: str) -> None:
         """Record the request of stream ``sid`` if its body never all arrived (an upload
@@ -267,6 +285,7 @@ class Http2Server:
             held = self._held.pop(event.stream_id, None)
             if held is not None:
                 held.cancel()  # the client gave up waiting (its TIMEOUT): nothing to answer
+                self._finish_after_goaway()
             self._cut_short(event.stream_id, "reset the stream")
             self._out.pop(event.stream_id, None)
             self._uploading.discard(event.stream_id)
@@ -275,7 +294,7 @@ class Http2Server:
             )
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.conn.event(f"client sent GOAWAY ({_error_name(event.error_code)})")
-            self._dead = True
+            self._end("the client sent GOAWAY")
             self._flush()
             self.transport.finish()
 
@@ -314,9 +333,7 @@ class Http2Server:
             self.conn.event(f"flow_stall(): no WINDOW_UPDATE for stream {sid}, never answered")
             ep.dispatch(request, self.conn)  # recorded now; its body grows as bytes arrive
             # Bounded like stall(): a client with no TIMEOUT would wait forever.
-            ep.network.loop.call_later(
-                _plan.STALL_LIMIT_SECONDS, lambda: self._stall_limit("flow_stall()", "the upload")
-            )
+            self._later(_plan.STALL_LIMIT_SECONDS, self._stall_limit, "flow_stall()", "the upload")
 
     def _stall_limit(self, fault: str, what: str, sid: int | None = None) -> None:
         """The client still waits on a stall after the bound: it has no timeout."""
@@ -328,8 +345,7 @@ class Http2Server:
         self.conn.event(f"{fault}: the client still waited after {seconds} s; closed")
         text = _plan.stall_limit_message(f"{fault} held {what}")
         self.endpoint.network._record(UsageError(f"connection #{self.conn.id}: {text}"))
-        self._dead = True
-        self._release_held()
+        self._end(f"curlfault closed the connection ({fault} bound)")
         self.transport.finish()
 
     def _complete(self, sid: int) -> None:
@@ -382,7 +398,7 @@ class Http2Server:
                 self._flush()
                 self.transport.write(f.frame)
                 self._sent_log.feed(f.frame)
-                self._dead = True  # the fake's HTTP/2 state is meaningless from here
+                self._end("bad_frame() ended the connection")  # its HTTP/2 state means nothing
                 self.transport.finish()  # libcurl waits for the close after its GOAWAY
                 return
             if isinstance(f, RefusedStream):
@@ -433,7 +449,6 @@ class Http2Server:
         on = f"{request.method} {request.target} (stream {sid})"
         self.conn.fault = faults[0] if len(faults) == 1 else response.fault
         self.conn.fault_on = on
-        loop = self.endpoint.network.loop
         if any(isinstance(f, Stall) for f in waits):
             if len(faults) > 1:
                 others = " + ".join(repr(f) for f in faults if not isinstance(f, Stall))
@@ -445,9 +460,8 @@ class Http2Server:
                     )
                 )
             self.conn.event(f"fault stall() on stream {sid}: never answered")
-            self._held[sid] = loop.call_later(
-                _plan.STALL_LIMIT_SECONDS,
-                lambda: self._stall_limit("stall()", f"stream {sid}", sid),
+            self._held[sid] = self._later(
+                _plan.STALL_LIMIT_SECONDS, self._stall_limit, "stall()", f"stream {sid}", sid
             )
             return
         seconds = sum(f.seconds for f in waits if isinstance(f, Delay))
@@ -455,18 +469,40 @@ class Http2Server:
         self.conn.event(
             f"fault {' + '.join(map(repr, waits))} on stream {sid}: answered in {seconds:g} s"
         )
-        self._held[sid] = loop.call_later(seconds, lambda: self._answer_late(sid, request, later))
+        self._held[sid] = self._later(seconds, self._answer_late, sid, request, later)
 
     def _answer_late(self, sid: int, request: Request, response: Response) -> None:
         """A delayed stream's answer, from the loop thread's timer."""
         if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
             return  # the client reset the stream or closed the connection meanwhile
+        fault, fault_on = self.conn.fault, self.conn.fault_on  # the whole fault, delay included
         try:
             self._respond(sid, request, response)
+            if not self._dead:
+                self._flush()
         except h2.exceptions.StreamClosedError:
             self._gone(sid)
-        if not self._dead:
-            self._flush()
+        except BaseException as exc:
+            # What the loop does with a server's error while it pumps: the connection fails
+            # (the client sees it close) and check() raises the error.
+            self._end("the server failed")
+            channel = self._channel
+            if channel is not None:
+                channel.on_error(exc)
+            else:  # pragma: no cover - every served connection has a channel
+                self.conn.server_failed(exc)
+                self.transport.abort()
+            return
+        finally:
+            self.conn.fault, self.conn.fault_on = fault, fault_on
+        self._finish_after_goaway()
+
+    def _finish_after_goaway(self) -> None:
+        """The GOAWAY that waited, once its last held stream is answered (or reset)."""
+        f = self._goaway_after
+        if f is not None and not self._held and not self._dead:
+            self._goaway_after = None
+            self._goaway(f)
 
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
@@ -489,14 +525,27 @@ class Http2Server:
         self._flush()
 
     def _goaway(self, f: GoAway) -> None:
+        covered = [sid for sid in self._held if sid <= f.last_stream_id and not f.error_code]
+        if covered:
+            # A graceful GOAWAY promises the streams it covers, and h2 serves nothing once
+            # it has sent one: it waits until the held ones are answered (at their delay's
+            # end). Held streams it does not cover are never processed: the client's to retry.
+            for sid in [sid for sid in self._held if sid not in covered]:
+                self._held.pop(sid).cancel()
+            self.conn.event(
+                f"GOAWAY(last_stream_id={f.last_stream_id}) waits for held stream(s) "
+                f"{', '.join(map(str, covered))}"
+            )
+            self._goaway_after = f
+            return
         self.h2.close_connection(error_code=f.error_code, last_stream_id=f.last_stream_id)
         self.conn.event(f"GOAWAY(last_stream_id={f.last_stream_id}), then FIN")
-        self._dead = True
+        self._end("GOAWAY ended the connection")
         self._flush()
         self.transport.finish()
 
     def _bad_client(self, exc: h2.exceptions.ProtocolError) -> None:
-        self._dead = True
+        self._end("the client sent malformed HTTP/2")
         self.endpoint.network._record(
             MalformedRequest(f"{self.endpoint.url} received HTTP/2 it could not parse ({exc})")
         )
@@ -560,6 +609,13 @@ class Sniffer:
     def eof_received(self) -> None:
         target = self.target if self.target is not None else self._choose()
         target.eof_received()
+
+    def client_closed(self) -> None:
+        """The client closed its end: the protocol chosen hears of it (an upload cut short
+        is recorded, a held HTTP/2 stream let go), as it does without a sniffer in front."""
+        closing = getattr(self.target, "client_closed", None)
+        if closing is not None:
+            closing()
 
     def _choose(self) -> StreamProtocol:
         buf, self._buf = self._buf, b""
