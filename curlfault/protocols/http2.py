@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -35,6 +35,7 @@ from .._faults_h2 import (
 from .._http import Request, Response
 from .._plan import flatten
 from ..faults import Compose, Delay, Stall, StreamFault
+from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
 
 if TYPE_CHECKING:
     from .._loop import Timer
@@ -44,106 +45,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PREFACE", "Frame", "FrameLog", "Http2Server", "Sniffer"]
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-FRAME_TYPES = {
-    0: "DATA",
-    1: "HEADERS",
-    2: "PRIORITY",
-    3: "RST_STREAM",
-    4: "SETTINGS",
-    5: "PUSH_PROMISE",
-    6: "PING",
-    7: "GOAWAY",
-    8: "WINDOW_UPDATE",
-    9: "CONTINUATION",
-}
-_ERROR_NAMES = {v: k for k, v in ERROR_CODES.items()}
-
-
-def _error_name(code: int | None) -> str:
-    """An HTTP/2 error code as the RFC names it (``CANCEL``), or in hex if it has no name."""
-    if code is None:
-        return "no error code"
-    return _ERROR_NAMES.get(int(code)) or f"0x{int(code):x}, not an HTTP/2 error code"
-
-
 # Connection-specific headers that HTTP/2 forbids (RFC 9113 section 8.2.2).
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
-
-
-class Frame(NamedTuple):
-    """One frame on an HTTP/2 connection, as the fake saw its bytes.
-
-    ``direction`` is ``"recv"`` (from libcurl) or ``"sent"`` (by the fake); ``type`` is the
-    frame type name (``"HEADERS"``; ``"0xNN"`` for an unknown type); ``error_code`` is set for
-    RST_STREAM and GOAWAY, ``last_stream_id`` for GOAWAY.
-    """
-
-    direction: str
-    type: str
-    stream_id: int
-    flags: int
-    length: int
-    error_code: int | None = None
-    last_stream_id: int | None = None
-
-    @property
-    def ack(self) -> bool:
-        """The ACK flag of a SETTINGS or PING frame."""
-        return self.type in ("SETTINGS", "PING") and bool(self.flags & 1)
-
-    def __repr__(self) -> str:
-        extra = ""
-        if self.error_code is not None:
-            extra = f" {_ERROR_NAMES.get(self.error_code, self.error_code)}"
-        if self.last_stream_id is not None:
-            extra += f" last={self.last_stream_id}"
-        return (
-            f"<{self.direction} {self.type}{' ACK' if self.ack else ''} #{self.stream_id}{extra}>"
-        )
-
-
-class FrameLog:
-    """Splits one direction's bytes into frame records (headers only; payloads skipped)."""
-
-    def __init__(self, direction: str, out: list[Frame], *, preface: bool = False) -> None:
-        self.direction = direction
-        self.out = out
-        self._buf = bytearray()
-        self._skip = len(PREFACE) if preface else 0
-
-    def feed(self, data: bytes) -> None:
-        if self._skip:
-            n = min(self._skip, len(data))
-            self._skip -= n
-            data = data[n:]
-        buf = self._buf
-        buf += data
-        while len(buf) >= 9:
-            length = int.from_bytes(buf[0:3], "big")
-            kind = buf[3]
-            need = 9 + length
-            if kind not in (3, 7):  # only RST_STREAM and GOAWAY payloads are read
-                need = 9
-            if len(buf) < need:
-                return
-            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-            error = last = None
-            if kind == 3 and length >= 4:
-                error = int.from_bytes(buf[9:13], "big")
-            elif kind == 7 and length >= 8:
-                last = int.from_bytes(buf[9:13], "big") & 0x7FFFFFFF
-                error = int.from_bytes(buf[13:17], "big")
-            name = FRAME_TYPES.get(kind, f"0x{kind:02x}")
-            self.out.append(Frame(self.direction, name, stream, buf[4], length, error, last))
-            # The payload may not have arrived yet: skip it as it comes.
-            consumed = min(len(buf), 9 + length)
-            self._skip = 9 + length - consumed
-            del buf[:consumed]
-            if self._skip:
-                return
 
 
 class _Out:
@@ -290,10 +195,10 @@ class Http2Server:
             self._out.pop(event.stream_id, None)
             self._uploading.discard(event.stream_id)
             self.conn.event(
-                f"client reset stream {event.stream_id} ({_error_name(event.error_code)})"
+                f"client reset stream {event.stream_id} ({error_name(event.error_code)})"
             )
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.conn.event(f"client sent GOAWAY ({_error_name(event.error_code)})")
+            self.conn.event(f"client sent GOAWAY ({error_name(event.error_code)})")
             self._end("the client sent GOAWAY")
             self._flush()
             self.transport.finish()
@@ -521,7 +426,7 @@ class Http2Server:
 
     def _reset(self, sid: int, code: int) -> None:
         self.h2.reset_stream(sid, code)
-        self.conn.event(f"RST_STREAM({_ERROR_NAMES.get(code, code)}) on stream {sid}")
+        self.conn.event(f"RST_STREAM({ERROR_NAMES.get(code, code)}) on stream {sid}")
         self._flush()
 
     def _goaway(self, f: GoAway) -> None:
