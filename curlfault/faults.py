@@ -273,7 +273,9 @@ class Stall(PointFault):
 
     The client's own ``TIMEOUT`` (or ``LOW_SPEED_LIMIT``) ends it: 28 (``OPERATION_TIMEDOUT``).
     A client with neither is not left waiting forever: after 60 s the fake closes the
-    connection and ``check()`` raises ``UsageError`` asking for a ``TIMEOUT``.
+    connection and ``check()`` raises ``UsageError`` asking for a ``TIMEOUT``. On an HTTP/2
+    stream (at the default byte point) it holds that stream alone: the connection's other
+    streams are answered.
     """
 
     curlcode: ClassVar[int] = 28
@@ -284,7 +286,9 @@ class Stall(PointFault):
 class Delay(PointFault):
     """Pause ``seconds`` at the byte point, then send the rest.
 
-    28 if the client's ``TIMEOUT`` is shorter; otherwise the transfer succeeds (0), late.
+    28 if the client's ``TIMEOUT`` is shorter; otherwise the transfer succeeds (0), late. On
+    an HTTP/2 stream (at the default byte point) it delays that stream's answer alone: the
+    connection's other streams are answered meanwhile.
     """
 
     seconds: float = 0.0
