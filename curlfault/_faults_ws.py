@@ -1,7 +1,7 @@
 """WebSocket faults: part of the public ``curlfault.faults`` namespace (re-exported there).
 
-They act inside a WebSocket route's script (``endpoint.websocket(path)``): ``ws_fragment``
-and ``ws_oversized`` shape one message (``route.send(data, fault=...)``); ``ws_close``,
+They act inside a WebSocket route's script (``endpoint.websocket(path)``): ``ws_fragment``,
+``ws_oversized`` and ``ws_cut`` shape one message (``route.send(data, fault=...)``); ``ws_close``,
 ``ws_drop`` and ``ws_no_pong`` act when the script reaches them (``route.fault(...)``). The
 CURLcodes are what pycurl's ``ws_recv`` raises (libcurl 8.23, ``CONNECT_ONLY=2``);
 ``curlfault matrix`` proves each one.
@@ -19,11 +19,13 @@ from .faults import Fault
 __all__: list[str] = [
     "WebSocketFault",
     "WsClose",
+    "WsCut",
     "WsDrop",
     "WsFragment",
     "WsNoPong",
     "WsOversized",
     "ws_close",
+    "ws_cut",
     "ws_drop",
     "ws_fragment",
     "ws_no_pong",
@@ -122,6 +124,32 @@ class WsOversized(WebSocketFault):
 
 
 @dataclass(frozen=True, repr=False)
+class WsCut(WebSocketFault):
+    """The message's frame cut after ``after_bytes`` bytes (its header counted), then FIN; or
+    an RST with ``reset=True`` (the endpoint then serves over TCP): a server that dies in the
+    middle of a message.
+
+    ``ws_recv`` returns the payload bytes that arrived (``bytesleft`` > 0: the frame is not
+    whole), then raises 52 ``GOT_NOTHING``. A WRITEFUNCTION transfer gets those bytes and
+    ``perform()`` raises 56 ``RECV_ERROR`` (52 when the cut comes before the frame's first
+    byte). With ``reset=True``: 56 both ways. ``after_bytes`` past the frame's end sends the
+    whole frame and ``check()`` raises ``UsageError`` (nothing was cut).
+    """
+
+    curlcode: ClassVar[int] = 52
+    name: ClassVar[str] = "ws_cut"
+    after_bytes: int = 0
+    reset: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.after_bytes
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise UsageError(f"ws_cut(after_bytes) takes an int >= 0, got {n!r}")
+        if not isinstance(self.reset, bool):
+            raise UsageError(f"ws_cut(reset=...) takes a bool, got {self.reset!r}")
+
+
+@dataclass(frozen=True, repr=False)
 class WsNoPong(WebSocketFault):
     """From this point the server never answers a ping. ``ws_recv`` waiting for the pong
     keeps raising ``BlockingIOError`` (libcurl's ``CURLE_AGAIN``, "no data yet"). ``curlcode``
@@ -130,6 +158,11 @@ class WsNoPong(WebSocketFault):
 
     curlcode: ClassVar[int] = 81
     name: ClassVar[str] = "ws_no_pong"
+
+
+def ws_cut(after_bytes: int, *, reset: bool = False) -> WsCut:
+    """The message's frame cut after ``after_bytes`` bytes, then FIN (RST with ``reset``)."""
+    return WsCut(after_bytes=after_bytes, reset=reset)
 
 
 def ws_close(code: int = 1000, reason: str = "") -> WsClose:

@@ -175,6 +175,27 @@ CASES: tuple[Case, ...] = (
         note="libcurl refuses a 64-bit length with the top bit set",
     ),
     _case(
+        f"{faults.ws_cut(50)!r} on 100 characters",
+        lambda r: r.send("x" * 100, fault=faults.ws_cut(50)),
+        faults.WsCut.curlcode,
+        ws_transfer(),
+        note="ws_recv returns the 48 payload bytes that came (bytesleft 52), then raises 52",
+    ),
+    _case(
+        f"{faults.ws_cut(50, reset=True)!r} on 100 characters",
+        lambda r: r.send("x" * 100, fault=faults.ws_cut(50, reset=True)),
+        56,
+        ws_transfer(),
+        note="RST needs TCP: served over a loopback TCP pair on every transport",
+    ),
+    _case(
+        f"{faults.ws_cut(50)!r} on 100 characters over wss",
+        lambda r: r.send("x" * 100, fault=faults.ws_cut(50)),
+        faults.WsCut.curlcode,
+        ws_transfer(),
+        tls=True,
+    ),
+    _case(
         "client pings, no fault (control)",
         lambda r: None,
         0,

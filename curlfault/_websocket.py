@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import UsageError
-from ._faults_ws import WebSocketFault, WsDrop, WsFragment, WsOversized
+from ._faults_ws import WebSocketFault, WsCut, WsDrop, WsFragment, WsOversized
 from .faults import Fault, Reset, _misuse_hint
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["MessageHandler", "WebSocketFrame", "WebSocketRoute"]
 
 MessageHandler = Callable[[str | bytes], "str | bytes | list[str | bytes] | None"]
-_FRAME_FAULTS = (WsFragment, WsOversized)  # shape one message: send(..., fault=...)
+_FRAME_FAULTS = (WsFragment, WsOversized, WsCut)  # shape one message: send(..., fault=...)
 
 
 class WebSocketFrame(NamedTuple):
@@ -109,8 +109,8 @@ class WebSocketRoute:
     def send(self, data: str | bytes, *, fault: WebSocketFault | None = None) -> WebSocketRoute:
         """Send one message: ``str`` as a text message, ``bytes`` as a binary one.
 
-        ``fault`` shapes this message: ``faults.ws_fragment(size)`` or
-        ``faults.ws_oversized()``.
+        ``fault`` shapes this message: ``faults.ws_fragment(size)``,
+        ``faults.ws_oversized()`` or ``faults.ws_cut(after_bytes)``.
         """
         if isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
@@ -121,9 +121,11 @@ class WebSocketRoute:
             if hint:
                 raise UsageError(f"send(..., fault={fault!r}) is not a fault{hint}")
             raise UsageError(
-                f"send(..., fault={fault!r}): only ws_fragment() and ws_oversized() shape a "
-                "message; give connection faults as a step: .fault(...)"
+                f"send(..., fault={fault!r}): only ws_fragment(), ws_oversized() and "
+                "ws_cut() shape a message; give connection faults as a step: .fault(...)"
             )
+        if isinstance(fault, WsCut) and fault.reset:
+            self.endpoint._note_fault(Reset())  # an RST needs a TCP pair
         return self._add(_Step("send", data=data, fault=fault))
 
     def ping(self, payload: bytes = b"") -> WebSocketRoute:
@@ -160,7 +162,7 @@ class WebSocketRoute:
         ``faults.ws_drop()`` or ``faults.ws_no_pong()``."""
         if not isinstance(fault, WebSocketFault) or isinstance(fault, _FRAME_FAULTS):
             hint = (
-                "; ws_fragment() and ws_oversized() shape a message: send(..., fault=...)"
+                "; ws_fragment(), ws_oversized() and ws_cut() shape a message: send(..., fault=...)"
                 if isinstance(fault, _FRAME_FAULTS)
                 else _misuse_hint(fault)
             )

@@ -392,6 +392,98 @@ def test_ws_drop_ends_a_writefunction_transfer_with_0(curlfault) -> None:
     assert (r.code, got) == (0, [b"hi"])
 
 
+def recv_partial(c: Any, wait: float = 5.0) -> tuple[bytes, int]:
+    """The payload bytes ws_recv returns before it fails, and the failure's CURLcode."""
+    deadline = time.monotonic() + wait
+    parts: list[bytes] = []
+    while time.monotonic() < deadline:
+        try:
+            data, _meta = c.ws_recv(65536)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        except pycurl.error as exc:
+            return b"".join(parts), exc.args[0]
+        parts.append(data)
+    raise TimeoutError(f"ws_recv did not fail within {wait}s")
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("message", ["x" * 300, b"\x00" * 300])
+def test_ws_cut_sends_part_of_a_frame_then_fin(curlfault, scheme, transport, message) -> None:
+    # 300 bytes of payload: a 4-byte head (126 + a 16-bit length), so a cut at 104 leaves
+    # 100 payload bytes; ws_recv returns them (the frame not whole), then raises 52.
+    chat = endpoint(curlfault, scheme, transport).websocket("/chat")
+    chat.send(message, fault=faults.ws_cut(104))
+    c = connect(f"{scheme}://api.test/chat")
+    try:
+        got, code = recv_partial(c)
+    finally:
+        c.close()
+    raw = message.encode() if isinstance(message, str) else message
+    assert (got, code) == (raw[:100], faults.WsCut.curlcode)
+    assert faults.WsCut.curlcode == 52
+    (conn,) = curlfault.connections
+    assert conn.fault == faults.ws_cut(104)
+    assert "104 of the frame's 304 bytes" in curlfault.trace()
+    assert curlfault.ledger.audit().ok
+    curlfault.check()
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_ws_cut_with_reset_gives_56_over_tcp(curlfault, scheme) -> None:
+    chat = endpoint(curlfault, scheme).websocket("/chat")
+    chat.send("x" * 100, fault=faults.ws_cut(50, reset=True))
+    c = connect(f"{scheme}://api.test/chat")
+    try:
+        got, code = recv_partial(c)
+    finally:
+        c.close()
+    assert (got, code) == (b"x" * 48, 56)
+    assert {conn.transport for conn in curlfault.connections} <= {"tcp", "listener"}
+
+
+@pytest.mark.parametrize(
+    ("cut", "code", "received"), [(0, 52, b""), (1, 56, b""), (50, 56, b"x" * 48)]
+)
+def test_ws_cut_fails_a_writefunction_transfer(curlfault, cut, code, received) -> None:
+    endpoint(curlfault).websocket("/chat").send("x" * 100, fault=faults.ws_cut(cut))
+    got: list[bytes] = []
+    r = transfer("ws://api.test/chat", WRITEFUNCTION=got.append, TIMEOUT_MS=5000)
+    assert (r.code, b"".join(got)) == (code, received)
+
+
+def test_ws_cut_past_the_frame_sends_it_whole_and_says_so(curlfault) -> None:
+    endpoint(curlfault).websocket("/chat").send("hi", fault=faults.ws_cut(4))  # 2 + 2 bytes
+    c = connect()
+    try:
+        assert recv(c) == (b"hi", pycurl.WS_TEXT)
+    finally:
+        c.close()
+    with pytest.raises(UsageError, match=r"the frame is 4 bytes, so nothing was cut"):
+        curlfault.check()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: faults.ws_cut(-1), "int >= 0"),
+        (lambda: faults.ws_cut(True), "int >= 0"),
+        (lambda: faults.ws_cut(1, reset=1), "takes a bool"),
+    ],
+)
+def test_ws_cut_arguments(make, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        make()
+
+
+def test_ws_cut_is_a_message_fault_not_a_step(curlfault) -> None:
+    chat = endpoint(curlfault).websocket("/chat")
+    with pytest.raises(UsageError, match=r"ws_cut\(\) shape a message"):
+        chat.fault(faults.ws_cut(3))
+
+
 @pytest.mark.parametrize("message", ["hello world", b"hello world"])
 def test_ws_fragment_sends_continuation_frames(curlfault, message) -> None:
     endpoint(curlfault).websocket("/chat").send(message, fault=faults.ws_fragment(4))

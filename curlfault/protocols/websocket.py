@@ -34,6 +34,7 @@ from .._errors import MalformedRequest, UsageError
 from .._faults_ws import (
     WebSocketFault,
     WsClose,
+    WsCut,
     WsDrop,
     WsFragment,
     WsNoPong,
@@ -284,19 +285,7 @@ class WebSocketSession:
             self._send(CloseConnection(code=fault.code, reason=fault.reason or None))
             self._finish()
         elif isinstance(fault, WsDrop) and fault.reset:
-            if self.conn.transport not in ("tcp", "listener"):
-                # Declaring the fault makes new connections TCP; this one was made before.
-                self.network._record(
-                    UsageError(
-                        f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
-                        f"{self.route.path}, which is a {self.conn.transport}: there is no RST "
-                        "to send, so the client saw an abrupt close instead; declare the "
-                        "fault before the connection is made, or the endpoint with "
-                        "transport='tcp'"
-                    )
-                )
-            self.dead = True
-            self.transport.abort()  # RST on a TCP pair (SO_LINGER 0)
+            self._reset(fault)
         elif isinstance(fault, WsDrop):
             self._finish()
 
@@ -320,6 +309,9 @@ class WebSocketSession:
             self.transport.write(oversized_frame(fault, raw, isinstance(data, str)))
             self._finish()
             return
+        if isinstance(fault, WsCut):
+            self._cut(data, fault)
+            return
         size = fault.size if isinstance(fault, WsFragment) else 0
         if size and len(data) > size:
             self.conn.fault = fault
@@ -333,6 +325,44 @@ class WebSocketSession:
                     self._send(BytesMessage(data=piece, message_finished=last))
             return
         self._send(TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data))
+
+    def _cut(self, data: str | bytes, fault: WsCut) -> None:
+        """The message's frame up to ``fault.after_bytes``, then FIN (or RST)."""
+        self.conn.fault = fault
+        message = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        frame = self.ws.send(message)
+        n = fault.after_bytes
+        if n >= len(frame):
+            self.network._record(
+                UsageError(
+                    f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
+                    f"{self.route.path}: the frame is {len(frame)} bytes, so nothing was cut "
+                    f"(the whole message was sent, then the connection ended); give "
+                    f"after_bytes below {len(frame)}"
+                )
+            )
+        self.conn.event(f"fault {fault!r}: {min(n, len(frame))} of the frame's {len(frame)} bytes")
+        self.transport.write(frame[:n])
+        if fault.reset:
+            self._reset(fault)
+        else:
+            self._finish()
+
+    def _reset(self, fault: WsDrop | WsCut) -> None:
+        """End the connection with an RST (on a TCP pair; a socketpair can only close)."""
+        if self.conn.transport not in ("tcp", "listener"):
+            # Declaring the fault makes new connections TCP; this one was made before.
+            self.network._record(
+                UsageError(
+                    f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
+                    f"{self.route.path}, which is a {self.conn.transport}: there is no RST "
+                    "to send, so the client saw an abrupt close instead; declare the "
+                    "fault before the connection is made, or the endpoint with "
+                    "transport='tcp'"
+                )
+            )
+        self.dead = True
+        self.transport.when_flushed(self.transport.abort)  # RST on a TCP pair (SO_LINGER 0)
 
     def _close(self, code: int, reason: str) -> None:
         if self.ws.state is not ConnectionState.OPEN:
