@@ -130,10 +130,12 @@ class WsCut(WebSocketFault):
     middle of a message.
 
     ``ws_recv`` returns the payload bytes that arrived (``bytesleft`` > 0: the frame is not
-    whole), then raises 52 ``GOT_NOTHING``. A WRITEFUNCTION transfer gets those bytes and
-    ``perform()`` raises 56 ``RECV_ERROR`` (52 when the cut comes before the frame's first
-    byte). With ``reset=True``: 56 both ways. ``after_bytes`` past the frame's end sends the
-    whole frame and ``check()`` raises ``UsageError`` (nothing was cut).
+    whole; nothing for a cut inside the frame's head), then raises 52 ``GOT_NOTHING``. A
+    WRITEFUNCTION transfer gets those bytes and ``perform()`` raises 56 ``RECV_ERROR`` (52
+    when the cut comes before the frame's first byte). With ``reset=True``: 56 both ways, and
+    the RST goes at once, as when a server crashes: bytes still queued behind the socket
+    buffers are lost, so keep such a cut within a few hundred KB for an exact count.
+    ``send()`` refuses an ``after_bytes`` at or past the frame's end (nothing would be cut).
     """
 
     curlcode: ClassVar[int] = 52

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import UsageError
-from ._faults_ws import WebSocketFault, WsCut, WsDrop, WsFragment, WsOversized
+from ._faults_ws import WebSocketFault, WsClose, WsCut, WsDrop, WsFragment, WsOversized
 from .faults import Fault, Reset, _misuse_hint
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ __all__ = ["MessageHandler", "WebSocketFrame", "WebSocketRoute"]
 
 MessageHandler = Callable[[str | bytes], "str | bytes | list[str | bytes] | None"]
 _FRAME_FAULTS = (WsFragment, WsOversized, WsCut)  # shape one message: send(..., fault=...)
+# Faults after which the server end is closed: the script ends there.
+_ENDING = (WsClose, WsDrop, WsOversized, WsCut)
 
 
 class WebSocketFrame(NamedTuple):
@@ -103,6 +105,12 @@ class WebSocketRoute:
                 f"{last.kind}() without a count answers every message until the "
                 "client closes, so no step can follow it; give it count=N"
             )
+        if last is not None and isinstance(last.fault, _ENDING):
+            raise UsageError(
+                f"{last.fault!r} ends the connection, so no step can follow it (it would "
+                "never run); put it last, or script another connection's steps on another "
+                "route"
+            )
         self.steps.append(step)
         return self
 
@@ -124,8 +132,18 @@ class WebSocketRoute:
                 f"send(..., fault={fault!r}): only ws_fragment(), ws_oversized() and "
                 "ws_cut() shape a message; give connection faults as a step: .fault(...)"
             )
-        if isinstance(fault, WsCut) and fault.reset:
-            self.endpoint._note_fault(Reset())  # an RST needs a TCP pair
+        if isinstance(fault, WsCut):
+            raw = data.encode() if isinstance(data, str) else data
+            # An unmasked server frame: a 2-byte head, 2 more for 126 to 65535 bytes, 8 more
+            # beyond (no extension is ever negotiated).
+            size = len(raw) + (2 if len(raw) < 126 else 4 if len(raw) < 65536 else 10)
+            if fault.after_bytes >= size:
+                raise UsageError(
+                    f"send(..., fault={fault!r}): the message's frame is {size} bytes, so "
+                    f"nothing would be cut; give after_bytes below {size}"
+                )
+            if fault.reset:
+                self.endpoint._note_fault(Reset())  # an RST needs a TCP pair
         return self._add(_Step("send", data=data, fault=fault))
 
     def ping(self, payload: bytes = b"") -> WebSocketRoute:

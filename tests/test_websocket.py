@@ -454,15 +454,42 @@ def test_ws_cut_fails_a_writefunction_transfer(curlfault, cut, code, received) -
     assert (r.code, b"".join(got)) == (code, received)
 
 
-def test_ws_cut_past_the_frame_sends_it_whole_and_says_so(curlfault) -> None:
-    endpoint(curlfault).websocket("/chat").send("hi", fault=faults.ws_cut(4))  # 2 + 2 bytes
+@pytest.mark.parametrize(
+    ("message", "size"), [("hi", 4), (b"x" * 126, 130), ("é" * 40_000, 80_010)]
+)
+def test_ws_cut_at_or_past_the_frames_end_is_refused_at_declaration(
+    curlfault, message, size
+) -> None:
+    # A 2-byte head, 4 from 126 payload bytes, 10 from 65536 (text counted in UTF-8 bytes).
+    chat = endpoint(curlfault).websocket("/chat")
+    with pytest.raises(UsageError, match=rf"frame is {size} bytes, so nothing would be cut"):
+        chat.send(message, fault=faults.ws_cut(size))
+    chat.send(message, fault=faults.ws_cut(size - 1))  # the last byte is cut: accepted
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        lambda r: r.fault(faults.ws_close()),
+        lambda r: r.fault(faults.ws_drop()),
+        lambda r: r.send("x", fault=faults.ws_oversized()),
+        lambda r: r.send("xx", fault=faults.ws_cut(3)),
+    ],
+)
+def test_no_step_can_follow_one_that_ends_the_connection(curlfault, ending) -> None:
+    chat = endpoint(curlfault).websocket("/chat")
+    ending(chat)
+    with pytest.raises(UsageError, match="ends the connection, so no step can follow it"):
+        chat.send("never")
+
+
+def test_a_cut_inside_the_frames_head_gives_no_payload(curlfault) -> None:
+    endpoint(curlfault).websocket("/chat").send("x" * 100, fault=faults.ws_cut(1))
     c = connect()
     try:
-        assert recv(c) == (b"hi", pycurl.WS_TEXT)
+        assert recv_partial(c) == (b"", 52)
     finally:
         c.close()
-    with pytest.raises(UsageError, match=r"the frame is 4 bytes, so nothing was cut"):
-        curlfault.check()
 
 
 @pytest.mark.parametrize(

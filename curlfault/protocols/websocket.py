@@ -331,16 +331,7 @@ class WebSocketSession:
         self.conn.fault = fault
         message = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
         frame = self.ws.send(message)
-        n = fault.after_bytes
-        if n >= len(frame):
-            self.network._record(
-                UsageError(
-                    f"{fault!r} on connection #{self.conn.id} to {self.route.endpoint.url}"
-                    f"{self.route.path}: the frame is {len(frame)} bytes, so nothing was cut "
-                    f"(the whole message was sent, then the connection ended); give "
-                    f"after_bytes below {len(frame)}"
-                )
-            )
+        n = fault.after_bytes  # below len(frame): send() checked it
         self.conn.event(f"fault {fault!r}: {min(n, len(frame))} of the frame's {len(frame)} bytes")
         self.transport.write(frame[:n])
         if fault.reset:
@@ -362,7 +353,9 @@ class WebSocketSession:
                 )
             )
         self.dead = True
-        self.transport.when_flushed(self.transport.abort)  # RST on a TCP pair (SO_LINGER 0)
+        # At once, as a server that crashes does: what the socket buffers hold reaches the
+        # client, what is still queued behind them is lost (SO_LINGER 0 on a TCP pair).
+        self.transport.abort()
 
     def _close(self, code: int, reason: str) -> None:
         if self.ws.state is not ConnectionState.OPEN:
