@@ -40,7 +40,7 @@ from .faults import (
     WrongEncoding,
 )
 
-__all__ = ["Layout", "Plan", "build_ops", "flatten", "rewrite"]
+__all__ = ["Layout", "Plan", "build_ops", "compose", "flatten", "rewrite"]
 
 Op = tuple[str, object]
 
@@ -60,6 +60,13 @@ def flatten(fault: StreamFault | None) -> list[StreamFault]:
     if isinstance(fault, Compose):
         return list(fault.faults)
     return [fault]
+
+
+def compose(faults: list[StreamFault]) -> StreamFault | None:
+    """``flatten``'s inverse: None, the one fault, or their ``Compose``."""
+    if not faults:
+        return None
+    return faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
 
 
 class Layout:

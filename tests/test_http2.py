@@ -380,20 +380,38 @@ def test_flow_stall_never_opens_the_window(curlfault: FakeNetwork, scheme: str) 
     balanced(curlfault)
 
 
-def test_a_flow_stall_that_no_client_timeout_ends_is_closed_and_reported(
-    curlfault: FakeNetwork, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("method", "fault", "options", "match"),
+    [
+        (
+            "POST",
+            faults.flow_stall(),
+            {"POSTFIELDS": b"u" * 200_000},
+            r"flow_stall\(\) held the upload",
+        ),
+        ("GET", faults.stall(), {}, r"stall\(\) held stream 1"),
+    ],
+    ids=["flow_stall", "stream stall"],
+)
+def test_a_stall_that_no_client_timeout_ends_is_closed_and_reported(
+    curlfault: FakeNetwork,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    fault: Any,
+    options: dict[str, Any],
+    match: str,
 ) -> None:
-    # Bounded like stall(): a handle without TIMEOUT would wait on it forever.
+    # Bounded like HTTP/1.1's stall(): a handle without TIMEOUT would wait on it forever.
     from curlfault import _plan
 
     monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.3)
     api = endpoint(curlfault, "http")
-    api.post("/").respond(200, fault=faults.flow_stall())
+    api.route(method, "/").respond(200, fault=fault)
     start = time.monotonic()
-    r = get("http", POSTFIELDS=b"u" * 200_000, TIMEOUT=0)
+    r = get("http", TIMEOUT=0, **options)
     assert 0.25 < time.monotonic() - start < 10
     assert r.code not in (0, 28)
-    with pytest.raises(UsageError, match=r"flow_stall\(\) held the upload for 0.3 s"):
+    with pytest.raises(UsageError, match=match + " for 0.3 s"):
         curlfault.check()
 
 
@@ -567,22 +585,6 @@ def test_a_server_error_in_a_delayed_answer_fails_the_connection(curlfault: Fake
     assert time.monotonic() - start < 5
     assert "server error" in curlfault.trace()
     with pytest.raises(ServerError, match="connection #1"):
-        curlfault.check()
-
-
-def test_a_stream_stall_that_no_client_timeout_ends_is_closed_and_reported(
-    curlfault: FakeNetwork, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from curlfault import _plan
-
-    monkeypatch.setattr(_plan, "STALL_LIMIT_SECONDS", 0.3)
-    api = endpoint(curlfault, "http")
-    api.get("/").respond(200, fault=faults.stall())
-    start = time.monotonic()
-    r = get("http", TIMEOUT=0)
-    assert 0.25 < time.monotonic() - start < 10
-    assert r.code not in (0, 28)
-    with pytest.raises(UsageError, match=r"stall\(\) held stream 1 for 0.3 s"):
         curlfault.check()
 
 

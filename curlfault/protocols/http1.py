@@ -17,9 +17,8 @@ import h11
 from .._connection import kept_text
 from .._errors import CurlFaultError, MalformedRequest, UsageError
 from .._http import Request, Response, mark_incomplete
-from .._plan import Plan, build_ops, flatten, rewrite
+from .._plan import Plan, build_ops, compose, flatten, rewrite
 from ..faults import (
-    Compose,
     EarlyResponse,
     NoContinue,
     PointFault,
@@ -444,7 +443,7 @@ class Http1Server:
                 )
 
     def _play(self, data: bytes, body: bytes, faults: list[StreamFault], close: bool) -> None:
-        self.conn.fault = faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
+        self.conn.fault = compose(faults)
         request = self._request
         self.conn.fault_on = f"{request.method} {request.target}" if request is not None else ""
         for f in faults:

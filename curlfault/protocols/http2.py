@@ -33,8 +33,8 @@ from .._faults_h2 import (
     Settings,
 )
 from .._http import Request, Response
-from .._plan import flatten
-from ..faults import Compose, Delay, Stall, StreamFault
+from .._plan import compose, flatten
+from ..faults import Delay, Stall, StreamFault
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
 
 if TYPE_CHECKING:
@@ -370,7 +370,7 @@ class Http2Server:
             )
             return
         seconds = sum(f.seconds for f in waits if isinstance(f, Delay))
-        later = replace(response, fault=_composed(rest))
+        later = replace(response, fault=compose(rest))
         self.conn.event(
             f"fault {' + '.join(map(repr, waits))} on stream {sid}: answered in {seconds:g} s"
         )
@@ -470,12 +470,6 @@ def _is_wait(f: StreamFault) -> bool:
     return isinstance(f, Delay | Stall) and f.after_bytes == 0 and f.at is None
 
 
-def _composed(faults: list[StreamFault]) -> StreamFault | None:
-    if not faults:
-        return None
-    return faults[0] if len(faults) == 1 else Compose(faults=tuple(faults))
-
-
 def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
     """``response`` without its HTTP/2 faults, and those faults (for an HTTP/1.1 request)."""
     faults = flatten(response.fault)
@@ -483,7 +477,7 @@ def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
     if not h2_faults:
         return response, []
     rest = [f for f in faults if not isinstance(f, H2Fault)]
-    return replace(response, fault=_composed(rest)), h2_faults
+    return replace(response, fault=compose(rest)), h2_faults
 
 
 class Sniffer:
