@@ -5,13 +5,13 @@
 
 ``native_probe/_cfprobe.c`` is the hot path of ``Tracker(leaks=True)`` (a tracked handle's
 creation with its creation-site walk, its SOCKOPTFUNCTION record, its ``setopt`` override)
-written in C; its header says what it leaves out (nothing on the measured path). This script
-compiles it with the compiler Python was built with (``sysconfig``'s ``CC``) into a temporary
-directory, twice: ``native`` reads the stack with CPython's public frame API (portable from
-3.11 on), ``native-internal`` reads the interpreter's frames directly (CPython 3.11's
-internal layout: the least a walk can cost). It then times, on each of the loopback
-transfers of ``leak_cost.py`` (``fresh``: served from PREREQFUNCTION, the worst case;
-``server``: ThreadingHTTPServer in this process; ``process``: in a child process;
+written in C; its header says what it leaves out (on the measured path, two small things).
+This script compiles it with the compiler Python was built with (``sysconfig``'s ``CC``)
+into a temporary directory, twice: ``native`` reads the stack with CPython's public frame
+API (portable from 3.11 on), ``native-internal`` reads the interpreter's frames directly
+(CPython 3.11's internal layout: the least a walk can cost). It then times, on each of the
+loopback transfers of ``leak_cost.py`` (``fresh``: served from PREREQFUNCTION, the worst
+case; ``server``: ThreadingHTTPServer in this process; ``process``: in a child process;
 ``reused``: a warm keep-alive connection), four rows side by side: untracked (``off``),
 curlfault's tracking (``on``), and the two probes. Each probe row checks at the end of each
 batch that it recorded one socket per connection.
@@ -88,7 +88,7 @@ def load(variant: str, path: Path) -> type:
         cls,
         REAL_CURL.setopt,
         frozenset(_intercept.WATCHED_OPTIONS),
-        REAL_CURL.setopt,  # the other watched options: no wiring of curlfault's to tell
+        REAL_CURL.setopt,  # the other watched options: pycurl's own (see _cfprobe.c)
         REAL_CURL.__basicsize__,  # the slot's offset: right after pycurl's own object
         _sites._LIBRARY_FILES,
         pycurl.SOCKOPTFUNCTION,
@@ -120,9 +120,17 @@ class Probe(Loopback):
         self.cls._probe.end()
         pycurl.Curl = self.saved  # type: ignore[misc]
         super().end()
-        # One connection per handle made; a reused handle's one warm connection.
-        if not made or recorded != made or not all(e[3] == self.url for e in self.open.values()):
-            raise RuntimeError(f"{self.key}: {made} handles made, {recorded} sockets recorded")
+        # A handle per transfer (one for the batch when reused), each with one connection
+        # recorded, under the URL, at the line of Loopback._new_handle that made it.
+        expected = 1 if self.kind == "reused" else self.batch
+        entries = list(self.open.values())
+        if (made, recorded) != (expected, expected) or not all(
+            e[3] == self.url and e[4][0] is Loopback._new_handle.__code__ for e in entries
+        ):
+            raise RuntimeError(
+                f"{self.key}: {made} handles made and {recorded} sockets recorded, expected "
+                f"{expected} each, under {self.url} and made in Loopback._new_handle: {entries}"
+            )
 
 
 def make(row: str, built: dict[str, Path], classes: dict[str, type]) -> Case:
@@ -181,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "row":
         built = {name: Path(os.environ[BUILD_ENV], name) for name in VARIANTS}
         built = {name: next(path.iterdir()) for name, path in built.items()}
-        run_case(make(args.row, built, {}), args.n)
+        case = make(args.row, built, {})
+        case.batch = args.n  # run_case's transfers between begin() and end()
+        run_case(case, args.n)
         return 0
     with tempfile.TemporaryDirectory(prefix="cfprobe-") as tmp:
         built = build(Path(tmp))

@@ -229,6 +229,28 @@ CASES: tuple[Case, ...] = (
         note="never answered: the client's TIMEOUT ends it",
     ),
     Case(
+        f"{faults.drip(1000, chunk=10)!r} on an HTTP/2 stream, past TIMEOUT",
+        h2_endpoint(faults.drip(1000, chunk=10), tls=False),
+        H2C_URL,
+        28,
+        options=(*H2C, *SHORT),
+        note="DATA frames of 10 bytes, 10 ms apart",
+    ),
+    Case(
+        f"{faults.slicer(100, 0.002)!r} on an HTTP/2 stream",
+        h2_endpoint(faults.slicer(100, 0.002)),
+        H2_URL,
+        0,
+        options=H2_TLS,
+    ),
+    Case(
+        f"{faults.latency(0.01, jitter=0.01, seed=7)!r} on an HTTP/2 stream",
+        h2_endpoint(faults.latency(0.01, jitter=0.01, seed=7), tls=False),
+        H2C_URL,
+        0,
+        options=H2C,
+    ),
+    Case(
         f"{faults.settings(max_concurrent_streams=1, initial_window_size=0)!r}",
         h2_endpoint(faults.settings(max_concurrent_streams=1, initial_window_size=0)),
         H2_URL,

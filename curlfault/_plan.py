@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ._errors import UsageError
@@ -40,7 +40,7 @@ from .faults import (
     WrongEncoding,
 )
 
-__all__ = ["Layout", "Plan", "build_ops", "compose", "flatten", "rewrite"]
+__all__ = ["Layout", "Plan", "build_ops", "compose", "flatten", "rewrite", "stream_pieces"]
 
 Op = tuple[str, object]
 
@@ -167,13 +167,8 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
         key=lambda t: (t[0], t[1]),
     )
     pacing = next((f for f in faults if isinstance(f, Pacing)), None)
-    latency = next((f for f in faults if isinstance(f, Latency)), None)
     slow = next((f for f in faults if isinstance(f, SlowClose)), None)
-    rng: random.Random | None = None
-    if latency is not None and latency.jitter:
-        seed = latency.seed if latency.seed is not None else random.randrange(2**32)
-        trace(f"latency jitter seed={seed}")
-        rng = random.Random(seed)
+    latency = _latency_waits(faults, trace)
 
     ops: list[Op] = []
 
@@ -181,7 +176,7 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
         if not piece:
             return
         if latency is not None:
-            wait = latency.seconds + (rng.uniform(0, latency.jitter) if rng is not None else 0.0)
+            wait = latency()
             if wait > 0:
                 ops.append(("sleep", wait))
         ops.append(("write", piece))
@@ -192,11 +187,7 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
             return
         split = max(start, pacing.after_bytes)
         write(data[start:split])
-        if isinstance(pacing, Drip):
-            size, gap = pacing.chunk, pacing.chunk / pacing.bytes_per_second
-        else:
-            assert isinstance(pacing, Slicer)
-            size, gap = pacing.size, pacing.delay
+        size, gap = _piece_size_and_gap(pacing)
         first = True
         for i in range(split, end, size):
             if not first and gap > 0:
@@ -230,6 +221,61 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
             ops.append(("sleep", slow.seconds))
         ops.append(("fin", len(data)))
     return ops
+
+
+def _latency_waits(
+    faults: Sequence[StreamFault], trace: Callable[[str], None]
+) -> Callable[[], float] | None:
+    """The wait before each write of a ``latency()`` among ``faults`` (None: no latency);
+    with jitter, drawn from a generator seeded by ``latency(seed=...)`` or at random, the
+    seed then traced so that a failing run can be replayed."""
+    latency = next((f for f in faults if isinstance(f, Latency)), None)
+    if latency is None:
+        return None
+    seconds, jitter = latency.seconds, latency.jitter
+    if not jitter:
+        return lambda: seconds
+    seed = latency.seed if latency.seed is not None else random.randrange(2**32)
+    trace(f"latency jitter seed={seed}")
+    rng = random.Random(seed)
+    return lambda: seconds + rng.uniform(0, jitter)
+
+
+def _piece_size_and_gap(pacing: Pacing) -> tuple[int, float]:
+    if isinstance(pacing, Drip):
+        return pacing.chunk, pacing.chunk / pacing.bytes_per_second
+    if isinstance(pacing, Slicer):
+        return pacing.size, pacing.delay
+    raise TypeError(f"unknown pacing fault {pacing!r}")  # pragma: no cover - two kinds
+
+
+def stream_pieces(
+    body: bytes, faults: Sequence[StreamFault], trace: Callable[[str], None]
+) -> list[tuple[float, bytes]]:
+    """An HTTP/2 stream's body as ``(wait, piece)`` pairs: ``build_ops`` for one stream.
+
+    The pacing and latency faults among ``faults`` act on the body alone (the response's
+    HEADERS frame goes with the first piece; a byte point counts body bytes, as
+    ``rst_stream(after_bytes=N)`` does): ``after_bytes`` at once, then pieces of the pacing's
+    size, each after its gap (none before the first, as over HTTP/1.1), and each after a
+    ``latency()`` wait. The first wait is the one before the response; an empty body is one
+    empty piece.
+    """
+    pacing = next((f for f in faults if isinstance(f, Pacing)), None)
+    latency = _latency_waits(faults, trace)
+
+    def wait() -> float:
+        return latency() if latency is not None else 0.0
+
+    if pacing is None or len(body) <= pacing.after_bytes:
+        return [(wait(), body)]
+    pieces: list[tuple[float, bytes]] = []
+    if pacing.after_bytes:
+        pieces.append((wait(), body[: pacing.after_bytes]))
+    size, gap = _piece_size_and_gap(pacing)
+    for i in range(pacing.after_bytes, len(body), size):
+        pieces.append(((gap if i > pacing.after_bytes else 0.0) + wait(), body[i : i + size]))
+    return pieces
 
 
 # How long a stall() holds a connection before the fake gives up: a client with no TIMEOUT

@@ -321,7 +321,11 @@ class Garbage(PointFault):
 
 @dataclass(frozen=True, repr=False)
 class Pacing(StreamFault):
-    """Faults that shape how the bytes after ``after_bytes`` are sent (one per response)."""
+    """Faults that shape how the bytes after ``after_bytes`` are sent (one per response).
+
+    Over HTTP/2 they pace one stream's body in DATA frames, and ``after_bytes`` counts body
+    bytes (a stream's data has no status line or header bytes).
+    """
 
     after_bytes: int = 0
 

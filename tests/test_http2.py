@@ -596,6 +596,119 @@ def test_a_fault_composed_with_a_stream_stall_is_reported(curlfault: FakeNetwork
         curlfault.check()
 
 
+def sent_data(net: FakeNetwork, sid: int = 1) -> list[int]:
+    """The lengths of the DATA frames the fake sent on stream ``sid``."""
+    return [f.length for f in frames(net, "sent", "DATA") if f.stream_id == sid]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_dripped_stream_is_sent_in_data_frames_of_its_chunk(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    drip = faults.drip(1_000_000, chunk=512)
+    api.get("/").respond(200, body=BODY, fault=drip)
+    r = get(scheme)
+    assert (r.code, r.body) == (0, BODY)
+    assert sent_data(curlfault) == [512] * 10
+    assert api.connections[0].fault == drip
+    assert f"fault {drip!r} on stream 1" in curlfault.trace()
+    curlfault.check()
+    balanced(curlfault)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_stream_dripped_under_the_clients_low_speed_limit_gets_28(
+    curlfault: FakeNetwork, scheme: str
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=BODY, fault=faults.drip(20))  # 20 bytes/s, one at a time
+    r = get(scheme, LOW_SPEED_LIMIT=100, LOW_SPEED_TIME=1)
+    assert r.code == 28
+    assert 0 < len(r.body) < len(BODY)
+    assert BODY.startswith(r.body)
+    curlfault.check()
+
+
+def test_a_dripped_stream_does_not_hold_up_the_other_streams(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/slow").respond(200, body=b"s" * 100, fault=faults.drip(200, chunk=10))  # 0.45 s
+    api.get("/fast").respond(200, body=b"fast")
+    codes, order = run_multi_in_order(
+        ["http://api.test/slow", "http://api.test/fast"], H2["http"], [10_000, 10_000]
+    )
+    assert codes == [0, 0]
+    assert order == [1, 0]  # requested first, finished last
+    assert len(api.connections) == 1
+    assert sent_data(curlfault, 1) == [10] * 10
+    curlfault.check()
+
+
+def test_slicer_after_bytes_counts_body_bytes_on_a_stream(curlfault: FakeNetwork) -> None:
+    # As rst_stream(after_bytes=N) does: HTTP/2 has no status line or header bytes to count.
+    api = endpoint(curlfault, "https")
+    api.get("/").respond(200, body=BODY[:1000], fault=faults.slicer(100, 0.001, after_bytes=500))
+    r = get("https")
+    assert (r.code, r.body) == (0, BODY[:1000])
+    assert sent_data(curlfault) == [500] + [100] * 5
+    curlfault.check()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_latency_waits_before_a_streams_response(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/late").respond(200, body=b"late", fault=faults.latency(0.3))
+    api.get("/empty").respond(204, fault=faults.latency(0.3))
+    api.get("/never").respond(200, body=b"never", fault=faults.latency(30))
+    for path, expected in (("/late", b"late"), ("/empty", b"")):
+        start = time.monotonic()
+        r = get(scheme, path)
+        assert time.monotonic() - start >= 0.3
+        assert (r.code, r.body) == (0, expected)
+    r = get(scheme, "/never", TIMEOUT_MS=300)
+    assert r.code == 28
+    curlfault.check()
+
+
+def test_a_drip_then_rst_stream_cuts_the_paced_body(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.drip(50_000, chunk=100) + faults.rst_stream(after_bytes=300)
+    api.get("/").respond(200, body=BODY, fault=fault)
+    r = get("http")
+    assert (r.code, r.body) == (92, BODY[:300])
+    assert sent_data(curlfault) == [100, 100, 100]
+    assert frames(curlfault, "sent", "RST_STREAM")
+    curlfault.check()
+
+
+def test_a_paced_stream_the_client_resets_is_let_go_at_once(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/slow").respond(200, body=BODY, fault=faults.drip(10))  # 100 s
+    api.get("/fast").respond(200, body=b"fast")
+    codes, _ = run_multi_in_order(
+        ["http://api.test/slow", "http://api.test/fast"], H2["http"], [400, 10_000]
+    )
+    assert codes == [28, 0]
+    trace = curlfault.trace()
+    assert "client reset stream 1" in trace
+    assert "stream 1 was still held" not in trace  # its next piece's timer is cancelled
+    assert 0 < len(sent_data(curlfault, 1)) < len(BODY)
+    curlfault.check()
+
+
+def test_a_graceful_goaway_waits_for_a_paced_stream_it_covers(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "https")
+    api.get("/slow").respond(200, body=b"s" * 50, fault=faults.slicer(10, 0.05))
+    api.get("/bye").respond(200, body=b"bye", fault=faults.goaway(last_stream_id=2**31 - 1))
+    codes, order = run_multi_in_order(
+        ["https://api.test/slow", "https://api.test/bye"], H2["https"], [10_000, 10_000]
+    )
+    assert codes == [0, 0]
+    assert order == [1, 0]
+    assert sent_data(curlfault, 1) == [10] * 5  # the whole body before the GOAWAY
+    curlfault.check()
+
+
 def test_a_delay_at_a_byte_point_does_not_apply_to_a_stream(curlfault: FakeNetwork) -> None:
     api = endpoint(curlfault, "http")
     api.get("/").respond(200, body=b"ok", fault=faults.delay(5, after_bytes=3))

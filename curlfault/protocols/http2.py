@@ -34,7 +34,7 @@ from .._faults_h2 import (
 )
 from .._http import Request, Response
 from .._plan import compose, flatten
-from ..faults import Delay, Stall, StreamFault
+from ..faults import Delay, Latency, Pacing, Stall, StreamFault
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
 
 if TYPE_CHECKING:
@@ -54,12 +54,13 @@ _HOP_BY_HOP = frozenset(
 class _Out:
     """A response still being sent on one stream: body bytes the windows have not let out."""
 
-    __slots__ = ("data", "end", "reset")
+    __slots__ = ("data", "end", "more", "reset")
 
     def __init__(self, data: bytes, end: bool, reset: int | None) -> None:
         self.data = data
         self.end = end  # END_STREAM with the last DATA frame
         self.reset = reset  # RST_STREAM(error code) once the data is out
+        self.more = False  # pieces of a paced body still to come (see Http2Server._pace)
 
 
 class Http2Server:
@@ -274,7 +275,8 @@ class Http2Server:
         if waits:
             self._hold(sid, request, response, faults, waits)
             return
-        other = [f for f in faults if not isinstance(f, H2Fault)]
+        paced = [f for f in faults if isinstance(f, Pacing | Latency)]
+        other = [f for f in faults if not isinstance(f, H2Fault | Pacing | Latency)]
         if other:
             hint = (
                 "; delay() and stall() apply to a stream before its response (after_bytes=0)"
@@ -290,10 +292,11 @@ class Http2Server:
                 )
             )
         h2_faults = [f for f in faults if isinstance(f, H2Fault)]
-        if h2_faults:
-            self.conn.fault = h2_faults[0] if len(h2_faults) == 1 else response.fault
+        acting = h2_faults + paced
+        if acting:
+            self.conn.fault = acting[0] if len(acting) == 1 else response.fault
             self.conn.fault_on = f"{request.method} {request.target} (stream {sid})"
-            self.conn.event(f"fault {' + '.join(map(repr, h2_faults))} on stream {sid}")
+            self.conn.event(f"fault {' + '.join(map(repr, acting))} on stream {sid}")
         for f in h2_faults:
             if isinstance(f, Settings):
                 self.h2.update_settings({SETTING_CODES[k]: v for k, v in f.values})
@@ -330,12 +333,9 @@ class Http2Server:
         if cut is not None:
             assert cut.after_bytes is not None
             body, reset = body[: cut.after_bytes], cut.error_code
-        end = reset is None
-        self.h2.send_headers(sid, headers, end_stream=end and not body)
         self.conn.event(f"response {response.status} on stream {sid}, {len(body)} body bytes")
-        if body or reset is not None:
-            self._out[sid] = _Out(body, end, reset)
-            self._send_pending(sid)
+        pieces = _plan.stream_pieces(body, paced, self.conn.event) if paced else [(0.0, body)]
+        self._pace(sid, headers, pieces, reset)
         goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
         if goaway is not None:  # covers this stream: after its response
             self._goaway(goaway)
@@ -388,15 +388,7 @@ class Http2Server:
         except h2.exceptions.StreamClosedError:
             self._gone(sid)
         except BaseException as exc:
-            # What the loop does with a server's error while it pumps: the connection fails
-            # (the client sees it close) and check() raises the error.
-            self._end("the server failed")
-            channel = self._channel
-            if channel is not None:
-                channel.on_error(exc)
-            else:  # pragma: no cover - every served connection has a channel
-                self.conn.server_failed(exc)
-                self.transport.abort()
+            self._server_failed(exc)
             return
         finally:
             self.conn.fault, self.conn.fault_on = fault, fault_on
@@ -409,6 +401,71 @@ class Http2Server:
             self._goaway_after = None
             self._goaway(f)
 
+    def _pace(
+        self,
+        sid: int,
+        headers: list[tuple[str, str]] | None,
+        pieces: list[tuple[float, bytes]],
+        reset: int | None,
+    ) -> None:
+        """Send stream ``sid``'s response as ``pieces`` (``(wait, bytes)``, see
+        ``_plan.stream_pieces``): the HEADERS with the first, each piece after its wait on
+        a timer of the loop thread, so a paced stream never holds up the connection's
+        others. The pieces still to come make the stream held (``_held``): a client's reset
+        or the connection's end stops them, a graceful GOAWAY waits for them."""
+        while pieces:
+            wait, piece = pieces[0]
+            if wait > 0:
+                self._held[sid] = self._later(wait, self._next_piece, sid, headers, pieces, reset)
+                return
+            del pieces[0]
+            last = not pieces
+            if headers is not None:
+                self.h2.send_headers(sid, headers, end_stream=last and not piece and reset is None)
+                headers = None
+                if last and not piece and reset is None:
+                    return  # no body
+            out = self._out.get(sid)
+            if out is None:
+                out = self._out[sid] = _Out(b"", False, reset)
+            out.data += piece
+            out.more = not last
+            out.end = last and reset is None
+            self._send_pending(sid)
+
+    def _next_piece(
+        self,
+        sid: int,
+        headers: list[tuple[str, str]] | None,
+        pieces: list[tuple[float, bytes]],
+        reset: int | None,
+    ) -> None:
+        """A paced stream's next piece, from the loop thread's timer."""
+        if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
+            return  # the client reset the stream or closed the connection meanwhile
+        pieces[0] = (0.0, pieces[0][1])
+        try:
+            self._pace(sid, headers, pieces, reset)
+            if not self._dead:
+                self._flush()
+        except h2.exceptions.StreamClosedError:
+            self._gone(sid)
+        except BaseException as exc:
+            self._server_failed(exc)
+            return
+        self._finish_after_goaway()
+
+    def _server_failed(self, exc: BaseException) -> None:
+        """What the loop does with a server's error while it pumps: the connection fails
+        (the client sees it close) and check() raises the error."""
+        self._end("the server failed")
+        channel = self._channel
+        if channel is not None:
+            channel.on_error(exc)
+        else:  # pragma: no cover - every served connection has a channel
+            self.conn.server_failed(exc)
+            self.transport.abort()
+
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
         if out is None:
@@ -420,6 +477,8 @@ class Http2Server:
                 return  # a WINDOW_UPDATE resumes it
             chunk, out.data = out.data[:window], out.data[window:]
             h.send_data(sid, chunk, end_stream=out.end and not out.data)
+        if out.more:
+            return  # the next piece comes on a timer (see _pace)
         del self._out[sid]
         if out.reset is not None:
             self._reset(sid, out.reset)

@@ -91,6 +91,21 @@ def test_a_slow_stream_meets_the_clients_timeout(curlfault):
     assert api.requests[0].stream_id == 1  # the request arrived; its answer never did
 
 
+def test_a_trickling_stream_meets_the_clients_low_speed_limit(curlfault):
+    api = curlfault.http("api.test", http2=True)
+    body = b"x" * 1000
+    api.get("/export").respond(200, body=body, fault=faults.drip(50))  # 50 bytes a second
+
+    code, got = get(
+        "http://api.test/export",
+        HTTP_VERSION=pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE,
+        LOW_SPEED_LIMIT=100,  # bytes per second, over
+        LOW_SPEED_TIME=1,  # seconds
+    )
+    assert code == 28  # CURLE_OPERATION_TIMEDOUT
+    assert 0 < len(got) < len(body)  # what trickled in before libcurl gave up
+
+
 # --8<-- [end:slow-stream]
 
 
