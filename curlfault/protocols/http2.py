@@ -9,7 +9,6 @@ bytes themselves, so tests can assert frames as well as CURLcodes.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -34,8 +33,9 @@ from .._faults_h2 import (
 )
 from .._http import Request, Response
 from .._plan import compose, flatten
-from ..faults import Delay, Latency, Pacing, Stall, StreamFault
+from ..faults import Delay, Latency, Pacing, Stall
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
+from ._h2_timing import StreamTimers, Unsent, is_wait
 
 if TYPE_CHECKING:
     from .._loop import Timer
@@ -51,19 +51,7 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-class _Out:
-    """A response still being sent on one stream: body bytes the windows have not let out."""
-
-    __slots__ = ("data", "end", "more", "reset")
-
-    def __init__(self, data: bytes, end: bool, reset: int | None) -> None:
-        self.data = data
-        self.end = end  # END_STREAM with the last DATA frame
-        self.reset = reset  # RST_STREAM(error code) once the data is out
-        self.more = False  # pieces of a paced body still to come (see Http2Server._pace)
-
-
-class Http2Server:
+class Http2Server(StreamTimers):
     """Serves one HTTP/2 connection: every stream from the endpoint's routes."""
 
     def __init__(self, endpoint: HttpEndpoint, transport: ByteTransport, conn: Connection) -> None:
@@ -81,7 +69,7 @@ class Http2Server:
         # Streams whose answer waits on a delay() or stall(), by stream: the timer that ends
         # the wait (a stall's is its bound). The other streams are answered meanwhile.
         self._held: dict[int, Timer] = {}
-        self._out: dict[int, _Out] = {}
+        self._out: dict[int, Unsent] = {}
         self._dead = False
         # A graceful GOAWAY that waits for the held streams it covers (see _goaway).
         self._goaway_after: GoAway | None = None
@@ -131,28 +119,10 @@ class Http2Server:
             self._cut_short(sid, "closed the connection")
         self._release_held()
 
-    def _release_held(self, why: str = "the client closed the connection") -> None:
-        for sid, timer in self._held.items():
-            timer.cancel()
-            self.conn.event(f"stream {sid} was still held when {why}")
-        self._held.clear()
-
     def _end(self, why: str) -> None:
         """Nothing more is served on this connection: held streams are never answered."""
         self._dead = True
         self._release_held(why)
-
-    def _later(self, seconds: float, method: Callable[..., None], *args: object) -> Timer:
-        """``method(*args)`` from the loop thread in ``seconds``, through a weak reference: a
-        pending timer never keeps a closed network's connection (and the network) alive."""
-        ref = weakref.WeakMethod(method)
-
-        def fire() -> None:
-            bound = ref()
-            if bound is not None:
-                bound(*args)
-
-        return self.endpoint.network.loop.call_later(seconds, fire)
 
     def _cut_short(self, sid: int, how: str) -> None:
         """Record the request of stream ``sid`` if its body never all arrived (an upload
@@ -241,19 +211,6 @@ class Http2Server:
             # Bounded like stall(): a client with no TIMEOUT would wait forever.
             self._later(_plan.STALL_LIMIT_SECONDS, self._stall_limit, "flow_stall()", "the upload")
 
-    def _stall_limit(self, fault: str, what: str, sid: int | None = None) -> None:
-        """The client still waits on a stall after the bound: it has no timeout."""
-        if sid is not None and self._held.pop(sid, None) is None:
-            return  # the client reset the stream meanwhile
-        if self.transport.closed or self._dead:
-            return  # the client's TIMEOUT ended it, or the network closed: the usual case
-        seconds = f"{_plan.STALL_LIMIT_SECONDS:g}"
-        self.conn.event(f"{fault}: the client still waited after {seconds} s; closed")
-        text = _plan.stall_limit_message(f"{fault} held {what}")
-        self.endpoint.network._record(UsageError(f"connection #{self.conn.id}: {text}"))
-        self._end(f"curlfault closed the connection ({fault} bound)")
-        self.transport.finish()
-
     def _complete(self, sid: int) -> None:
         request = self._requests[sid]
         request.body = b"".join(self._bodies.pop(sid, []))
@@ -271,7 +228,7 @@ class Http2Server:
     # answering ---------------------------------------------------------------------------
     def _respond(self, sid: int, request: Request, response: Response) -> None:
         faults = flatten(response.fault)
-        waits = [f for f in faults if _is_wait(f)]
+        waits = [f for f in faults if is_wait(f)]
         if waits:
             self._hold(sid, request, response, faults, waits)
             return
@@ -340,132 +297,6 @@ class Http2Server:
         if goaway is not None:  # covers this stream: after its response
             self._goaway(goaway)
 
-    def _hold(
-        self,
-        sid: int,
-        request: Request,
-        response: Response,
-        faults: list[StreamFault],
-        waits: list[StreamFault],
-    ) -> None:
-        """Answer stream ``sid`` after its ``delay()`` (or never: ``stall()``), from the loop
-        thread's timer; the connection's other streams are answered meanwhile."""
-        rest = [f for f in faults if not _is_wait(f)]
-        on = f"{request.method} {request.target} (stream {sid})"
-        self.conn.fault = faults[0] if len(faults) == 1 else response.fault
-        self.conn.fault_on = on
-        if any(isinstance(f, Stall) for f in waits):
-            if len(faults) > 1:
-                others = " + ".join(repr(f) for f in faults if not isinstance(f, Stall))
-                self.endpoint.network._record(
-                    UsageError(
-                        f"{others} composed with stall() on {on} to {self.endpoint.url}: the "
-                        "stream is never answered, so they can never act; declare them on "
-                        "another step"
-                    )
-                )
-            self.conn.event(f"fault stall() on stream {sid}: never answered")
-            self._held[sid] = self._later(
-                _plan.STALL_LIMIT_SECONDS, self._stall_limit, "stall()", f"stream {sid}", sid
-            )
-            return
-        seconds = sum(f.seconds for f in waits if isinstance(f, Delay))
-        later = replace(response, fault=compose(rest))
-        self.conn.event(
-            f"fault {' + '.join(map(repr, waits))} on stream {sid}: answered in {seconds:g} s"
-        )
-        self._held[sid] = self._later(seconds, self._answer_late, sid, request, later)
-
-    def _answer_late(self, sid: int, request: Request, response: Response) -> None:
-        """A delayed stream's answer, from the loop thread's timer."""
-        if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
-            return  # the client reset the stream or closed the connection meanwhile
-        fault, fault_on = self.conn.fault, self.conn.fault_on  # the whole fault, delay included
-        try:
-            self._respond(sid, request, response)
-            if not self._dead:
-                self._flush()
-        except h2.exceptions.StreamClosedError:
-            self._gone(sid)
-        except BaseException as exc:
-            self._server_failed(exc)
-            return
-        finally:
-            self.conn.fault, self.conn.fault_on = fault, fault_on
-        self._finish_after_goaway()
-
-    def _finish_after_goaway(self) -> None:
-        """The GOAWAY that waited, once its last held stream is answered (or reset)."""
-        f = self._goaway_after
-        if f is not None and not self._held and not self._dead:
-            self._goaway_after = None
-            self._goaway(f)
-
-    def _pace(
-        self,
-        sid: int,
-        headers: list[tuple[str, str]] | None,
-        pieces: list[tuple[float, bytes]],
-        reset: int | None,
-    ) -> None:
-        """Send stream ``sid``'s response as ``pieces`` (``(wait, bytes)``, see
-        ``_plan.stream_pieces``): the HEADERS with the first, each piece after its wait on
-        a timer of the loop thread, so a paced stream never holds up the connection's
-        others. The pieces still to come make the stream held (``_held``): a client's reset
-        or the connection's end stops them, a graceful GOAWAY waits for them."""
-        while pieces:
-            wait, piece = pieces[0]
-            if wait > 0:
-                self._held[sid] = self._later(wait, self._next_piece, sid, headers, pieces, reset)
-                return
-            del pieces[0]
-            last = not pieces
-            if headers is not None:
-                self.h2.send_headers(sid, headers, end_stream=last and not piece and reset is None)
-                headers = None
-                if last and not piece and reset is None:
-                    return  # no body
-            out = self._out.get(sid)
-            if out is None:
-                out = self._out[sid] = _Out(b"", False, reset)
-            out.data += piece
-            out.more = not last
-            out.end = last and reset is None
-            self._send_pending(sid)
-
-    def _next_piece(
-        self,
-        sid: int,
-        headers: list[tuple[str, str]] | None,
-        pieces: list[tuple[float, bytes]],
-        reset: int | None,
-    ) -> None:
-        """A paced stream's next piece, from the loop thread's timer."""
-        if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
-            return  # the client reset the stream or closed the connection meanwhile
-        pieces[0] = (0.0, pieces[0][1])
-        try:
-            self._pace(sid, headers, pieces, reset)
-            if not self._dead:
-                self._flush()
-        except h2.exceptions.StreamClosedError:
-            self._gone(sid)
-        except BaseException as exc:
-            self._server_failed(exc)
-            return
-        self._finish_after_goaway()
-
-    def _server_failed(self, exc: BaseException) -> None:
-        """What the loop does with a server's error while it pumps: the connection fails
-        (the client sees it close) and check() raises the error."""
-        self._end("the server failed")
-        channel = self._channel
-        if channel is not None:
-            channel.on_error(exc)
-        else:  # pragma: no cover - every served connection has a channel
-            self.conn.server_failed(exc)
-            self.transport.abort()
-
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
         if out is None:
@@ -522,11 +353,6 @@ class Http2Server:
         if data:
             self._sent_log.feed(data)
             self.transport.write(data)
-
-
-def _is_wait(f: StreamFault) -> bool:
-    """A ``delay()`` or ``stall()`` before the response: one an HTTP/2 stream takes."""
-    return isinstance(f, Delay | Stall) and f.after_bytes == 0 and f.at is None
 
 
 def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
