@@ -100,6 +100,10 @@ class RstStream(H2Fault):
     error_code: int = 2
     after_bytes: int | None = None
 
+    @property
+    def no_h2_response(self) -> bool:
+        return self.after_bytes is None
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "error_code", _error_code(self.error_code))
         n = self.after_bytes
@@ -120,6 +124,7 @@ class RefusedStream(H2Fault):
     curlcode: ClassVar[int] = 56
     name: ClassVar[str] = "refused_stream"
     ends_h2_stream: ClassVar[bool] = True
+    no_h2_response: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,6 +161,7 @@ class BadFrame(H2Fault):
     curlcode: ClassVar[int] = 16
     name: ClassVar[str] = "bad_frame"
     ends_h2_stream: ClassVar[bool] = True
+    no_h2_response: ClassVar[bool] = True
     frame: bytes = DEFAULT_BAD_FRAME
 
     def __post_init__(self) -> None:
@@ -179,6 +185,7 @@ class FlowStall(H2Fault):
     curlcode: ClassVar[int] = 28
     name: ClassVar[str] = "flow_stall"
     ends_h2_stream: ClassVar[bool] = True
+    no_h2_response: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, repr=False)

@@ -90,6 +90,13 @@ class StreamFault(Fault):
     # goaway, bad_frame, flow_stall): a response can have one, since it would hide another.
     ends_h2_stream: ClassVar[bool] = False
 
+    @property
+    def no_h2_response(self) -> bool:
+        """An HTTP/2 fault that sends no response on the stream at all (RST_STREAM before
+        the headers, REFUSED_STREAM, a malformed frame, a request never answered): a pacing
+        fault composed with it could never act."""
+        return False
+
     def __add__(self, other: object) -> Compose:
         if not isinstance(other, StreamFault):
             if isinstance(other, Fault):
@@ -437,6 +444,14 @@ class Compose(StreamFault):
                 "and garbage per response (the first to act ends the response, so the "
                 "others never would); for one fault per request, give each step its own: "
                 "respond(..., fault=close(...)).respond(..., fault=reset(...))"
+            )
+        silent = [f for f in flat if f.no_h2_response]
+        paced = [f for f in flat if isinstance(f, (Pacing, Latency))]
+        if silent and paced:
+            raise UsageError(
+                f"{' + '.join(map(repr, paced + silent))}: {silent[0]!r} sends no response "
+                "on the stream, so there is nothing to pace; for a wait before it, compose "
+                "delay(seconds) instead"
             )
         ending = [f for f in flat if f.ends_h2_stream]
         if len(ending) > 1:

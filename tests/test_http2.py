@@ -709,6 +709,80 @@ def test_a_graceful_goaway_waits_for_a_paced_stream_it_covers(curlfault: FakeNet
     curlfault.check()
 
 
+@pytest.mark.parametrize(
+    "silent",
+    [faults.rst_stream(), faults.refused_stream(), faults.bad_frame(), faults.flow_stall()],
+    ids=repr,
+)
+@pytest.mark.parametrize("pacing", [faults.drip(10), faults.latency(0.5)], ids=repr)
+def test_pacing_with_a_fault_that_sends_no_response_is_refused_at_declaration(
+    pacing: Any, silent: Any
+) -> None:
+    with pytest.raises(UsageError, match=r"sends no response on the stream.*delay\(seconds\)"):
+        pacing + silent
+    with pytest.raises(UsageError, match="nothing to pace"):
+        silent + pacing
+    assert (pacing + faults.rst_stream(after_bytes=3)).faults[-1].after_bytes == 3  # a body
+
+
+def test_pacing_on_a_stream_a_goaway_leaves_unprocessed_is_reported(
+    curlfault: FakeNetwork,
+) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"x", fault=faults.latency(0.2) + faults.goaway()).respond(
+        200, body=b"retried"
+    )
+    r = get("http")
+    assert (r.code, r.body) == (0, b"retried")  # libcurl retried on a new connection
+    with pytest.raises(UsageError, match="leaves stream 1 unprocessed, so there is no response"):
+        curlfault.check()
+
+
+def test_a_graceful_goaway_finishes_a_paced_stream_it_started_above_last_stream_id(
+    curlfault: FakeNetwork,
+) -> None:
+    # A stream whose response has begun was processed, whatever last_stream_id says: it is
+    # finished before the GOAWAY (cut short, libcurl would not retry it: 56).
+    api = endpoint(curlfault, "https")
+    api.get("/slow").respond(200, body=b"s" * 50, fault=faults.drip(200, chunk=10))
+    api.get("/bye").respond(200, fault=faults.goaway(last_stream_id=0)).respond(200, body=b"ok")
+    codes, _ = run_multi_in_order(
+        ["https://api.test/slow", "https://api.test/bye"], H2["https"], [10_000, 10_000]
+    )
+    assert codes == [0, 0]  # /bye unprocessed on the first connection, retried on a second
+    first = api.connections[0]
+    assert [
+        f.length for f in first.frames if (f.direction, f.type, f.stream_id) == ("sent", "DATA", 1)
+    ] == [10] * 5
+    assert "GOAWAY(last_stream_id=0) waits for held stream(s) 1" in curlfault.trace()
+    curlfault.check()
+
+
+def test_an_error_goaway_on_a_paced_response_comes_after_the_whole_body(
+    curlfault: FakeNetwork,
+) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.drip(1000, chunk=10) + faults.goaway(1, error_code="PROTOCOL_ERROR")
+    api.get("/").respond(200, body=b"b" * 50, fault=fault)
+    r = get("http")
+    assert (r.code, r.body) == (0, b"b" * 50)  # as without the drip: the body, then GOAWAY
+    assert sent_data(curlfault) == [10] * 5
+    (goaway,) = frames(curlfault, "sent", "GOAWAY")
+    assert goaway.error_code == 1
+    curlfault.check()
+
+
+def test_a_paced_streams_response_is_traced_when_its_headers_go(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=b"late", fault=faults.latency(0.3))
+    assert get("http").code == 0
+    conn = api.connections[0]
+    (sent,) = [t for t, text in conn.events if text.startswith("response 200 on stream 1")]
+    (asked,) = [t for t, text in conn.events if text.startswith("request GET / on stream 1")]
+    assert sent - asked >= 0.3
+    curlfault.check()
+
+
 def test_a_delay_at_a_byte_point_does_not_apply_to_a_stream(curlfault: FakeNetwork) -> None:
     api = endpoint(curlfault, "http")
     api.get("/").respond(200, body=b"ok", fault=faults.delay(5, after_bytes=3))

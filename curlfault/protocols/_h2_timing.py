@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .._transports import Channel
     from .http1 import ByteTransport
 
-__all__ = ["StreamTimers", "Unsent", "is_wait"]
+__all__ = ["Reply", "StreamTimers", "Unsent", "is_wait"]
 
 
 class Unsent:
@@ -45,6 +45,26 @@ class Unsent:
         self.end = end  # END_STREAM with the last DATA frame
         self.reset = reset  # RST_STREAM(error code) once the data is out
         self.more = False  # pieces of a paced body still to come (see StreamTimers._pace)
+
+
+class Reply:
+    """A stream's response as it goes out: the HEADERS (None once sent, with ``note`` for
+    the trace), the body as ``(wait, bytes)`` pieces (``_plan.stream_pieces``), and the
+    RST_STREAM error code to end it with, if any."""
+
+    __slots__ = ("headers", "note", "pieces", "reset")
+
+    def __init__(
+        self,
+        headers: list[tuple[str, str]],
+        note: str,
+        pieces: list[tuple[float, bytes]],
+        reset: int | None,
+    ) -> None:
+        self.headers: list[tuple[str, str]] | None = headers
+        self.note = note
+        self.pieces = pieces
+        self.reset = reset
 
 
 def is_wait(f: StreamFault) -> bool:
@@ -177,29 +197,26 @@ class StreamTimers:
             self._goaway_after = None
             self._goaway(f)
 
-    def _pace(
-        self,
-        sid: int,
-        headers: list[tuple[str, str]] | None,
-        pieces: list[tuple[float, bytes]],
-        reset: int | None,
-    ) -> None:
-        """Send stream ``sid``'s response as ``pieces`` (``(wait, bytes)``, see
-        ``_plan.stream_pieces``): the HEADERS with the first, each piece after its wait on
-        a timer of the loop thread, so a paced stream never holds up the connection's
-        others. The pieces still to come make the stream held (``_held``): a client's reset
-        or the connection's end stops them, a graceful GOAWAY waits for them."""
+    def _pace(self, sid: int, reply: Reply) -> None:
+        """Send stream ``sid``'s response piece by piece (see ``Reply``): the HEADERS with
+        the first piece, each piece after its wait on a timer of the loop thread, so a paced
+        stream never holds up the connection's others. The pieces still to come make the
+        stream held (``_held``): a client's reset or the connection's end stops them, a
+        graceful GOAWAY waits for them."""
+        pieces, reset = reply.pieces, reply.reset
         while pieces:
             wait, piece = pieces[0]
             if wait > 0:
-                self._held[sid] = self._later(wait, self._next_piece, sid, headers, pieces, reset)
+                self._held[sid] = self._later(wait, self._next_piece, sid, reply)
                 return
             del pieces[0]
             last = not pieces
-            if headers is not None:
-                self.h2.send_headers(sid, headers, end_stream=last and not piece and reset is None)
-                headers = None
-                if last and not piece and reset is None:
+            if reply.headers is not None:
+                empty = last and not piece and reset is None
+                self.h2.send_headers(sid, reply.headers, end_stream=empty)
+                self.conn.event(reply.note)
+                reply.headers = None
+                if empty:
                     return  # no body
             out = self._out.get(sid)
             if out is None:
@@ -209,19 +226,13 @@ class StreamTimers:
             out.end = last and reset is None
             self._send_pending(sid)
 
-    def _next_piece(
-        self,
-        sid: int,
-        headers: list[tuple[str, str]] | None,
-        pieces: list[tuple[float, bytes]],
-        reset: int | None,
-    ) -> None:
+    def _next_piece(self, sid: int, reply: Reply) -> None:
         """A paced stream's next piece, from the loop thread's timer."""
         if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
             return  # the client reset the stream or closed the connection meanwhile
-        pieces[0] = (0.0, pieces[0][1])
+        reply.pieces[0] = (0.0, reply.pieces[0][1])
         try:
-            self._pace(sid, headers, pieces, reset)
+            self._pace(sid, reply)
             if not self._dead:
                 self._flush()
         except h2.exceptions.StreamClosedError:

@@ -35,7 +35,7 @@ from .._http import Request, Response
 from .._plan import compose, flatten
 from ..faults import Delay, Latency, Pacing, Stall
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
-from ._h2_timing import StreamTimers, Unsent, is_wait
+from ._h2_timing import Reply, StreamTimers, Unsent, is_wait
 
 if TYPE_CHECKING:
     from .._loop import Timer
@@ -223,6 +223,9 @@ class Http2Server(StreamTimers):
     def _gone(self, sid: int) -> None:
         # libcurl reset the stream (a timeout, a cancelled transfer) before we answered.
         self._out.pop(sid, None)
+        held = self._held.pop(sid, None)
+        if held is not None:
+            held.cancel()  # a paced stream's next piece: nothing left to send it on
         self.conn.event(f"stream {sid} was closed by the client before its response was sent")
 
     # answering ---------------------------------------------------------------------------
@@ -273,6 +276,15 @@ class Http2Server(StreamTimers):
                 self._reset(sid, f.error_code)
                 return
             if isinstance(f, GoAway) and f.last_stream_id < sid:
+                if paced:
+                    self.endpoint.network._record(
+                        UsageError(
+                            f"{' + '.join(map(repr, paced))} composed with {f!r} on "
+                            f"{request.method} {request.target} to {self.endpoint.url}: the "
+                            f"GOAWAY leaves stream {sid} unprocessed, so there is no response "
+                            "to pace; for a wait before it, compose delay(seconds) instead"
+                        )
+                    )
                 self._goaway(f)
                 return
         cut = next((f for f in h2_faults if isinstance(f, RstStream)), None)
@@ -290,27 +302,31 @@ class Http2Server(StreamTimers):
         if cut is not None:
             assert cut.after_bytes is not None
             body, reset = body[: cut.after_bytes], cut.error_code
-        self.conn.event(f"response {response.status} on stream {sid}, {len(body)} body bytes")
+        note = f"response {response.status} on stream {sid}, {len(body)} body bytes"
         pieces = _plan.stream_pieces(body, paced, self.conn.event) if paced else [(0.0, body)]
-        self._pace(sid, headers, pieces, reset)
+        self._pace(sid, Reply(headers, note, pieces, reset))
         goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
         if goaway is not None:  # covers this stream: after its response
-            self._goaway(goaway)
+            self._goaway(goaway, after=sid)
 
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
         if out is None:
             return
         h = self.h2
+        ended = False
         while out.data:
             window = min(h.local_flow_control_window(sid), h.max_outbound_frame_size)
             if window <= 0:
                 return  # a WINDOW_UPDATE resumes it
             chunk, out.data = out.data[:window], out.data[window:]
-            h.send_data(sid, chunk, end_stream=out.end and not out.data)
+            ended = out.end and not out.data
+            h.send_data(sid, chunk, end_stream=ended)
         if out.more:
-            return  # the next piece comes on a timer (see _pace)
+            return  # the next piece comes on a timer (see StreamTimers._pace)
         del self._out[sid]
+        if out.end and not ended:
+            h.end_stream(sid)  # a paced body's last piece was empty: END_STREAM alone
         if out.reset is not None:
             self._reset(sid, out.reset)
 
@@ -319,12 +335,21 @@ class Http2Server(StreamTimers):
         self.conn.event(f"RST_STREAM({ERROR_NAMES.get(code, code)}) on stream {sid}")
         self._flush()
 
-    def _goaway(self, f: GoAway) -> None:
-        covered = [sid for sid in self._held if sid <= f.last_stream_id and not f.error_code]
+    def _goaway(self, f: GoAway, after: int | None = None) -> None:
+        """GOAWAY, then FIN; ``after``: the stream whose own response it comes with, sent
+        first (a paced response is waited for, whatever the error code)."""
+        graceful = not f.error_code
+        covered = [
+            sid
+            for sid in self._held
+            if sid == after or (graceful and (sid <= f.last_stream_id or sid in self._out))
+        ]
         if covered:
             # A graceful GOAWAY promises the streams it covers, and h2 serves nothing once
             # it has sent one: it waits until the held ones are answered (at their delay's
-            # end). Held streams it does not cover are never processed: the client's to retry.
+            # end, or their paced body's). A stream whose response has begun is processed,
+            # whatever last_stream_id says: it is finished too. Held streams it does not
+            # cover are never processed: the client's to retry.
             for sid in [sid for sid in self._held if sid not in covered]:
                 self._held.pop(sid).cancel()
             self.conn.event(
