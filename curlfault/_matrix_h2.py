@@ -229,6 +229,21 @@ CASES: tuple[Case, ...] = (
         note="never answered: the client's TIMEOUT ends it",
     ),
     Case(
+        f"{faults.stall(after_bytes=500)!r} on an HTTP/2 stream",
+        h2_endpoint(faults.stall(after_bytes=500), tls=False),
+        H2C_URL,
+        faults.Stall.curlcode,
+        options=(*H2C, *SHORT),
+        note="500 body bytes, then nothing: the client's TIMEOUT ends it",
+    ),
+    Case(
+        f"{faults.delay(0.05, after_bytes=500)!r} on an HTTP/2 stream",
+        h2_endpoint(faults.delay(0.05, after_bytes=500)),
+        H2_URL,
+        0,
+        options=H2_TLS,
+    ),
+    Case(
         f"{faults.drip(1000, chunk=10)!r} on an HTTP/2 stream, past TIMEOUT",
         h2_endpoint(faults.drip(1000, chunk=10), tls=False),
         H2C_URL,

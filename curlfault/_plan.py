@@ -11,10 +11,11 @@ that pumped the request.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._errors import UsageError
 from ._loop import Loop
@@ -40,7 +41,17 @@ from .faults import (
     WrongEncoding,
 )
 
-__all__ = ["Layout", "Plan", "build_ops", "compose", "flatten", "rewrite", "stream_pieces"]
+__all__ = [
+    "NEVER",
+    "Layout",
+    "Plan",
+    "body_point",
+    "build_ops",
+    "compose",
+    "flatten",
+    "rewrite",
+    "stream_pieces",
+]
 
 Op = tuple[str, object]
 
@@ -249,17 +260,37 @@ def _piece_size_and_gap(pacing: Pacing) -> tuple[int, float]:
     raise TypeError(f"unknown pacing fault {pacing!r}")  # pragma: no cover - two kinds
 
 
+# The wait of a stall's piece in ``stream_pieces``: never sent, the stream never finished.
+NEVER = math.inf
+
+
+def body_point(f: Delay | Stall, body_size: int) -> int | None:
+    """Where in an HTTP/2 stream's body a ``delay`` or ``stall`` at a byte point acts:
+    ``after_bytes`` counts body bytes (as ``rst_stream(after_bytes=N)`` does), ``at`` names
+    ``body_start`` (after the HEADERS) or ``body`` (its middle); None for the points of an
+    HTTP/1.1 head (status line, headers, chunk sizes), which a stream does not have."""
+    if f.at is None:
+        return min(f.after_bytes, body_size)
+    if f.at == "body_start":
+        return 0
+    if f.at == "body":
+        return max(1, body_size // 2) if body_size else 0
+    return None
+
+
 def stream_pieces(
     body: bytes, faults: Sequence[StreamFault], trace: Callable[[str], None]
 ) -> list[tuple[float, bytes]]:
-    """An HTTP/2 stream's body as ``(wait, piece)`` pairs: ``build_ops`` for one stream.
+    """An HTTP/2 stream's response as ``(wait, piece)`` pairs: ``build_ops`` for one stream.
 
-    The pacing and latency faults among ``faults`` act on the body alone (the response's
-    HEADERS frame goes with the first piece; a byte point counts body bytes, as
-    ``rst_stream(after_bytes=N)`` does): ``after_bytes`` at once, then pieces of the pacing's
-    size, each after its gap (none before the first, as over HTTP/1.1), and each after a
-    ``latency()`` wait. The first wait is the one before the response; an empty body is one
-    empty piece.
+    The first pair is the HEADERS frame's (its bytes empty), its wait the one before the
+    response. The body follows: the pacing and latency faults among ``faults`` act on the
+    body alone (a byte point counts body bytes, as ``rst_stream(after_bytes=N)`` does):
+    ``after_bytes`` at once, then pieces of the pacing's size, each after its gap (none
+    before the first, as over HTTP/1.1) and a ``latency()`` wait. A ``delay`` at a body
+    point (``body_point``) adds its seconds to the wait of the piece that starts there (one
+    is split if need be); a ``stall`` there ends the list with ``(NEVER, b"")``. An empty
+    last piece is END_STREAM alone (a delay at the body's end).
     """
     pacing = next((f for f in faults if isinstance(f, Pacing)), None)
     latency = _latency_waits(faults, trace)
@@ -267,15 +298,46 @@ def stream_pieces(
     def wait() -> float:
         return latency() if latency is not None else 0.0
 
+    before = wait()
+    spans: list[list[Any]] = []  # [start, wait, bytes]
     if pacing is None or len(body) <= pacing.after_bytes:
-        return [(wait(), body)]
-    pieces: list[tuple[float, bytes]] = []
-    if pacing.after_bytes:
-        pieces.append((wait(), body[: pacing.after_bytes]))
-    size, gap = _piece_size_and_gap(pacing)
-    for i in range(pacing.after_bytes, len(body), size):
-        pieces.append(((gap if i > pacing.after_bytes else 0.0) + wait(), body[i : i + size]))
-    return pieces
+        if body:
+            spans.append([0, 0.0, body])
+    else:
+        after = pacing.after_bytes
+        if after:
+            spans.append([0, 0.0, body[:after]])
+        size, gap = _piece_size_and_gap(pacing)
+        for i in range(after, len(body), size):
+            # The first paced piece goes at once: with the HEADERS when nothing precedes it.
+            pause = 0.0 if i == after and not after else (gap if i > after else 0.0) + wait()
+            spans.append([i, pause, body[i : i + size]])
+
+    def starting_at(offset: int) -> int:
+        """The index of the span that starts at ``offset``, splitting one if need be."""
+        for k, (start, pause, piece) in enumerate(spans):
+            if start == offset:
+                return k
+            if start < offset < start + len(piece):
+                cut = offset - start
+                spans[k : k + 1] = [[start, pause, piece[:cut]], [offset, 0.0, piece[cut:]]]
+                return k + 1
+        spans.append([offset, 0.0, b""])  # at the body's end
+        return len(spans) - 1
+
+    points: list[tuple[int, int, Delay | Stall]] = []
+    for i, f in enumerate(faults):
+        if isinstance(f, Delay | Stall):
+            offset = body_point(f, len(body))
+            if offset is not None:
+                points.append((offset, i, f))
+    for offset, _, f in sorted(points, key=lambda p: p[:2]):
+        k = starting_at(offset)
+        if isinstance(f, Stall):
+            spans[k:] = [[offset, NEVER, b""]]
+            break
+        spans[k][1] += f.seconds
+    return [(before, b""), *((pause, piece) for _, pause, piece in spans)]
 
 
 # How long a stall() holds a connection before the fake gives up: a client with no TIMEOUT

@@ -390,8 +390,9 @@ def test_flow_stall_never_opens_the_window(curlfault: FakeNetwork, scheme: str) 
             r"flow_stall\(\) held the upload",
         ),
         ("GET", faults.stall(), {}, r"stall\(\) held stream 1"),
+        ("GET", faults.stall(after_bytes=5), {}, r"stall\(\) held stream 1"),
     ],
-    ids=["flow_stall", "stream stall"],
+    ids=["flow_stall", "stream stall", "stall inside the body"],
 )
 def test_a_stall_that_no_client_timeout_ends_is_closed_and_reported(
     curlfault: FakeNetwork,
@@ -734,7 +735,7 @@ def test_pacing_on_a_stream_a_goaway_leaves_unprocessed_is_reported(
     )
     r = get("http")
     assert (r.code, r.body) == (0, b"retried")  # libcurl retried on a new connection
-    with pytest.raises(UsageError, match="leaves stream 1 unprocessed, so there is no response"):
+    with pytest.raises(UsageError, match="stream 1 gets no response"):
         curlfault.check()
 
 
@@ -783,12 +784,96 @@ def test_a_paced_streams_response_is_traced_when_its_headers_go(curlfault: FakeN
     curlfault.check()
 
 
-def test_a_delay_at_a_byte_point_does_not_apply_to_a_stream(curlfault: FakeNetwork) -> None:
+@pytest.mark.parametrize("at", ["status_line", "headers", "chunk_size", "last_chunk"])
+def test_a_delay_at_a_point_of_an_http1_head_does_not_apply_to_a_stream(
+    curlfault: FakeNetwork, at: str
+) -> None:
     api = endpoint(curlfault, "http")
-    api.get("/").respond(200, body=b"ok", fault=faults.delay(5, after_bytes=3))
+    api.get("/").respond(200, body=b"ok", fault=faults.delay(5, at=at))
     r = get("http")
     assert (r.code, r.body) == (0, b"ok")  # answered at once, without it
-    with pytest.raises(UsageError, match=r"apply to a stream before its response"):
+    with pytest.raises(UsageError, match=r"not at a point of an HTTP/1.1 head"):
+        curlfault.check()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize(
+    ("stall", "got"),
+    [
+        (faults.stall(after_bytes=300), 300),
+        (faults.stall(at="body_start"), 0),
+        (faults.stall(at="body"), len(BODY) // 2),
+        (faults.stall(after_bytes=len(BODY)), len(BODY)),  # every byte, no END_STREAM
+    ],
+    ids=repr,
+)
+def test_a_stall_inside_a_streams_body_gets_28_with_the_bytes_before_it(
+    curlfault: FakeNetwork, scheme: str, stall: Any, got: int
+) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=BODY, fault=stall)
+    r = get(scheme, TIMEOUT_MS=400)
+    assert (r.code, r.status, r.body) == (28, 200, BODY[:got])
+    assert sum(sent_data(curlfault)) == got
+    assert "fault stall() on stream 1: the rest never sent" in curlfault.trace()
+    curlfault.check()  # the client's timeout ended it
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_delay_inside_a_streams_body_holds_the_rest(curlfault: FakeNetwork, scheme: str) -> None:
+    api = endpoint(curlfault, scheme)
+    api.get("/").respond(200, body=BODY, fault=faults.delay(0.3, after_bytes=300))
+    api.get("/end").respond(200, body=BODY, fault=faults.delay(0.3, after_bytes=len(BODY)))
+    for path, frames_sent in (("/", [300, len(BODY) - 300]), ("/end", [len(BODY), 0])):
+        start = time.monotonic()
+        r = get(scheme, path)
+        assert time.monotonic() - start >= 0.3
+        assert (r.code, r.body) == (0, BODY)
+        # At the body's end: every byte, then END_STREAM alone (an empty DATA frame) late.
+        data = [f for f in api.connections[-1].frames if (f.direction, f.type) == ("sent", "DATA")]
+        assert [f.length for f in data] == frames_sent
+    curlfault.check()
+
+
+def test_a_stall_inside_a_body_holds_only_its_stream(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/slow").respond(200, body=BODY, fault=faults.stall(after_bytes=10))
+    api.get("/fast").respond(200, body=b"fast")
+    codes, _ = run_multi_in_order(
+        ["http://api.test/slow", "http://api.test/fast"], H2["http"], [400, 10_000]
+    )
+    assert codes == [28, 0]
+    trace = curlfault.trace()
+    assert "client reset stream 1" in trace
+    assert "stream 1 was still held" not in trace  # the stall's bound timer is cancelled
+    curlfault.check()
+
+
+@pytest.mark.parametrize(
+    ("stall_at", "code", "got", "never"),
+    [(200, 28, 200, "rst_stream"), (600, 92, 500, "stall")],
+)
+def test_a_stall_and_an_rst_stream_in_one_body_the_first_acts(
+    curlfault: FakeNetwork, stall_at: int, code: int, got: int, never: str
+) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.stall(after_bytes=stall_at) + faults.rst_stream(after_bytes=500)
+    api.get("/").respond(200, body=BODY, fault=fault)
+    r = get("http", TIMEOUT_MS=400)
+    assert (r.code, r.body) == (code, BODY[:got])
+    with pytest.raises(UsageError, match=rf"first to act ends the stream, so {never}\("):
+        curlfault.check()
+
+
+def test_a_body_point_with_a_fault_that_sends_no_response_is_reported(
+    curlfault: FakeNetwork,
+) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(
+        200, body=b"x", fault=faults.delay(0.1, after_bytes=5) + faults.rst_stream()
+    )
+    assert get("http").code == 92
+    with pytest.raises(UsageError, match="gets no response, so there is nothing for them to act"):
         curlfault.check()
 
 

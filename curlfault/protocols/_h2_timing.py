@@ -1,12 +1,12 @@
 """Time faults on one HTTP/2 stream: what waits on the loop thread's timers.
 
-``delay()`` and ``stall()`` before a stream's response, and ``drip()``, ``slicer()`` and
-``latency()`` pacing its body, hold that one stream on a timer while the connection's other
-streams are served. ``StreamTimers`` is the part of ``Http2Server`` that keeps them: the held
-streams (``_held``: stream id -> the timer that ends its wait), answering a delayed stream
-late, sending a paced body piece by piece, the bound on a stall, and letting every held stream
-go when the client resets it or the connection ends. Timers call back through weak references,
-so a pending one never keeps a closed network alive.
+``delay()`` and ``stall()`` before a stream's response or inside its body, and ``drip()``,
+``slicer()`` and ``latency()`` pacing its body, hold that one stream on a timer while the
+connection's other streams are served. ``StreamTimers`` is the part of ``Http2Server`` that
+keeps them: the held streams (``_held``: stream id -> the timer that ends its wait),
+answering a delayed stream late, sending a paced body piece by piece, the bound on a stall,
+and letting every held stream go when the client resets it or the connection ends. Timers
+call back through weak references, so a pending one never keeps a closed network alive.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class Unsent:
 
 class Reply:
     """A stream's response as it goes out: the HEADERS (None once sent, with ``note`` for
-    the trace), the body as ``(wait, bytes)`` pieces (``_plan.stream_pieces``), and the
-    RST_STREAM error code to end it with, if any."""
+    the trace), the ``(wait, bytes)`` pieces of ``_plan.stream_pieces`` (the first the
+    HEADERS' own), and the RST_STREAM error code to end it with, if any."""
 
     __slots__ = ("headers", "note", "pieces", "reset")
 
@@ -198,14 +198,22 @@ class StreamTimers:
             self._goaway(f)
 
     def _pace(self, sid: int, reply: Reply) -> None:
-        """Send stream ``sid``'s response piece by piece (see ``Reply``): the HEADERS with
-        the first piece, each piece after its wait on a timer of the loop thread, so a paced
-        stream never holds up the connection's others. The pieces still to come make the
-        stream held (``_held``): a client's reset or the connection's end stops them, a
-        graceful GOAWAY waits for them."""
+        """Send stream ``sid``'s response piece by piece (see ``Reply``): the HEADERS, then
+        the body's pieces, each after its wait on a timer of the loop thread, so a paced
+        stream never holds up the connection's others; a stall's piece is never sent. The
+        pieces still to come make the stream held (``_held``): a client's reset or the
+        connection's end stops them, a graceful GOAWAY waits for them."""
         pieces, reset = reply.pieces, reply.reset
         while pieces:
             wait, piece = pieces[0]
+            if wait == _plan.NEVER:
+                # A stall inside the body: the stream is never finished. Bounded like every
+                # stall: a client with no TIMEOUT would wait forever.
+                self.conn.event(f"fault stall() on stream {sid}: the rest never sent")
+                self._held[sid] = self._later(
+                    _plan.STALL_LIMIT_SECONDS, self._stall_limit, "stall()", f"stream {sid}", sid
+                )
+                return
             if wait > 0:
                 self._held[sid] = self._later(wait, self._next_piece, sid, reply)
                 return

@@ -33,7 +33,7 @@ from .._faults_h2 import (
 )
 from .._http import Request, Response
 from .._plan import compose, flatten
-from ..faults import Delay, Latency, Pacing, Stall
+from ..faults import Delay, Latency, Pacing, Stall, StreamFault
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
 from ._h2_timing import Reply, StreamTimers, Unsent, is_wait
 
@@ -235,11 +235,15 @@ class Http2Server(StreamTimers):
         if waits:
             self._hold(sid, request, response, faults, waits)
             return
-        paced = [f for f in faults if isinstance(f, Pacing | Latency)]
-        other = [f for f in faults if not isinstance(f, H2Fault | Pacing | Latency)]
+        # The time faults a stream takes: pacing, latency, and a delay or stall at a point
+        # of its body (a delay or stall before the response is a wait, above).
+        paced = [f for f in faults if isinstance(f, Pacing | Latency) or _at_body(f)]
+        other = [f for f in faults if not isinstance(f, H2Fault) and f not in paced]
         if other:
             hint = (
-                "; delay() and stall() apply to a stream before its response (after_bytes=0)"
+                "; a delay() or stall() applies to a stream before its response or at a "
+                "point of its body (after_bytes counts body bytes, or at='body_start' or "
+                "'body'), not at a point of an HTTP/1.1 head"
                 if any(isinstance(f, Delay | Stall) for f in other)
                 else ""
             )
@@ -261,6 +265,16 @@ class Http2Server(StreamTimers):
             if isinstance(f, Settings):
                 self.h2.update_settings({SETTING_CODES[k]: v for k, v in f.values})
                 self._flush()
+        early = next((f for f in h2_faults if self._before_response(f, sid)), None)
+        if early is not None and paced:
+            self.endpoint.network._record(
+                UsageError(
+                    f"{' + '.join(map(repr, paced))} composed with {early!r} on "
+                    f"{request.method} {request.target} to {self.endpoint.url}: stream {sid} "
+                    "gets no response, so there is nothing for them to act on; for a wait "
+                    "before it, compose delay(seconds) instead"
+                )
+            )
         for f in h2_faults:
             if isinstance(f, BadFrame):
                 self._flush()
@@ -276,15 +290,6 @@ class Http2Server(StreamTimers):
                 self._reset(sid, f.error_code)
                 return
             if isinstance(f, GoAway) and f.last_stream_id < sid:
-                if paced:
-                    self.endpoint.network._record(
-                        UsageError(
-                            f"{' + '.join(map(repr, paced))} composed with {f!r} on "
-                            f"{request.method} {request.target} to {self.endpoint.url}: the "
-                            f"GOAWAY leaves stream {sid} unprocessed, so there is no response "
-                            "to pace; for a wait before it, compose delay(seconds) instead"
-                        )
-                    )
                 self._goaway(f)
                 return
         cut = next((f for f in h2_faults if isinstance(f, RstStream)), None)
@@ -301,13 +306,49 @@ class Http2Server(StreamTimers):
         reset = None
         if cut is not None:
             assert cut.after_bytes is not None
-            body, reset = body[: cut.after_bytes], cut.error_code
+            stall = next((f for f in paced if isinstance(f, Stall)), None)
+            if stall is not None:
+                paced = self._first_to_end(request, body, stall, cut, paced)
+            if stall is None or stall not in paced:
+                body, reset = body[: cut.after_bytes], cut.error_code
         note = f"response {response.status} on stream {sid}, {len(body)} body bytes"
         pieces = _plan.stream_pieces(body, paced, self.conn.event) if paced else [(0.0, body)]
         self._pace(sid, Reply(headers, note, pieces, reset))
         goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
         if goaway is not None:  # covers this stream: after its response
             self._goaway(goaway, after=sid)
+
+    @staticmethod
+    def _before_response(f: H2Fault, sid: int) -> bool:
+        """Whether ``f`` acts on stream ``sid`` instead of its response."""
+        if isinstance(f, RstStream):
+            return f.after_bytes is None
+        if isinstance(f, GoAway):
+            return f.last_stream_id < sid
+        return isinstance(f, BadFrame | RefusedStream)
+
+    def _first_to_end(
+        self,
+        request: Request,
+        body: bytes,
+        stall: Stall,
+        cut: RstStream,
+        paced: list[StreamFault],
+    ) -> list[StreamFault]:
+        """A stall and an RST_STREAM at points of one body: the first to act ends the stream
+        (the RST at a tie); the other is reported. ``paced`` without the stall if it lost."""
+        assert cut.after_bytes is not None
+        point = _plan.body_point(stall, len(body))
+        stall_first = point is not None and point < cut.after_bytes
+        never = cut if stall_first else stall
+        self.endpoint.network._record(
+            UsageError(
+                f"{stall!r} + {cut!r} on {request.method} {request.target} to "
+                f"{self.endpoint.url}: the first to act ends the stream, so {never!r} never "
+                "acts; give each step its own fault"
+            )
+        )
+        return paced if stall_first else [f for f in paced if f is not stall]
 
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
@@ -378,6 +419,11 @@ class Http2Server(StreamTimers):
         if data:
             self._sent_log.feed(data)
             self.transport.write(data)
+
+
+def _at_body(f: StreamFault) -> bool:
+    """A ``delay`` or ``stall`` at a point of the body (not before the response: a wait)."""
+    return isinstance(f, Delay | Stall) and not is_wait(f) and _plan.body_point(f, 0) is not None
 
 
 def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
