@@ -319,8 +319,11 @@ def stream_pieces(
             if start == offset:
                 return k
             if start < offset < start + len(piece):
+                # Two writes where there was one: the second waits its latency too, as over
+                # HTTP/1.1, where latency() waits before every write.
                 cut = offset - start
-                spans[k : k + 1] = [[start, pause, piece[:cut]], [offset, 0.0, piece[cut:]]]
+                rest = [offset, wait(), piece[cut:]]
+                spans[k : k + 1] = [[start, pause, piece[:cut]], rest]
                 return k + 1
         spans.append([offset, 0.0, b""])  # at the body's end
         return len(spans) - 1

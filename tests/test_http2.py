@@ -861,8 +861,92 @@ def test_a_stall_and_an_rst_stream_in_one_body_the_first_acts(
     api.get("/").respond(200, body=BODY, fault=fault)
     r = get("http", TIMEOUT_MS=400)
     assert (r.code, r.body) == (code, BODY[:got])
-    with pytest.raises(UsageError, match=rf"first to act ends the stream, so {never}\("):
+    with pytest.raises(UsageError, match=rf"{never}\(.* never acted: the first fault to act"):
         curlfault.check()
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "got", "never"),
+    [
+        # Points are worked out on the whole body, then the cut: past it, they never act.
+        (faults.delay(5, after_bytes=800) + faults.rst_stream(after_bytes=500), 92, 500, "delay"),
+        (faults.delay(5, at="body") + faults.rst_stream(after_bytes=1000), 92, 1000, "delay"),
+        # A tie at the body's end (both points past it): the RST wins, as at any tie.
+        (faults.stall(after_bytes=6000) + faults.rst_stream(after_bytes=7000), 92, 5120, "stall"),
+        (faults.stall(after_bytes=500) + faults.rst_stream(after_bytes=500), 92, 500, "stall"),
+    ],
+    ids=["delay past the cut", "at=body past the cut", "tie at the end", "tie"],
+)
+def test_a_point_past_an_rst_stream_never_acts_and_is_reported(
+    curlfault: FakeNetwork, fault: Any, code: int, got: int, never: str
+) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=BODY, fault=fault)
+    start = time.monotonic()
+    r = get("http", TIMEOUT_MS=3000)
+    assert time.monotonic() - start < 2.5  # the delay did not hold the RST up
+    assert (r.code, r.body) == (code, BODY[:got])
+    with pytest.raises(UsageError, match=rf"{never}\(.* never acted"):
+        curlfault.check()
+
+
+def test_a_delay_at_a_point_of_an_empty_body_is_reported(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(204, fault=faults.delay(5, at="body"))
+    assert get("http").code == 0
+    with pytest.raises(UsageError, match="no body to put a point in"):
+        curlfault.check()
+
+
+def test_a_stall_inside_the_body_with_a_goaway_is_reported(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.stall(after_bytes=100) + faults.goaway(last_stream_id=1)
+    api.get("/").respond(200, body=BODY, fault=fault)
+    assert get("http", TIMEOUT_MS=400).code == 28
+    with pytest.raises(UsageError, match="never finished, so the GOAWAY"):
+        curlfault.check()
+
+
+def test_body_points_compose_with_pacing_and_with_each_other(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    two = faults.delay(0.2, after_bytes=100) + faults.delay(0.2, after_bytes=100)
+    api.get("/two").respond(200, body=BODY[:300], fault=two)
+    sliced = faults.slicer(100) + faults.delay(0.3, after_bytes=150)
+    api.get("/sliced").respond(200, body=BODY[:300], fault=sliced)
+    # latency() waits before the HEADERS, and before each write a point splits off (0.6 s).
+    late = faults.latency(0.2) + faults.delay(0.2, after_bytes=100)
+    api.get("/late").respond(200, body=BODY[:300], fault=late)
+    cases = (
+        ("/two", 0.4, [100, 200]),
+        ("/sliced", 0.3, [100, 50, 50, 100]),
+        ("/late", 0.6, [100, 200]),
+    )
+    for path, wait, lengths in cases:
+        start = time.monotonic()
+        r = get("http", path)
+        assert time.monotonic() - start >= wait  # two delays at one point add up
+        assert (r.code, r.body) == (0, BODY[:300])
+        data = [f for f in api.connections[-1].frames if (f.direction, f.type) == ("sent", "DATA")]
+        assert [f.length for f in data] == lengths
+    curlfault.check()
+
+
+def test_latency_keeps_a_stream_unbegun_for_a_goaway(curlfault: FakeNetwork) -> None:
+    # A stream whose HEADERS still wait on latency() has not begun: a GOAWAY below it
+    # leaves it unprocessed (the client retries it) instead of waiting for it.
+    api = endpoint(curlfault, "http")
+    api.get("/slow").respond(200, body=b"slow", fault=faults.latency(0.5))
+    api.get("/bye").respond(200, fault=faults.goaway(last_stream_id=0)).respond(200, body=b"ok")
+    codes, _ = run_multi_in_order(
+        ["http://api.test/slow", "http://api.test/bye"], H2["http"], [10_000, 10_000]
+    )
+    assert codes == [0, 0]  # both retried on new connections
+    first = api.connections[0]
+    assert not [f for f in first.frames if f.direction == "sent" and f.stream_id == 1]
+    trace = curlfault.trace()
+    assert "waits for held stream" not in trace
+    assert "GOAWAY(last_stream_id=0), then FIN" in trace
+    curlfault.check()
 
 
 def test_a_body_point_with_a_fault_that_sends_no_response_is_reported(

@@ -304,17 +304,23 @@ class Http2Server(StreamTimers):
         if "content-length" not in names:
             headers.append(("content-length", str(len(response.body))))
         reset = None
+        paced, cut = self._body_points(request, body, paced, cut)
         if cut is not None:
             assert cut.after_bytes is not None
-            stall = next((f for f in paced if isinstance(f, Stall)), None)
-            if stall is not None:
-                paced = self._first_to_end(request, body, stall, cut, paced)
-            if stall is None or stall not in paced:
-                body, reset = body[: cut.after_bytes], cut.error_code
+            body, reset = body[: cut.after_bytes], cut.error_code
+        goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
+        stall = next((f for f in paced if isinstance(f, Stall)), None)
+        if goaway is not None and stall is not None:
+            self.endpoint.network._record(
+                UsageError(
+                    f"{stall!r} + {goaway!r} on {request.method} {request.target} to "
+                    f"{self.endpoint.url}: the stream is never finished, so the GOAWAY that "
+                    "follows its response never goes; give each step its own fault"
+                )
+            )
         note = f"response {response.status} on stream {sid}, {len(body)} body bytes"
         pieces = _plan.stream_pieces(body, paced, self.conn.event) if paced else [(0.0, body)]
         self._pace(sid, Reply(headers, note, pieces, reset))
-        goaway = next((f for f in h2_faults if isinstance(f, GoAway)), None)
         if goaway is not None:  # covers this stream: after its response
             self._goaway(goaway, after=sid)
 
@@ -327,28 +333,51 @@ class Http2Server(StreamTimers):
             return f.last_stream_id < sid
         return isinstance(f, BadFrame | RefusedStream)
 
-    def _first_to_end(
+    def _body_points(
         self,
         request: Request,
         body: bytes,
-        stall: Stall,
-        cut: RstStream,
         paced: list[StreamFault],
-    ) -> list[StreamFault]:
-        """A stall and an RST_STREAM at points of one body: the first to act ends the stream
-        (the RST at a tie); the other is reported. ``paced`` without the stall if it lost."""
-        assert cut.after_bytes is not None
-        point = _plan.body_point(stall, len(body))
-        stall_first = point is not None and point < cut.after_bytes
-        never = cut if stall_first else stall
-        self.endpoint.network._record(
-            UsageError(
-                f"{stall!r} + {cut!r} on {request.method} {request.target} to "
-                f"{self.endpoint.url}: the first to act ends the stream, so {never!r} never "
-                "acts; give each step its own fault"
+        cut: RstStream | None,
+    ) -> tuple[list[StreamFault], RstStream | None]:
+        """``paced`` with each delay and stall inside the body at its byte (its point worked
+        out on the whole body), and the RST_STREAM cut if it still acts. Against a cut at
+        byte M, the first to act ends the stream (the RST at a tie with a stall): a stall
+        before M leaves the RST unsent, and a delay or stall past M never acts; each fault
+        that never acts is reported."""
+        size = len(body)
+        end = size if cut is None else min(size, cut.after_bytes or 0)
+        kept: list[StreamFault] = []
+        never: list[StreamFault] = []
+        for f in paced:
+            if not _at_body(f):
+                kept.append(f)
+                continue
+            assert isinstance(f, Delay | Stall)
+            point = _plan.body_point(f, size)
+            assert point is not None
+            if f.at == "body" and not size:
+                never.append(f)  # as over HTTP/1.1: no body to put the point in
+            elif cut is not None and (point > end or (isinstance(f, Stall) and point == end)):
+                never.append(f)
+            else:
+                kept.append(replace(f, after_bytes=point, at=None))
+        if cut is not None and any(isinstance(f, Stall) for f in kept):
+            never.append(cut)  # the stall ends the stream first
+            cut = None
+        if never:
+            why = (
+                "this response has no body to put a point in"
+                if not size
+                else "the first fault to act ends the stream"
             )
-        )
-        return paced if stall_first else [f for f in paced if f is not stall]
+            self.endpoint.network._record(
+                UsageError(
+                    f"{' + '.join(map(repr, never))} on {request.method} {request.target} to "
+                    f"{self.endpoint.url} never acted: {why}; give each step its own fault"
+                )
+            )
+        return kept, cut
 
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
