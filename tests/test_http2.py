@@ -597,9 +597,11 @@ def test_a_fault_composed_with_a_stream_stall_is_reported(curlfault: FakeNetwork
         curlfault.check()
 
 
-def sent_data(net: FakeNetwork, sid: int = 1) -> list[int]:
-    """The lengths of the DATA frames the fake sent on stream ``sid``."""
-    return [f.length for f in frames(net, "sent", "DATA") if f.stream_id == sid]
+def sent_data(net: FakeNetwork, sid: int = 1, conn: Any = None) -> list[int]:
+    """The lengths of the DATA frames the fake sent on stream ``sid`` (of ``conn`` only, if
+    given: each fresh handle's connection has a stream 1)."""
+    found = frames(net, "sent", "DATA") if conn is None else conn.frames
+    return [f.length for f in found if (f.type, f.direction, f.stream_id) == ("DATA", "sent", sid)]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -751,10 +753,7 @@ def test_a_graceful_goaway_finishes_a_paced_stream_it_started_above_last_stream_
         ["https://api.test/slow", "https://api.test/bye"], H2["https"], [10_000, 10_000]
     )
     assert codes == [0, 0]  # /bye unprocessed on the first connection, retried on a second
-    first = api.connections[0]
-    assert [
-        f.length for f in first.frames if (f.direction, f.type, f.stream_id) == ("sent", "DATA", 1)
-    ] == [10] * 5
+    assert sent_data(curlfault, 1, api.connections[0]) == [10] * 5
     assert "GOAWAY(last_stream_id=0) waits for held stream(s) 1" in curlfault.trace()
     curlfault.check()
 
@@ -830,8 +829,7 @@ def test_a_delay_inside_a_streams_body_holds_the_rest(curlfault: FakeNetwork, sc
         assert time.monotonic() - start >= 0.3
         assert (r.code, r.body) == (0, BODY)
         # At the body's end: every byte, then END_STREAM alone (an empty DATA frame) late.
-        data = [f for f in api.connections[-1].frames if (f.direction, f.type) == ("sent", "DATA")]
-        assert [f.length for f in data] == frames_sent
+        assert sent_data(curlfault, 1, api.connections[-1]) == frames_sent
     curlfault.check()
 
 
@@ -926,8 +924,7 @@ def test_body_points_compose_with_pacing_and_with_each_other(curlfault: FakeNetw
         r = get("http", path)
         assert time.monotonic() - start >= wait  # two delays at one point add up
         assert (r.code, r.body) == (0, BODY[:300])
-        data = [f for f in api.connections[-1].frames if (f.direction, f.type) == ("sent", "DATA")]
-        assert [f.length for f in data] == lengths
+        assert sent_data(curlfault, 1, api.connections[-1]) == lengths
     curlfault.check()
 
 

@@ -174,11 +174,25 @@ class StreamTimers:
 
     def _answer_late(self, sid: int, request: Request, response: Response) -> None:
         """A delayed stream's answer, from the loop thread's timer."""
+        conn = self.conn
+        fault, fault_on = conn.fault, conn.fault_on  # the whole fault, delay included
+
+        def answer() -> None:
+            try:
+                self._respond(sid, request, response)
+            finally:
+                conn.fault, conn.fault_on = fault, fault_on
+
+        self._timer_step(sid, answer)
+
+    def _timer_step(self, sid: int, step: Callable[[], None]) -> None:
+        """Run a held stream's ``step`` when its timer fires, unless the client reset the
+        stream or the connection ended meanwhile; an error in it fails the connection, as
+        the loop does with a server's error while it pumps."""
         if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
-            return  # the client reset the stream or closed the connection meanwhile
-        fault, fault_on = self.conn.fault, self.conn.fault_on  # the whole fault, delay included
+            return
         try:
-            self._respond(sid, request, response)
+            step()
             if not self._dead:
                 self._flush()
         except h2.exceptions.StreamClosedError:
@@ -186,8 +200,6 @@ class StreamTimers:
         except BaseException as exc:
             self._server_failed(exc)
             return
-        finally:
-            self.conn.fault, self.conn.fault_on = fault, fault_on
         self._finish_after_goaway()
 
     def _finish_after_goaway(self) -> None:
@@ -236,19 +248,12 @@ class StreamTimers:
 
     def _next_piece(self, sid: int, reply: Reply) -> None:
         """A paced stream's next piece, from the loop thread's timer."""
-        if self._held.pop(sid, None) is None or self.transport.closed or self._dead:
-            return  # the client reset the stream or closed the connection meanwhile
-        reply.pieces[0] = (0.0, reply.pieces[0][1])
-        try:
+
+        def send() -> None:
+            reply.pieces[0] = (0.0, reply.pieces[0][1])  # its wait is over
             self._pace(sid, reply)
-            if not self._dead:
-                self._flush()
-        except h2.exceptions.StreamClosedError:
-            self._gone(sid)
-        except BaseException as exc:
-            self._server_failed(exc)
-            return
-        self._finish_after_goaway()
+
+        self._timer_step(sid, send)
 
     def _server_failed(self, exc: BaseException) -> None:
         """What the loop does with a server's error while it pumps: the connection fails
