@@ -23,9 +23,7 @@ __all__: list[str] = [
     "POINTS",
     "Close",
     "Compose",
-    "ConnectTimeout",
     "ConnectionFault",
-    "ConnectionRefused",
     "Delay",
     "Drip",
     "Fault",
@@ -33,25 +31,19 @@ __all__: list[str] = [
     "Latency",
     "Pacing",
     "PointFault",
-    "Refuse",
     "Reset",
     "Slicer",
     "SlowClose",
-    "SlowConnect",
     "Stall",
     "StreamFault",
     "close",
-    "connect_timeout",
-    "connection_refused",
     "delay",
     "drip",
     "garbage",
     "latency",
-    "refuse",
     "reset",
     "slicer",
     "slow_close",
-    "slow_connect",
     "stall",
 ]
 
@@ -122,18 +114,6 @@ def _no_compose(a: Fault, b: Fault) -> str:
     )
 
 
-@dataclass(frozen=True, repr=False)
-class Refuse(ConnectionFault):
-    """The opensocket callback returns ``SOCKET_BAD``: no descriptor is made at all.
-
-    libcurl tries the next resolved address (there is one per fake host), then fails
-    with 7 (``COULDNT_CONNECT``).
-    """
-
-    curlcode: ClassVar[int] = 7
-    name: ClassVar[str] = "refuse"
-
-
 def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"{what} must be a number of seconds, got {value!r}")
@@ -147,53 +127,6 @@ def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
             "use faults.stall()"
         )
     return float(value)
-
-
-@dataclass(frozen=True, repr=False)
-class ConnectionRefused(ConnectionFault):
-    """libcurl connects by itself to a loopback port that is bound but not listening.
-
-    The kernel answers the SYN with RST: libcurl sees ``ECONNREFUSED`` and returns 7
-    (``COULDNT_CONNECT``), exactly as for a server that is down. Unlike ``refuse()``, a
-    descriptor exists and goes through the ledger.
-    """
-
-    curlcode: ClassVar[int] = 7
-    name: ClassVar[str] = "connection_refused"
-
-
-@dataclass(frozen=True, repr=False)
-class ConnectTimeout(ConnectionFault):
-    """libcurl connects by itself to a loopback listener whose accept queue is full.
-
-    The kernel drops the SYN, so the connect never completes: libcurl returns 28
-    (``OPERATION_TIMEDOUT``) when ``CONNECTTIMEOUT`` (or ``TIMEOUT``) runs out.
-    """
-
-    curlcode: ClassVar[int] = 28
-    name: ClassVar[str] = "connect_timeout"
-
-
-@dataclass(frozen=True, repr=False)
-class SlowConnect(ConnectionFault):
-    """The connect completes late: no sooner than ``seconds`` after it started.
-
-    The listener's accept queue is full until ``seconds`` have passed; the connect then
-    completes on the kernel's next SYN retransmission (Linux: 1 s, 3 s, 7 s, ... after the
-    first SYN), so the real delay is rounded up to that schedule; the connection trace
-    records it. Then the connection is served normally (0), or times out (28) if
-    ``CONNECTTIMEOUT`` is shorter.
-    """
-
-    seconds: float = 1.0
-    curlcode: ClassVar[int] = 0
-    name: ClassVar[str] = "slow_connect"
-
-    def __post_init__(self) -> None:
-        _seconds(self.seconds, "slow_connect(seconds=...)")
-        from ._listener import release_delay, syn_schedule
-
-        release_delay(self.seconds, syn_schedule())  # beyond the kernel's SYN retries: raises
 
 
 def _byte_count(value: object, what: str, *, minimum: int = 0) -> int:
@@ -466,26 +399,6 @@ class Compose(StreamFault):
         return " + ".join(repr(f) for f in self.faults)
 
 
-def refuse() -> Refuse:
-    """Refuse the connection before a descriptor exists (CURLcode 7)."""
-    return Refuse()
-
-
-def connection_refused() -> ConnectionRefused:
-    """libcurl's own connect hits a closed loopback port (CURLcode 7)."""
-    return ConnectionRefused()
-
-
-def connect_timeout() -> ConnectTimeout:
-    """libcurl's own connect never completes (CURLcode 28 at CONNECTTIMEOUT)."""
-    return ConnectTimeout()
-
-
-def slow_connect(seconds: float) -> SlowConnect:
-    """libcurl's own connect completes no sooner than ``seconds`` later."""
-    return SlowConnect(seconds=seconds)
-
-
 def close(after_bytes: int = 0, *, at: str | None = None) -> Close:
     """FIN at the byte point (52 before any byte, 18 inside the body, 0 inside headers)."""
     return Close(after_bytes=after_bytes, at=at)
@@ -560,10 +473,17 @@ def _misuse_hint(value: object) -> str:
 
 # Protocol faults live in modules of their own and belong to this namespace; they are
 # imported last because they subclass the bases above.
-from . import _faults_h2, _faults_http1, _faults_tls, _faults_ws  # noqa: E402
+from . import _faults_connect, _faults_h2, _faults_http1, _faults_tls, _faults_ws  # noqa: E402
+from ._faults_connect import *  # noqa: E402, F403
 from ._faults_h2 import *  # noqa: E402, F403
 from ._faults_http1 import *  # noqa: E402, F403
 from ._faults_tls import *  # noqa: E402, F403
 from ._faults_ws import *  # noqa: E402, F403
 
-__all__ += [*_faults_http1.__all__, *_faults_tls.__all__, *_faults_h2.__all__, *_faults_ws.__all__]
+__all__ += [
+    *_faults_connect.__all__,
+    *_faults_http1.__all__,
+    *_faults_tls.__all__,
+    *_faults_h2.__all__,
+    *_faults_ws.__all__,
+]
