@@ -888,6 +888,26 @@ def test_a_point_past_an_rst_stream_never_acts_and_is_reported(
         curlfault.check()
 
 
+def test_a_body_point_met_by_a_head_is_reported(curlfault: FakeNetwork) -> None:
+    # As over HTTP/1.1: a GET route answers HEAD too, and the HEAD takes the step's fault.
+    api = endpoint(curlfault, "http")
+    api.get("/").respond(200, body=BODY, fault=faults.stall(after_bytes=100))
+    r = get("http", NOBODY=1)
+    assert (r.code, r.status) == (0, 200)
+    with pytest.raises(UsageError, match=r"HEAD took the step meant for a GET.*\.head\('/'\)"):
+        curlfault.check()
+
+
+def test_a_delay_at_or_after_a_stall_is_reported(curlfault: FakeNetwork) -> None:
+    api = endpoint(curlfault, "http")
+    fault = faults.stall(after_bytes=100) + faults.delay(5, after_bytes=200)
+    api.get("/").respond(200, body=BODY, fault=fault)
+    r = get("http", TIMEOUT_MS=400)
+    assert (r.code, r.body) == (28, BODY[:100])
+    with pytest.raises(UsageError, match=r"delay\(seconds=5.* never acted: the first fault"):
+        curlfault.check()
+
+
 def test_a_delay_at_a_point_of_an_empty_body_is_reported(curlfault: FakeNetwork) -> None:
     api = endpoint(curlfault, "http")
     api.get("/").respond(204, fault=faults.delay(5, at="body"))

@@ -341,14 +341,17 @@ class Http2Server(StreamTimers):
         cut: RstStream | None,
     ) -> tuple[list[StreamFault], RstStream | None]:
         """``paced`` with each delay and stall inside the body at its byte (its point worked
-        out on the whole body), and the RST_STREAM cut if it still acts. Against a cut at
-        byte M, the first to act ends the stream (the RST at a tie with a stall): a stall
-        before M leaves the RST unsent, and a delay or stall past M never acts; each fault
-        that never acts is reported."""
+        out on the whole body), and the RST_STREAM cut if it still acts. The first fault to
+        act ends the stream: against a cut at byte M (the RST wins a tie with a stall), a
+        stall before M leaves the RST unsent and a delay or stall past M never acts; a delay
+        at or past a stall never acts. A HEAD response has no body for a point to fall in.
+        Each fault that never acts is reported."""
         size = len(body)
+        head = request.method == "HEAD"
         end = size if cut is None else min(size, cut.after_bytes or 0)
         kept: list[StreamFault] = []
         never: list[StreamFault] = []
+        points: dict[int, int] = {}  # id(fault kept) -> its point
         for f in paced:
             if not _at_body(f):
                 kept.append(f)
@@ -356,28 +359,51 @@ class Http2Server(StreamTimers):
             assert isinstance(f, Delay | Stall)
             point = _plan.body_point(f, size)
             assert point is not None
-            if f.at == "body" and not size:
+            if head or (f.at == "body" and not size):
                 never.append(f)  # as over HTTP/1.1: no body to put the point in
             elif cut is not None and (point > end or (isinstance(f, Stall) and point == end)):
                 never.append(f)
             else:
-                kept.append(replace(f, after_bytes=point, at=None))
-        if cut is not None and any(isinstance(f, Stall) for f in kept):
-            never.append(cut)  # the stall ends the stream first
-            cut = None
+                at = replace(f, after_bytes=point, at=None)
+                kept.append(at)
+                points[id(at)] = point
+        stall = next((f for f in kept if isinstance(f, Stall)), None)
+        if stall is not None:
+            if cut is not None:
+                never.append(cut)  # the stall ends the stream first
+                cut = None
+            late = [
+                f
+                for f in kept
+                if isinstance(f, Delay) and id(f) in points and points[id(f)] >= points[id(stall)]
+            ]
+            never += late
+            kept = [f for f in kept if f not in late]
         if never:
-            why = (
-                "this response has no body to put a point in"
-                if not size
-                else "the first fault to act ends the stream"
-            )
-            self.endpoint.network._record(
-                UsageError(
-                    f"{' + '.join(map(repr, never))} on {request.method} {request.target} to "
-                    f"{self.endpoint.url} never acted: {why}; give each step its own fault"
-                )
-            )
+            self._never_acted(request, never, size)
         return kept, cut
+
+    def _never_acted(self, request: Request, never: list[StreamFault], size: int) -> None:
+        if request.method == "HEAD":
+            route = self.endpoint.match(request)
+            why = (
+                "a HEAD response has no body to put a point in: a GET route answers HEAD "
+                "too, and this HEAD took the step meant for a GET; declare "
+                f".head({request.path!r}).respond(...) on the endpoint for the HEAD, or give "
+                "the fault to a later step"
+                if route is not None and route.method == "GET"
+                else "a HEAD response has no body to put a point in"
+            )
+        elif not size:
+            why = "this response has no body to put a point in"
+        else:
+            why = "the first fault to act ends the stream; give each step its own fault"
+        self.endpoint.network._record(
+            UsageError(
+                f"{' + '.join(map(repr, never))} on {request.method} {request.target} to "
+                f"{self.endpoint.url} never acted: {why}"
+            )
+        )
 
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
