@@ -4,7 +4,8 @@
 ``slicer()`` and ``latency()`` pacing its body, hold that one stream on a timer while the
 connection's other streams are served. ``StreamTimers`` is the part of ``Http2Server`` that
 keeps them: the held streams (``_held``: stream id -> the timer that ends its wait),
-answering a delayed stream late, sending a paced body piece by piece, the bound on a stall,
+answering a delayed stream late, placing the points of a body's delays and stalls (and
+reporting those that never act), sending a paced body piece by piece, the bound on a stall,
 and letting every held stream go when the client resets it or the connection ends. Timers
 call back through weak references, so a pending one never keeps a closed network alive.
 """
@@ -25,14 +26,14 @@ from .._plan import compose
 from ..faults import Delay, Stall, StreamFault
 
 if TYPE_CHECKING:
-    from .._faults_h2 import GoAway
+    from .._faults_h2 import GoAway, RstStream
     from .._http import Request, Response
     from .._loop import Timer
     from .._network import Connection, HttpEndpoint
     from .._transports import Channel
     from .http1 import ByteTransport
 
-__all__ = ["Reply", "StreamTimers", "Unsent", "is_wait"]
+__all__ = ["Reply", "StreamTimers", "Unsent", "at_body", "is_wait"]
 
 
 class Unsent:
@@ -70,6 +71,11 @@ class Reply:
 def is_wait(f: StreamFault) -> bool:
     """A ``delay()`` or ``stall()`` before the response: one an HTTP/2 stream takes."""
     return isinstance(f, Delay | Stall) and f.after_bytes == 0 and f.at is None
+
+
+def at_body(f: StreamFault) -> bool:
+    """A ``delay`` or ``stall`` at a point of the body (not before the response: a wait)."""
+    return isinstance(f, Delay | Stall) and not is_wait(f) and _plan.body_point(f, 0) is not None
 
 
 class StreamTimers:
@@ -265,3 +271,75 @@ class StreamTimers:
         else:  # pragma: no cover - every served connection has a channel
             self.conn.server_failed(exc)
             self.transport.abort()
+
+    def _body_points(
+        self,
+        request: Request,
+        body: bytes,
+        paced: list[StreamFault],
+        cut: RstStream | None,
+    ) -> tuple[list[StreamFault], RstStream | None]:
+        """``paced`` with each delay and stall inside the body at its byte (its point worked
+        out on the whole body), and the RST_STREAM cut if it still acts. The first fault to
+        act ends the stream: against a cut at byte M (the RST wins a tie with a stall), a
+        stall before M leaves the RST unsent and a delay or stall past M never acts; a delay
+        at or past a stall never acts. A HEAD response has no body for a point to fall in.
+        Each fault that never acts is reported."""
+        size = len(body)
+        head = request.method == "HEAD"
+        end = size if cut is None else min(size, cut.after_bytes or 0)
+        kept: list[StreamFault] = []
+        never: list[StreamFault] = []
+        points: dict[int, int] = {}  # id(fault kept) -> its point
+        for f in paced:
+            if not at_body(f):
+                kept.append(f)
+                continue
+            assert isinstance(f, Delay | Stall)
+            point = _plan.body_point(f, size)
+            assert point is not None
+            if head or (f.at == "body" and not size):
+                never.append(f)  # as over HTTP/1.1: no body to put the point in
+            elif cut is not None and (point > end or (isinstance(f, Stall) and point == end)):
+                never.append(f)
+            else:
+                at = replace(f, after_bytes=point, at=None)
+                kept.append(at)
+                points[id(at)] = point
+        stall = next((f for f in kept if isinstance(f, Stall)), None)
+        if stall is not None:
+            if cut is not None:
+                never.append(cut)  # the stall ends the stream first
+                cut = None
+            late = [
+                f
+                for f in kept
+                if isinstance(f, Delay) and id(f) in points and points[id(f)] >= points[id(stall)]
+            ]
+            never += late
+            kept = [f for f in kept if f not in late]
+        if never:
+            self._never_acted(request, never, size)
+        return kept, cut
+
+    def _never_acted(self, request: Request, never: list[StreamFault], size: int) -> None:
+        if request.method == "HEAD":
+            route = self.endpoint.match(request)
+            why = (
+                "a HEAD response has no body to put a point in: a GET route answers HEAD "
+                "too, and this HEAD took the step meant for a GET; declare "
+                f".head({request.path!r}).respond(...) on the endpoint for the HEAD, or give "
+                "the fault to a later step"
+                if route is not None and route.method == "GET"
+                else "a HEAD response has no body to put a point in"
+            )
+        elif not size:
+            why = "this response has no body to put a point in"
+        else:
+            why = "the first fault to act ends the stream; give each step its own fault"
+        self.endpoint.network._record(
+            UsageError(
+                f"{' + '.join(map(repr, never))} on {request.method} {request.target} to "
+                f"{self.endpoint.url} never acted: {why}"
+            )
+        )

@@ -33,9 +33,9 @@ from .._faults_h2 import (
 )
 from .._http import Request, Response
 from .._plan import compose, flatten
-from ..faults import Delay, Latency, Pacing, Stall, StreamFault
+from ..faults import Delay, Latency, Pacing, Stall
 from ._h2_frames import ERROR_NAMES, PREFACE, Frame, FrameLog, error_name
-from ._h2_timing import Reply, StreamTimers, Unsent, is_wait
+from ._h2_timing import Reply, StreamTimers, Unsent, at_body, is_wait
 
 if TYPE_CHECKING:
     from .._loop import Timer
@@ -237,7 +237,7 @@ class Http2Server(StreamTimers):
             return
         # The time faults a stream takes: pacing, latency, and a delay or stall at a point
         # of its body (a delay or stall before the response is a wait, above).
-        paced = [f for f in faults if isinstance(f, Pacing | Latency) or _at_body(f)]
+        paced = [f for f in faults if isinstance(f, Pacing | Latency) or at_body(f)]
         other = [f for f in faults if not isinstance(f, H2Fault) and f not in paced]
         if other:
             hint = (
@@ -333,78 +333,6 @@ class Http2Server(StreamTimers):
             return f.last_stream_id < sid
         return isinstance(f, BadFrame | RefusedStream)
 
-    def _body_points(
-        self,
-        request: Request,
-        body: bytes,
-        paced: list[StreamFault],
-        cut: RstStream | None,
-    ) -> tuple[list[StreamFault], RstStream | None]:
-        """``paced`` with each delay and stall inside the body at its byte (its point worked
-        out on the whole body), and the RST_STREAM cut if it still acts. The first fault to
-        act ends the stream: against a cut at byte M (the RST wins a tie with a stall), a
-        stall before M leaves the RST unsent and a delay or stall past M never acts; a delay
-        at or past a stall never acts. A HEAD response has no body for a point to fall in.
-        Each fault that never acts is reported."""
-        size = len(body)
-        head = request.method == "HEAD"
-        end = size if cut is None else min(size, cut.after_bytes or 0)
-        kept: list[StreamFault] = []
-        never: list[StreamFault] = []
-        points: dict[int, int] = {}  # id(fault kept) -> its point
-        for f in paced:
-            if not _at_body(f):
-                kept.append(f)
-                continue
-            assert isinstance(f, Delay | Stall)
-            point = _plan.body_point(f, size)
-            assert point is not None
-            if head or (f.at == "body" and not size):
-                never.append(f)  # as over HTTP/1.1: no body to put the point in
-            elif cut is not None and (point > end or (isinstance(f, Stall) and point == end)):
-                never.append(f)
-            else:
-                at = replace(f, after_bytes=point, at=None)
-                kept.append(at)
-                points[id(at)] = point
-        stall = next((f for f in kept if isinstance(f, Stall)), None)
-        if stall is not None:
-            if cut is not None:
-                never.append(cut)  # the stall ends the stream first
-                cut = None
-            late = [
-                f
-                for f in kept
-                if isinstance(f, Delay) and id(f) in points and points[id(f)] >= points[id(stall)]
-            ]
-            never += late
-            kept = [f for f in kept if f not in late]
-        if never:
-            self._never_acted(request, never, size)
-        return kept, cut
-
-    def _never_acted(self, request: Request, never: list[StreamFault], size: int) -> None:
-        if request.method == "HEAD":
-            route = self.endpoint.match(request)
-            why = (
-                "a HEAD response has no body to put a point in: a GET route answers HEAD "
-                "too, and this HEAD took the step meant for a GET; declare "
-                f".head({request.path!r}).respond(...) on the endpoint for the HEAD, or give "
-                "the fault to a later step"
-                if route is not None and route.method == "GET"
-                else "a HEAD response has no body to put a point in"
-            )
-        elif not size:
-            why = "this response has no body to put a point in"
-        else:
-            why = "the first fault to act ends the stream; give each step its own fault"
-        self.endpoint.network._record(
-            UsageError(
-                f"{' + '.join(map(repr, never))} on {request.method} {request.target} to "
-                f"{self.endpoint.url} never acted: {why}"
-            )
-        )
-
     def _send_pending(self, sid: int) -> None:
         out = self._out.get(sid)
         if out is None:
@@ -474,11 +402,6 @@ class Http2Server(StreamTimers):
         if data:
             self._sent_log.feed(data)
             self.transport.write(data)
-
-
-def _at_body(f: StreamFault) -> bool:
-    """A ``delay`` or ``stall`` at a point of the body (not before the response: a wait)."""
-    return isinstance(f, Delay | Stall) and not is_wait(f) and _plan.body_point(f, 0) is not None
 
 
 def strip_h2_faults(response: Response) -> tuple[Response, list[H2Fault]]:
