@@ -15,7 +15,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._errors import UsageError
 from ._loop import Loop
@@ -284,13 +284,14 @@ def stream_pieces(
     """An HTTP/2 stream's response as ``(wait, piece)`` pairs: ``build_ops`` for one stream.
 
     The first pair is the HEADERS frame's (its bytes empty), its wait the one before the
-    response. The body follows: the pacing and latency faults among ``faults`` act on the
-    body alone (a byte point counts body bytes, as ``rst_stream(after_bytes=N)`` does):
-    ``after_bytes`` at once, then pieces of the pacing's size, each after its gap (none
-    before the first, as over HTTP/1.1) and a ``latency()`` wait. A ``delay`` at a body
-    point (``body_point``) adds its seconds to the wait of the piece that starts there (one
-    is split if need be); a ``stall`` there ends the list with ``(NEVER, b"")``. An empty
-    last piece is END_STREAM alone (a delay at the body's end).
+    response (a ``latency()``). The body follows, split as ``build_ops`` splits an HTTP/1.1
+    response, byte points counting body bytes (as ``rst_stream(after_bytes=N)`` does): each
+    ``delay``/``stall`` point (``body_point``) ends a segment, and a pacing fault cuts each
+    segment past its ``after_bytes`` into pieces of its size, each after its gap (none before
+    a segment's first); every write but the first (which goes with the HEADERS) waits a
+    ``latency()`` too. A delay's seconds are added to the wait of the piece after its point
+    (an empty last piece, END_STREAM alone, at the body's end); a stall ends the list with
+    ``(NEVER, b"")``.
     """
     pacing = next((f for f in faults if isinstance(f, Pacing)), None)
     latency = _latency_waits(faults, trace)
@@ -298,35 +299,24 @@ def stream_pieces(
     def wait() -> float:
         return latency() if latency is not None else 0.0
 
-    before = wait()
-    spans: list[list[Any]] = []  # [start, wait, bytes]
-    if pacing is None or len(body) <= pacing.after_bytes:
-        if body:
-            spans.append([0, 0.0, body])
-    else:
-        after = pacing.after_bytes
-        if after:
-            spans.append([0, 0.0, body[:after]])
-        size, gap = _piece_size_and_gap(pacing)
-        for i in range(after, len(body), size):
-            # The first paced piece goes at once: with the HEADERS when nothing precedes it.
-            pause = 0.0 if i == after and not after else (gap if i > after else 0.0) + wait()
-            spans.append([i, pause, body[i : i + size]])
+    pieces: list[tuple[float, bytes]] = [(wait(), b"")]  # the HEADERS' own
+    pending = 0.0  # a delay's seconds, waited before the next piece
 
-    def starting_at(offset: int) -> int:
-        """The index of the span that starts at ``offset``, splitting one if need be."""
-        for k, (start, pause, piece) in enumerate(spans):
-            if start == offset:
-                return k
-            if start < offset < start + len(piece):
-                # Two writes where there was one: the second waits its latency too, as over
-                # HTTP/1.1, where latency() waits before every write.
-                cut = offset - start
-                rest = [offset, wait(), piece[cut:]]
-                spans[k : k + 1] = [[start, pause, piece[:cut]], rest]
-                return k + 1
-        spans.append([offset, 0.0, b""])  # at the body's end
-        return len(spans) - 1
+    def write(piece: bytes, gap: float = 0.0) -> None:
+        nonlocal pending
+        if piece:
+            pieces.append((pending + gap + (wait() if len(pieces) > 1 else 0.0), piece))
+            pending = 0.0
+
+    def emit(start: int, end: int) -> None:
+        if pacing is None or end <= pacing.after_bytes:
+            write(body[start:end])
+            return
+        split = max(start, pacing.after_bytes)
+        write(body[start:split])
+        size, gap = _piece_size_and_gap(pacing)
+        for i in range(split, end, size):
+            write(body[i : min(i + size, end)], gap if i > split else 0.0)
 
     points: list[tuple[int, int, Delay | Stall]] = []
     for i, f in enumerate(faults):
@@ -334,13 +324,18 @@ def stream_pieces(
             offset = body_point(f, len(body))
             if offset is not None:
                 points.append((offset, i, f))
+    pos = 0
     for offset, _, f in sorted(points, key=lambda p: p[:2]):
-        k = starting_at(offset)
+        emit(pos, offset)
+        pos = offset
         if isinstance(f, Stall):
-            spans[k:] = [[offset, NEVER, b""]]
-            break
-        spans[k][1] += f.seconds
-    return [(before, b""), *((pause, piece) for _, pause, piece in spans)]
+            pieces.append((NEVER, b""))
+            return pieces
+        pending += f.seconds
+    emit(pos, len(body))
+    if pending:
+        pieces.append((pending, b""))  # a delay at the body's end: END_STREAM alone, late
+    return pieces
 
 
 # How long a stall() holds a connection before the fake gives up: a client with no TIMEOUT

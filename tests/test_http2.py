@@ -936,7 +936,7 @@ def test_body_points_compose_with_pacing_and_with_each_other(curlfault: FakeNetw
     api.get("/late").respond(200, body=BODY[:300], fault=late)
     cases = (
         ("/two", 0.4, [100, 200]),
-        ("/sliced", 0.3, [100, 50, 50, 100]),
+        ("/sliced", 0.3, [100, 50, 100, 50]),  # the slices start again at the point
         ("/late", 0.6, [100, 200]),
     )
     for path, wait, lengths in cases:
