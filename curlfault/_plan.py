@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from ._errors import UsageError
@@ -193,18 +193,10 @@ def build_ops(data: bytes, faults: list[StreamFault], trace: Callable[[str], Non
         ops.append(("write", piece))
 
     def emit(start: int, end: int) -> None:
-        if pacing is None or end <= pacing.after_bytes:
-            write(data[start:end])
-            return
-        split = max(start, pacing.after_bytes)
-        write(data[start:split])
-        size, gap = _piece_size_and_gap(pacing)
-        first = True
-        for i in range(split, end, size):
-            if not first and gap > 0:
+        for a, b, gap in _segment(start, end, pacing):
+            if gap > 0:
                 ops.append(("sleep", gap))
-            first = False
-            write(data[i : min(i + size, end)])
+            write(data[a:b])
 
     pos = 0
     for at, _, f in points:
@@ -250,6 +242,20 @@ def _latency_waits(
     trace(f"latency jitter seed={seed}")
     rng = random.Random(seed)
     return lambda: seconds + rng.uniform(0, jitter)
+
+
+def _segment(start: int, end: int, pacing: Pacing | None) -> Iterator[tuple[int, int, float]]:
+    """The writes of bytes ``[start, end)`` under ``pacing``, as ``(from, to, gap before)``:
+    the bytes before its ``after_bytes`` at once, the rest in pieces of its size, each after
+    its gap but the segment's first (an empty write is the caller's to skip)."""
+    if pacing is None or end <= pacing.after_bytes:
+        yield start, end, 0.0
+        return
+    split = max(start, pacing.after_bytes)
+    yield start, split, 0.0
+    size, gap = _piece_size_and_gap(pacing)
+    for i in range(split, end, size):
+        yield i, min(i + size, end), gap if i > split else 0.0
 
 
 def _piece_size_and_gap(pacing: Pacing) -> tuple[int, float]:
@@ -309,14 +315,8 @@ def stream_pieces(
             pending = 0.0
 
     def emit(start: int, end: int) -> None:
-        if pacing is None or end <= pacing.after_bytes:
-            write(body[start:end])
-            return
-        split = max(start, pacing.after_bytes)
-        write(body[start:split])
-        size, gap = _piece_size_and_gap(pacing)
-        for i in range(split, end, size):
-            write(body[i : min(i + size, end)], gap if i > split else 0.0)
+        for a, b, gap in _segment(start, end, pacing):
+            write(body[a:b], gap)
 
     points: list[tuple[int, int, Delay | Stall]] = []
     for i, f in enumerate(faults):
